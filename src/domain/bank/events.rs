@@ -1,0 +1,25 @@
+use serde::{Deserialize, Serialize};
+
+use crate::domain::money::Money;
+use crate::es::aggregate::DomainEvent;
+
+/// Facts about one bank account. The serde tag is the stored `event_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum BankEvent {
+    AccountOpened { owner: String, initial_deposit: Money, overdraft_limit: Money },
+    MoneyDeposited { amount: Money },
+    MoneyWithdrawn { amount: Money },
+    CheckWritten { check_number: String, amount: Money },
+}
+
+impl DomainEvent for BankEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            BankEvent::AccountOpened { .. } => "AccountOpened",
+            BankEvent::MoneyDeposited { .. } => "MoneyDeposited",
+            BankEvent::MoneyWithdrawn { .. } => "MoneyWithdrawn",
+            BankEvent::CheckWritten { .. } => "CheckWritten",
+        }
+    }
+}

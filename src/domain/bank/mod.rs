@@ -1,0 +1,8 @@
+//! Bank accounts, as in the seed: open, deposit, withdraw, write checks, with
+//! an overdraft limit.
+
+mod aggregate;
+mod events;
+
+pub use aggregate::{BankAccount, BankCommand, BankError};
+pub use events::BankEvent;

@@ -1,0 +1,5 @@
+//! The domain: aggregates, commands, events and rules. Pure Rust: no SQL, no
+//! GraphQL, no Redis. Every bounded context has its own module.
+
+pub mod bank;
+pub mod money;

@@ -1,0 +1,73 @@
+//! The aggregate contract: pure decision (`handle`) and pure bookkeeping
+//! (`apply`). Aggregates never perform I/O; anything external they need is
+//! looked up by the caller and carried inside the command.
+
+use serde::{Serialize, de::DeserializeOwned};
+
+/// An event as the domain defines it: a past-tense fact with a stable type
+/// string and a schema version. Stored type strings are never renamed; an old
+/// shape is upcast on read (see [`crate::es::upcast`]).
+pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// The stable name stored in the `event_type` column.
+    fn event_type(&self) -> &'static str;
+    /// The version of this event's payload shape, stored beside it.
+    fn schema_version(&self) -> i32 {
+        1
+    }
+}
+
+/// A consistency boundary rebuilt by folding its events.
+///
+/// Invariant: `apply` must accept every event `handle` ever produced, past or
+/// present, and must never fail: events are facts that already happened.
+pub trait Aggregate:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The `stream_type` under which this aggregate's events are stored.
+    const STREAM_TYPE: &'static str;
+    /// Version of the serialized state; a snapshot written with another
+    /// version is ignored and the state is rebuilt from events.
+    const STATE_VERSION: i32 = 1;
+
+    type Command: Send + Sync;
+    type Event: DomainEvent;
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Checks the business rules against the current state and decides which
+    /// events the command produces. An empty vector means "nothing to do".
+    fn handle(&self, command: &Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Folds one event into the state.
+    fn apply(&mut self, event: &Self::Event);
+}
+
+/// How a domain rule rejection maps onto the public API. Each domain error
+/// type states which family it belongs to; adapters turn the family into an
+/// error code without knowing the domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    /// Input is malformed or out of range (`VALIDATION_ERROR`).
+    Validation,
+    /// The aggregate is not in a state that allows the command (`INVALID_STATE`).
+    InvalidState,
+    /// A referenced entity does not exist (`NOT_FOUND`).
+    NotFound,
+    /// Not enough money (`INSUFFICIENT_FUNDS`).
+    InsufficientFunds,
+    /// Not enough stock (`INSUFFICIENT_STOCK`).
+    InsufficientStock,
+}
+
+/// Implemented by every domain error so the API can classify it.
+pub trait Rejection {
+    fn kind(&self) -> RejectionKind;
+}
+
+/// Given/when/then helper for aggregate tests: fold `given`, run `when`.
+pub fn given<A: Aggregate>(events: &[A::Event]) -> A {
+    let mut state = A::default();
+    for event in events {
+        state.apply(event);
+    }
+    state
+}

@@ -1,0 +1,8 @@
+//! eventfold: a GraphQL backend built on CQRS and event sourcing.
+//!
+//! - [`es`]: the generic event-sourcing kernel (no domain, no GraphQL, no SQL).
+//! - [`domain`]: aggregates, commands, events and rules (pure).
+//! - [`infra`], [`projections`], [`graphql`], [`http`]: the adapters.
+
+pub mod domain;
+pub mod es;
