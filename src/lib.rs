@@ -6,3 +6,9 @@
 
 pub mod domain;
 pub mod es;
+pub mod infra;
+pub mod projections;
+pub mod app;
+pub mod graphql;
+pub mod http;
+pub mod cli;

@@ -1,1 +1,11 @@
-pub fn x() {}
+//! SeaORM entities: the row shapes of the event store and the read tables.
+//! They stay inside the adapters; the API has its own types.
+
+pub mod account_balance_history;
+pub mod audit_log;
+pub mod bank_account_summary_view;
+pub mod command_log;
+pub mod dead_letters;
+pub mod events;
+pub mod projection_checkpoints;
+pub mod snapshots;

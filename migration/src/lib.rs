@@ -1,1 +1,21 @@
-pub fn x() {}
+//! The one source of the database schema. Every table of the event store and
+//! of the read side is created here; `serve` and `migrate` apply these.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_create_event_store;
+mod m20261126_000002_create_projection_runtime;
+mod m20261126_000003_create_account_views;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261126_000001_create_event_store::Migration),
+            Box::new(m20261126_000002_create_projection_runtime::Migration),
+            Box::new(m20261126_000003_create_account_views::Migration),
+        ]
+    }
+}

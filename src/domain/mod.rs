@@ -3,3 +3,6 @@
 
 pub mod bank;
 pub mod money;
+mod upcasters;
+
+pub use upcasters::upcasters;

@@ -1,1 +1,18 @@
+//! The generic event-sourcing kernel. It knows nothing of the domain, of
+//! GraphQL or of the read tables; adapters plug into its ports.
+//!
+//! - [`aggregate`]: the aggregate and event contracts.
+//! - [`envelope`]: stored events, positions and metadata.
+//! - [`store`]: the event store port (append with expected versions, load).
+//! - [`upcast`]: conversion of old event shapes on read.
+//! - [`command`]: load → handle → append, with retries and idempotency.
+//! - [`projector`]: the projection contract and its runtime.
+//! - [`changes`]: announcements of changed read-model rows.
+
 pub mod aggregate;
+pub mod changes;
+pub mod command;
+pub mod envelope;
+pub mod projector;
+pub mod store;
+pub mod upcast;

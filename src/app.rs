@@ -1,0 +1,255 @@
+//! Wiring: configuration, the shared services behind every resolver, and
+//! starting the HTTP server and the projectors with a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::es::aggregate::{Aggregate, Rejection};
+use crate::es::changes::{ChangeBus, LocalChangeBus};
+use crate::es::command::{CommandContext, CommandExecutor, CommandSettings};
+use crate::es::envelope::Position;
+use crate::es::store::EventStore;
+use crate::graphql::{ApiError, ops::MutationPayload};
+use crate::infra::event_store::SeaEventStore;
+use crate::infra::projector_runtime::{ProjectionMonitor, ProjectorRuntime, RuntimeSettings};
+use crate::infra::read_your_writes::ReadYourWrites;
+use crate::infra::db;
+
+/// The embedded default: an SQLite file next to where the server runs.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
+
+/// Which parts of the system this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// API, relay and projectors in one process.
+    All,
+    /// Only the GraphQL/HTTP API.
+    Api,
+    /// Only the projectors.
+    Projector,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub read_database_url: Option<String>,
+    pub listen: String,
+    pub role: Role,
+    pub snapshot_every: i64,
+    pub min_position_timeout: Duration,
+    pub pool_size: u32,
+}
+
+impl Config {
+    pub fn embedded() -> Self {
+        Config {
+            database_url: DEFAULT_DATABASE_URL.into(),
+            read_database_url: None,
+            listen: "127.0.0.1:8000".into(),
+            role: Role::All,
+            snapshot_every: 50,
+            min_position_timeout: Duration::from_secs(5),
+            pool_size: 16,
+        }
+    }
+}
+
+/// Everything a resolver needs, shared behind an `Arc`.
+pub struct Services {
+    pub commands: CommandExecutor,
+    pub store: Arc<dyn EventStore>,
+    pub read_db: DatabaseConnection,
+    pub changes: Arc<dyn ChangeBus>,
+    pub monitor: Arc<ProjectionMonitor>,
+    pub read_your_writes: ReadYourWrites,
+    pub projection_names: Vec<&'static str>,
+}
+
+/// Namespace for ids derived from client command ids.
+const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7466_6f6c_6400_0000_0000_0001);
+
+impl Services {
+    /// A new aggregate id: derived from the command id when there is one, so
+    /// a retried "create" targets the same stream and is deduplicated.
+    pub fn new_stream_id(&self, command_id: Option<Uuid>) -> Uuid {
+        match command_id {
+            Some(c) => Uuid::new_v5(&COMMAND_ID_NAMESPACE, c.as_bytes()),
+            None => Uuid::now_v7(),
+        }
+    }
+
+    pub async fn execute<A: Aggregate>(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        command_id: Option<Uuid>,
+        expected_version: Option<i64>,
+    ) -> async_graphql::Result<MutationPayload>
+    where
+        A::Error: Rejection,
+    {
+        if expected_version.is_some_and(|v| v < 0) {
+            return Err(ApiError::validation("expectedVersion must not be negative").into());
+        }
+        let ctx = CommandContext { command_id, expected_version, ..Default::default() };
+        let outcome = self.commands.execute::<A>(id, &command, &ctx).await.map_err(ApiError::from)?;
+        Ok(outcome.into())
+    }
+
+    /// Waits until `projections` reached `min_position` (if given).
+    pub async fn wait_for(&self, projections: &[&str], min_position: Option<&str>) -> Result<(), ApiError> {
+        let Some(raw) = min_position else { return Ok(()) };
+        let position: Position = raw.parse().map_err(|e: crate::es::envelope::BadPosition| {
+            ApiError::validation(format!("minPosition: {e}"))
+        })?;
+        Ok(self.read_your_writes.wait(projections, position).await?)
+    }
+
+    /// A stream of freshly loaded rows of `model`, one per announced change
+    /// (optionally of one id). If the subscriber falls behind, it skips to
+    /// the current row instead of replaying every missed change.
+    pub fn changed_rows<T, F, Fut>(
+        self: Arc<Self>,
+        model: &'static str,
+        id: Option<Uuid>,
+        load: F,
+    ) -> impl Stream<Item = T> + use<T, F, Fut>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Services>, Uuid) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Option<T>> + Send,
+    {
+        let receiver = self.changes.subscribe();
+        futures::stream::unfold((receiver, self, load), move |(mut rx, services, load)| async move {
+            loop {
+                let wanted = match rx.recv().await {
+                    Ok(change) if change.model == model && id.is_none_or(|i| i == change.id) => change.id,
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => match id {
+                        Some(id) => id,
+                        None => continue,
+                    },
+                    Err(RecvError::Closed) => return None,
+                };
+                if let Some(row) = load(services.clone(), wanted).await {
+                    return Some((row, (rx, services, load)));
+                }
+            }
+        })
+    }
+}
+
+/// A started application: its address and its tasks.
+pub struct RunningApp {
+    pub addr: Option<SocketAddr>,
+    pub services: Arc<Services>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<(String, anyhow::Result<()>)>,
+}
+
+impl RunningApp {
+    /// Asks every task to stop and reports how each ended.
+    pub async fn stop(mut self) -> Vec<(String, anyhow::Result<()>)> {
+        let _ = self.shutdown.send(true);
+        let mut ended = Vec::new();
+        while let Some(joined) = self.tasks.join_next().await {
+            ended.push(joined.unwrap_or_else(|e| ("task".into(), Err(anyhow::anyhow!(e)))));
+        }
+        ended
+    }
+
+    /// Runs until a task ends or `signal` resolves, then stops the rest.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Vec<(String, anyhow::Result<()>)> {
+        let mut ended = Vec::new();
+        tokio::select! {
+            _ = signal => {}
+            Some(joined) = self.tasks.join_next() => {
+                ended.push(joined.unwrap_or_else(|e| ("task".into(), Err(anyhow::anyhow!(e)))));
+            }
+        }
+        ended.extend(self.stop().await);
+        ended
+    }
+}
+
+/// Connects, migrates and assembles the services (no task is started).
+pub async fn build(config: &Config) -> anyhow::Result<(Arc<Services>, watch::Receiver<u64>)> {
+    let write_db = db::connect(&config.database_url, config.pool_size).await?;
+    db::migrate(&write_db).await?;
+    let read_db = match &config.read_database_url {
+        Some(url) => {
+            let read = db::connect(url, config.pool_size).await?;
+            db::migrate(&read).await?;
+            read
+        }
+        None => write_db.clone(),
+    };
+    let sea_store = Arc::new(SeaEventStore::new(write_db));
+    let commits = sea_store.commits();
+    let store: Arc<dyn EventStore> = sea_store;
+    let upcasters = Arc::new(crate::domain::upcasters());
+    let monitor = Arc::new(ProjectionMonitor::default());
+    let services = Arc::new(Services {
+        commands: CommandExecutor::new(
+            store.clone(),
+            upcasters.clone(),
+            CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
+        ),
+        store,
+        read_db: read_db.clone(),
+        changes: Arc::new(LocalChangeBus::new(1024)),
+        monitor: monitor.clone(),
+        read_your_writes: ReadYourWrites { read_db, monitor, timeout: config.min_position_timeout },
+        projection_names: crate::projections::all(upcasters).iter().map(|p| p.name()).collect(),
+    });
+    Ok((services, commits))
+}
+
+/// Connects, migrates and starts the parts `config.role` asks for.
+pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
+    let (services, commits) = build(&config).await?;
+    let (shutdown, _) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    if matches!(config.role, Role::All | Role::Projector) {
+        let upcasters = Arc::new(crate::domain::upcasters());
+        for projection in crate::projections::all(upcasters) {
+            let runtime = ProjectorRuntime {
+                store: services.store.clone(),
+                read_db: services.read_db.clone(),
+                projection: projection.clone(),
+                changes: services.changes.clone(),
+                monitor: services.monitor.clone(),
+                settings: RuntimeSettings::default(),
+            };
+            let (commits, stop) = (commits.clone(), shutdown.subscribe());
+            let name = format!("projector {}", projection.name());
+            tasks.spawn(async move { (name, runtime.run(commits, stop).await) });
+        }
+    }
+    let mut addr = None;
+    if matches!(config.role, Role::All | Role::Api) {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;
+        addr = Some(listener.local_addr()?);
+        let router = crate::http::router(services.clone());
+        let mut stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            ("http server".to_owned(), served.map_err(anyhow::Error::from))
+        });
+    }
+    Ok(RunningApp { addr, services, shutdown, tasks })
+}

@@ -1,0 +1,269 @@
+//! Command execution: load the aggregate (snapshot + tail), let it decide,
+//! append with the loaded version as expectation, and on a lost race retry
+//! from a fresh load — unless the client pinned `expectedVersion`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::aggregate::{Aggregate, DomainEvent};
+use super::envelope::{EventMetadata, NewEvent, Position, StreamKey};
+
+pub use super::store::Outcome;
+use super::store::{CommandRecord, EventStore, Snapshot, StoreError, StreamAppend};
+use super::upcast::{Upcasters, encode};
+
+/// What the caller knows about a command beyond its content.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    /// Client-chosen id: the same id again returns the first result.
+    pub command_id: Option<Uuid>,
+    /// Client-pinned version: a mismatch is a conflict, never retried.
+    pub expected_version: Option<i64>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E> {
+    /// The aggregate refused the command; nothing was appended.
+    #[error(transparent)]
+    Rejected(E),
+    /// `CONCURRENCY_CONFLICT`: a pinned `expectedVersion` did not match, or
+    /// retries ran out.
+    #[error("concurrency conflict: stream is at version {actual}, expected {expected}")]
+    Conflict { expected: i64, actual: i64 },
+    /// `VALIDATION_ERROR`: a command id was reused for a different stream.
+    #[error("commandId {0} was already used for another command")]
+    CommandIdReused(Uuid),
+    /// `INTERNAL`.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings of the command executor.
+#[derive(Debug, Clone)]
+pub struct CommandSettings {
+    /// Take a snapshot each time a stream's version crosses a multiple of this.
+    pub snapshot_every: i64,
+    /// Retries after a lost optimistic-concurrency race.
+    pub max_retries: u32,
+}
+
+impl Default for CommandSettings {
+    fn default() -> Self {
+        CommandSettings { snapshot_every: 50, max_retries: 10 }
+    }
+}
+
+/// An aggregate loaded from the store.
+#[derive(Debug, Clone)]
+pub struct Loaded<A> {
+    pub state: A,
+    pub version: i64,
+    /// Position of the last event folded in, if it was read.
+    pub last_position: Option<Position>,
+}
+
+/// Loads, decides, appends.
+pub struct CommandExecutor {
+    store: Arc<dyn EventStore>,
+    upcasters: Arc<Upcasters>,
+    settings: CommandSettings,
+    locks: StreamLocks,
+}
+
+impl CommandExecutor {
+    pub fn new(store: Arc<dyn EventStore>, upcasters: Arc<Upcasters>, settings: CommandSettings) -> Self {
+        CommandExecutor { store, upcasters, settings, locks: StreamLocks::default() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Rebuilds an aggregate from its latest valid snapshot and the events after it.
+    pub async fn load<A: Aggregate>(&self, id: Uuid) -> Result<Loaded<A>, StoreError> {
+        let stream = StreamKey::new(A::STREAM_TYPE, id);
+        let (mut state, mut version) = match self.store.load_snapshot(&stream).await? {
+            Some(s) if s.state_version == A::STATE_VERSION => {
+                match serde_json::from_value::<A>(s.state) {
+                    Ok(state) => (state, s.version),
+                    Err(e) => {
+                        tracing::warn!(%id, error = %e, "unreadable snapshot ignored");
+                        (A::default(), 0)
+                    }
+                }
+            }
+            _ => (A::default(), 0),
+        };
+        let mut last_position = None;
+        for recorded in self.store.load_stream(&stream, version).await? {
+            let event: A::Event = self.upcasters.decode(&recorded).map_err(StoreError::backend)?;
+            state.apply(&event);
+            version = recorded.version;
+            last_position = Some(recorded.position);
+        }
+        Ok(Loaded { state, version, last_position })
+    }
+
+    /// Executes one command against one aggregate.
+    pub async fn execute<A: Aggregate>(
+        &self,
+        id: Uuid,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome, CommandError<A::Error>> {
+        let stream = StreamKey::new(A::STREAM_TYPE, id);
+        // Commands on one stream in this process queue up instead of racing;
+        // races with other processes are settled by the store.
+        let _guard = self.locks.lock(&stream).await;
+        let mut attempt = 0;
+        loop {
+            if let Some(done) = self.previous_result(&stream, ctx).await? {
+                return Ok(done);
+            }
+            match self.attempt::<A>(id, &stream, command, ctx).await {
+                Err(CommandError::Store(StoreError::Conflict { expected, actual, .. })) => {
+                    if ctx.expected_version.is_some() || attempt >= self.settings.max_retries {
+                        return Err(CommandError::Conflict { expected, actual });
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(CommandError::Store(StoreError::DuplicateCommand(_))) => {
+                    // Another process won with the same command id: loop
+                    // round to return its stored result.
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn previous_result<E>(
+        &self,
+        stream: &StreamKey,
+        ctx: &CommandContext,
+    ) -> Result<Option<Outcome>, CommandError<E>> {
+        let Some(command_id) = ctx.command_id else { return Ok(None) };
+        let Some((first_stream, outcome)) = self.store.command_result(command_id).await? else {
+            return Ok(None);
+        };
+        if &first_stream != stream {
+            return Err(CommandError::CommandIdReused(command_id));
+        }
+        Ok(Some(outcome))
+    }
+
+    async fn attempt<A: Aggregate>(
+        &self,
+        id: Uuid,
+        stream: &StreamKey,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Outcome, CommandError<A::Error>> {
+        let loaded = self.load::<A>(id).await?;
+        if let Some(expected) = ctx.expected_version
+            && expected != loaded.version
+        {
+            return Err(CommandError::Conflict { expected, actual: loaded.version });
+        }
+        let events = loaded.state.handle(command).map_err(CommandError::Rejected)?;
+        if events.is_empty() {
+            let position = match loaded.last_position {
+                Some(p) => p,
+                None => self.store.stream_head(stream).await?.unwrap_or_default(),
+            };
+            return Ok(Outcome { id, version: loaded.version, position });
+        }
+        let metadata = EventMetadata {
+            command_id: ctx.command_id,
+            correlation_id: ctx.correlation_id.or(ctx.command_id).unwrap_or_else(Uuid::now_v7),
+            causation_id: ctx.causation_id,
+            actor: ctx.actor.clone(),
+        };
+        let mut state = loaded.state;
+        let mut new_events = Vec::with_capacity(events.len());
+        for event in &events {
+            state.apply(event);
+            new_events.push(to_new_event(event, &metadata)?);
+        }
+        let version = loaded.version + events.len() as i64;
+        let append = StreamAppend {
+            stream: stream.clone(),
+            expected_version: loaded.version,
+            events: new_events,
+        };
+        let record =
+            ctx.command_id.map(|command_id| CommandRecord { command_id, stream: stream.clone() });
+        let outcome = self.store.append(vec![append], record).await?;
+        debug_assert_eq!(outcome.version, version);
+        self.maybe_snapshot(stream, loaded.version, version, &state).await;
+        Ok(outcome)
+    }
+
+    async fn maybe_snapshot<A: Aggregate>(&self, stream: &StreamKey, before: i64, after: i64, state: &A) {
+        let every = self.settings.snapshot_every;
+        if every <= 0 || before / every == after / every {
+            return;
+        }
+        let snapshot = match serde_json::to_value(state) {
+            Ok(state) => {
+                Snapshot { version: after, state_version: A::STATE_VERSION, state, taken_at: Utc::now() }
+            }
+            Err(e) => return tracing::warn!(error = %e, "snapshot not serializable"),
+        };
+        if let Err(e) = self.store.save_snapshot(stream, snapshot).await {
+            // A missing snapshot only costs load time.
+            tracing::warn!(error = %e, "snapshot not saved");
+        }
+    }
+}
+
+fn to_new_event<E: DomainEvent, X>(event: &E, metadata: &EventMetadata) -> Result<NewEvent, CommandError<X>> {
+    let (event_type, payload) = encode(event).map_err(StoreError::backend)?;
+    Ok(NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type,
+        schema_version: event.schema_version(),
+        payload,
+        metadata: metadata.clone(),
+    })
+}
+
+/// Exponential backoff with jitter, capped at ~50 ms.
+fn backoff(attempt: u32) -> Duration {
+    let base = 1u64 << attempt.min(5);
+    let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 8);
+    Duration::from_millis((base + jitter).min(50))
+}
+
+/// One async mutex per stream, created on demand and dropped when unused.
+#[derive(Default)]
+struct StreamLocks {
+    map: Mutex<HashMap<StreamKey, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl StreamLocks {
+    async fn lock(&self, stream: &StreamKey) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+            if map.len() > 1024 {
+                map.retain(|_, weak| weak.strong_count() > 0);
+            }
+            match map.get(stream).and_then(Weak::upgrade) {
+                Some(lock) => lock,
+                None => {
+                    let lock = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(stream.clone(), Arc::downgrade(&lock));
+                    lock
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}

@@ -1,0 +1,131 @@
+//! Events as stored: the envelope around a domain event's payload.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Where an event sits in the log, in commit order.
+///
+/// `tx` is the id of the transaction that wrote the event (0 where the store
+/// has a single writer) and `pos` its global position. Ordering by `(tx, pos)`
+/// is the order in which readers are guaranteed to see events without gaps:
+/// a sequence number alone is not commit-ordered. On the wire it is an opaque
+/// string `"tx.pos"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub tx: i64,
+    pub pos: i64,
+}
+
+impl Position {
+    pub const START: Position = Position { tx: 0, pos: 0 };
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.tx, self.pos)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a position: expected the opaque string returned by a mutation")]
+pub struct BadPosition;
+
+impl FromStr for Position {
+    type Err = BadPosition;
+    fn from_str(s: &str) -> Result<Self, BadPosition> {
+        let (tx, pos) = s.split_once('.').ok_or(BadPosition)?;
+        let tx = tx.parse().map_err(|_| BadPosition)?;
+        let pos = pos.parse().map_err(|_| BadPosition)?;
+        if tx < 0 || pos < 0 {
+            return Err(BadPosition);
+        }
+        Ok(Position { tx, pos })
+    }
+}
+
+impl Serialize for Position {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Position {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Identifies one event stream: the aggregate type and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamKey {
+    pub stream_type: String,
+    pub stream_id: Uuid,
+}
+
+impl StreamKey {
+    pub fn new(stream_type: &str, stream_id: Uuid) -> Self {
+        StreamKey { stream_type: stream_type.to_owned(), stream_id }
+    }
+}
+
+/// Who and what caused an event: stored beside every payload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<Uuid>,
+    pub correlation_id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+}
+
+/// An event as read back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub event_id: Uuid,
+    pub stream: StreamKey,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub payload: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_by_transaction_then_sequence() {
+        let early_tx_late_seq = Position { tx: 5, pos: 9 };
+        let late_tx_early_seq = Position { tx: 6, pos: 8 };
+        assert!(early_tx_late_seq < late_tx_early_seq);
+    }
+
+    #[test]
+    fn positions_round_trip_through_their_string_form() {
+        let p = Position { tx: 123, pos: 45 };
+        assert_eq!(p.to_string().parse::<Position>().unwrap(), p);
+        for bad in ["", "1", "a.b", "1.", "-1.2", "1.2.3"] {
+            assert!(bad.parse::<Position>().is_err(), "{bad}");
+        }
+    }
+}

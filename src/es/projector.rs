@@ -1,0 +1,47 @@
+//! The projection contract. A projection folds events into read tables
+//! inside a transaction of the read database that the runtime opens and
+//! commits together with the projection's checkpoint.
+
+use async_trait::async_trait;
+use sea_orm::DatabaseTransaction;
+
+use super::changes::Change;
+use super::envelope::RecordedEvent;
+
+/// Why a projection could not apply an event. The text goes to logs and to
+/// the dead-letter record, never to API clients.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProjectionError(pub String);
+
+impl ProjectionError {
+    pub fn new(err: impl std::fmt::Display) -> Self {
+        ProjectionError(err.to_string())
+    }
+}
+
+impl From<sea_orm::DbErr> for ProjectionError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        ProjectionError::new(err)
+    }
+}
+
+impl From<super::upcast::DecodeError> for ProjectionError {
+    fn from(err: super::upcast::DecodeError) -> Self {
+        ProjectionError::new(err)
+    }
+}
+
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Stable name: the checkpoint key and the name shown by `projections`.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event and returns the read-model rows it changed. Events
+    /// a projection does not care about return an empty list.
+    async fn apply(
+        &self,
+        txn: &DatabaseTransaction,
+        event: &RecordedEvent,
+    ) -> Result<Vec<Change>, ProjectionError>;
+}

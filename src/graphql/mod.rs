@@ -1,0 +1,36 @@
+//! The GraphQL API: one resolver module per context, merged into one schema.
+//! Resolvers read only read tables; mutations go through the command executor.
+
+use async_graphql::{MergedObject, MergedSubscription, Schema};
+
+pub mod accounts;
+pub mod audit;
+pub mod error;
+pub mod ops;
+pub mod pagination;
+
+pub use error::ApiError;
+
+#[derive(MergedObject, Default)]
+pub struct Query(accounts::AccountQuery, audit::AuditQuery, ops::OpsQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(accounts::AccountMutation);
+
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(accounts::AccountSubscription);
+
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+/// The schema without data: enough to print SDL.
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
+        .extension(error::DefaultErrorCode)
+        .limit_depth(16)
+        .limit_complexity(5_000)
+}
+
+/// The SDL served by the API, as written to `schema.graphql`.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}

@@ -1,0 +1,101 @@
+//! Operational queries and the payload shared by all mutations.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Object, Result, SimpleObject};
+use chrono::{DateTime, Utc};
+use entity::dead_letters;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::app::Services;
+use crate::es::store::Outcome;
+use crate::infra::projector_runtime::load_checkpoint;
+
+/// What every mutation returns.
+#[derive(SimpleObject)]
+pub struct MutationPayload {
+    /// The aggregate the command acted on.
+    pub id: Uuid,
+    /// The stream's version after the command.
+    pub version: i64,
+    /// Global position of the command's last event; pass it as
+    /// `minPosition` to read your own write.
+    pub position: String,
+}
+
+impl From<Outcome> for MutationPayload {
+    fn from(o: Outcome) -> Self {
+        MutationPayload { id: o.id, version: o.version, position: o.position.to_string() }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct DeadLetter {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub stream_type: String,
+    pub stream_id: Uuid,
+    pub event_type: String,
+    pub error: String,
+    pub attempts: i32,
+    pub parked_at: DateTime<Utc>,
+}
+
+#[derive(SimpleObject)]
+pub struct ProjectionInfo {
+    pub name: String,
+    /// The checkpoint: position of the last event applied.
+    pub position: String,
+    /// Committed events not yet applied (counted up to 1,000,000).
+    pub lag: i64,
+    /// RUNNING, FAILING, STOPPED, or REMOTE when it runs in another process.
+    pub status: String,
+    pub last_error: Option<String>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+#[derive(Default)]
+pub struct OpsQuery;
+
+#[Object]
+impl OpsQuery {
+    /// Every projection with its progress and parked events.
+    async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
+        let services = ctx.data::<Arc<Services>>()?;
+        let mut out = Vec::new();
+        for name in &services.projection_names {
+            let checkpoint = load_checkpoint(&services.read_db, name).await.map_err(ApiError::internal)?;
+            let lag = services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
+            let state = services.monitor.state(name);
+            let letters = dead_letters::Entity::find()
+                .filter(dead_letters::Column::Projection.eq(*name))
+                .order_by_asc(dead_letters::Column::Position)
+                .all(&services.read_db)
+                .await
+                .map_err(ApiError::from)?;
+            out.push(ProjectionInfo {
+                name: name.to_string(),
+                position: checkpoint.to_string(),
+                lag: lag as i64,
+                status: state.as_ref().map_or("REMOTE", |s| s.status).to_owned(),
+                last_error: state.and_then(|s| s.last_error),
+                dead_letters: letters
+                    .into_iter()
+                    .map(|d| DeadLetter {
+                        position: d.position,
+                        event_id: d.event_id,
+                        stream_type: d.stream_type,
+                        stream_id: d.stream_id,
+                        event_type: d.event_type,
+                        error: d.error,
+                        attempts: d.attempts,
+                        parked_at: d.parked_at,
+                    })
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+}

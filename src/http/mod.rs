@@ -1,0 +1,131 @@
+//! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation),
+//! GraphQL over WebSocket, GraphiQL and health checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::GraphQLSubscription;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::app::Services;
+use crate::graphql::AppSchema;
+
+mod negotiate;
+
+use negotiate::{MediaType, is_mutation, response_media_type};
+
+#[derive(Clone)]
+struct AppState {
+    schema: AppSchema,
+    services: Arc<Services>,
+}
+
+pub fn router(services: Arc<Services>) -> Router {
+    let schema = crate::graphql::schema_builder().data(services.clone()).finish();
+    let state = AppState { schema: schema.clone(), services };
+    Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(ready))
+        .with_state(state)
+}
+
+async fn graphiql() -> Html<String> {
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    match state.services.read_db.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+/// A request error outside GraphQL: malformed HTTP, not a GraphQL result.
+fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
+    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "VALIDATION_ERROR" } }] });
+    (status, [(header::CONTENT_TYPE, media.as_str())], body.to_string()).into_response()
+}
+
+async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(media) = response_media_type(&headers) else {
+        return (StatusCode::NOT_ACCEPTABLE, "Accept application/graphql-response+json or application/json")
+            .into_response();
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, "Content-Type must be application/json");
+    }
+    let request: async_graphql::Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return request_error(StatusCode::BAD_REQUEST, media, &format!("invalid GraphQL request body: {e}")),
+    };
+    execute(&state, request, media).await
+}
+
+async fn graphql_get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(media) = response_media_type(&headers) else {
+        return (StatusCode::NOT_ACCEPTABLE, "Accept application/graphql-response+json or application/json")
+            .into_response();
+    };
+    let Some(query) = params.get("query") else {
+        return request_error(StatusCode::BAD_REQUEST, media, "missing query parameter");
+    };
+    let operation = params.get("operationName").cloned();
+    if is_mutation(query, operation.as_deref()) {
+        let mut response =
+            request_error(StatusCode::METHOD_NOT_ALLOWED, media, "mutations must be sent with POST");
+        response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    let mut request = async_graphql::Request::new(query.clone());
+    if let Some(operation) = operation {
+        request = request.operation_name(operation);
+    }
+    if let Some(raw) = params.get("variables") {
+        match serde_json::from_str(raw) {
+            Ok(vars) => request = request.variables(async_graphql::Variables::from_json(vars)),
+            Err(_) => return request_error(StatusCode::BAD_REQUEST, media, "variables must be a JSON object"),
+        }
+    }
+    execute(&state, request, media).await
+}
+
+async fn execute(state: &AppState, request: async_graphql::Request, media: MediaType) -> Response {
+    let response = state.schema.execute(request).await;
+    // Under application/graphql-response+json a request that never reached
+    // execution (parse or validation failure: no data, errors without path)
+    // is a 400; application/json keeps 200 for every well-formed request.
+    let request_failed = response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let status = if media == MediaType::GraphqlResponse && request_failed {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let body = match serde_json::to_string(&response) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "response not serializable");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    (status, [(header::CONTENT_TYPE, media.as_str())], body).into_response()
+}

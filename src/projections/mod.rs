@@ -1,0 +1,45 @@
+//! One projector per read table. Each folds events into its table inside
+//! the transaction the runtime gives it; each is idempotent on its own too
+//! (a row remembers the stream version it has seen).
+
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use rust_decimal::prelude::ToPrimitive;
+
+use crate::es::projector::{Projection, ProjectionError};
+use crate::es::upcast::Upcasters;
+
+pub mod account_summary;
+pub mod audit_log;
+pub mod balance_history;
+
+pub use account_summary::AccountSummaryProjection;
+pub use audit_log::AuditLogProjection;
+pub use balance_history::BalanceHistoryProjection;
+
+/// Every projection of the application, in the order they are started.
+pub fn all(upcasters: Arc<Upcasters>) -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(AccountSummaryProjection { upcasters: upcasters.clone() }),
+        Arc::new(BalanceHistoryProjection { upcasters }),
+        Arc::new(AuditLogProjection),
+    ]
+}
+
+/// Money in read tables is integer cents; domain money has two decimals.
+pub fn to_cents(amount: Decimal) -> Result<i64, ProjectionError> {
+    (amount * Decimal::ONE_HUNDRED)
+        .trunc()
+        .to_i64()
+        .ok_or_else(|| ProjectionError::new(format!("amount {amount} out of range")))
+}
+
+pub fn from_cents(cents: i64) -> Decimal {
+    Decimal::new(cents, 2)
+}
+
+/// Adds with overflow turned into a projection error instead of a panic.
+pub fn add_cents(a: i64, b: i64) -> Result<i64, ProjectionError> {
+    a.checked_add(b).ok_or_else(|| ProjectionError::new("amount overflow"))
+}
