@@ -2,4 +2,6 @@
 //! GraphQL, no Redis. Every bounded context has its own module.
 
 pub mod bank;
+pub mod customer;
+pub mod input;
 pub mod money;
