@@ -5,3 +5,4 @@ pub mod bank;
 pub mod customer;
 pub mod input;
 pub mod money;
+pub mod product;
