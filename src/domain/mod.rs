@@ -5,4 +5,5 @@ pub mod bank;
 pub mod customer;
 pub mod input;
 pub mod money;
+pub mod order;
 pub mod product;
