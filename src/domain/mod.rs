@@ -4,6 +4,7 @@
 pub mod bank;
 pub mod customer;
 pub mod input;
+pub mod invoice;
 pub mod money;
 pub mod order;
 pub mod product;
