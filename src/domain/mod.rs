@@ -1,5 +1,11 @@
 //! The domain: aggregates, commands, events and rules. Pure Rust: no SQL, no
 //! GraphQL, no Redis. Every bounded context has its own module.
+//!
+//! - [`bank`]: the seed's bank accounts.
+//! - The shop: [`customer`], [`product`] (stock and reservations), [`order`],
+//!   [`invoice`] (one per order), [`shipment`], and [`shipping_policy`], the
+//!   process manager that turns shipment facts into order commands.
+//! - Shared values: [`money`], [`input`] (bounded texts and quantities).
 
 pub mod bank;
 pub mod customer;
@@ -9,3 +15,4 @@ pub mod money;
 pub mod order;
 pub mod product;
 pub mod shipment;
+pub mod shipping_policy;
