@@ -1,0 +1,145 @@
+use serde_json::json;
+
+use super::*;
+use crate::es::aggregate::{Aggregate, DomainEvent, Rejection, RejectionKind, given};
+
+fn registered(email: Option<&str>) -> CustomerEvent {
+    CustomerEvent::CustomerRegistered { name: "Ada".into(), email: email.map(Into::into) }
+}
+
+fn register(name: &str, email: &str) -> CustomerCommand {
+    CustomerCommand::RegisterCustomer { name: name.into(), email: email.into() }
+}
+
+fn change(email: &str) -> CustomerCommand {
+    CustomerCommand::ChangeCustomerEmail { email: email.into() }
+}
+
+#[test]
+fn registering_records_a_trimmed_name_and_a_normalised_email() {
+    let events = given::<Customer>(&[]).handle(&register("  Ada ", " Ada@Example.COM ")).unwrap();
+    assert_eq!(events, vec![registered(Some("ada@example.com"))]);
+}
+
+#[test]
+fn registering_twice_is_an_invalid_state() {
+    let err = given::<Customer>(&[registered(Some("a@b.co"))])
+        .handle(&register("Ada", "a@b.co"))
+        .unwrap_err();
+    assert_eq!(err, CustomerError::AlreadyRegistered);
+    assert_eq!(err.kind(), RejectionKind::InvalidState);
+}
+
+#[test]
+fn an_empty_or_overlong_name_is_a_validation_error() {
+    let customer = given::<Customer>(&[]);
+    for name in ["   ".to_owned(), "x".repeat(201)] {
+        let err = customer.handle(&register(&name, "a@b.co")).unwrap_err();
+        assert_eq!(err, CustomerError::InvalidName);
+        assert_eq!(err.kind(), RejectionKind::Validation);
+    }
+    assert!(customer.handle(&register(&"x".repeat(200), "a@b.co")).is_ok());
+}
+
+#[test]
+fn malformed_emails_are_validation_errors() {
+    let long = format!("{}@example.com", "a".repeat(243));
+    for email in [
+        "",
+        "ada",
+        "@b.co",
+        "ada@",
+        "ada@localhost",
+        "a@@b.co",
+        "a@b@c.co",
+        "a b@c.co",
+        "a@b..co",
+        "a@.b.co",
+        "a@b.co.",
+        &long,
+    ] {
+        let err = given::<Customer>(&[]).handle(&register("Ada", email)).unwrap_err();
+        assert_eq!(err, CustomerError::InvalidEmail, "{email:?}");
+        assert_eq!(err.kind(), RejectionKind::Validation);
+    }
+    let longest = format!("{}@example.com", "a".repeat(242));
+    assert_eq!(normalize_email(&longest).unwrap().len(), MAX_EMAIL);
+}
+
+#[test]
+fn changing_the_email_of_an_unknown_customer_is_not_found() {
+    let err = given::<Customer>(&[]).handle(&change("a@b.co")).unwrap_err();
+    assert_eq!(err, CustomerError::NotFound);
+    assert_eq!(err.kind(), RejectionKind::NotFound);
+}
+
+#[test]
+fn changing_the_email_records_the_normalised_address() {
+    let customer = given::<Customer>(&[registered(Some("a@b.co"))]);
+    let events = customer.handle(&change(" New@B.co")).unwrap();
+    assert_eq!(events, vec![CustomerEvent::CustomerEmailChanged { email: "new@b.co".into() }]);
+    let mut after = customer.clone();
+    after.apply(&events[0]);
+    assert_eq!(after.email.as_deref(), Some("new@b.co"));
+}
+
+#[test]
+fn changing_to_the_same_email_produces_no_events() {
+    let customer = given::<Customer>(&[
+        registered(Some("old@b.co")),
+        CustomerEvent::CustomerEmailChanged { email: "a@b.co".into() },
+    ]);
+    assert_eq!(customer.handle(&change("  A@B.CO ")).unwrap(), vec![]);
+}
+
+#[test]
+fn a_customer_without_an_email_can_be_given_one() {
+    let customer = given::<Customer>(&[registered(None)]);
+    assert_eq!(
+        customer.handle(&change("a@b.co")).unwrap(),
+        vec![CustomerEvent::CustomerEmailChanged { email: "a@b.co".into() }]
+    );
+}
+
+#[test]
+fn customer_registered_is_schema_version_two_under_a_stable_type() {
+    let event = registered(Some("a@b.co"));
+    assert_eq!(event.event_type(), "CustomerRegistered");
+    assert_eq!(event.schema_version(), 2);
+    let changed = CustomerEvent::CustomerEmailChanged { email: "a@b.co".into() };
+    assert_eq!(changed.schema_version(), 1);
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        json!({"type": "CustomerRegistered", "data": {"name": "Ada", "email": "a@b.co"}})
+    );
+}
+
+#[test]
+fn a_v1_payload_is_upcast_to_v2_with_an_unknown_email() {
+    let upcast = upcast_customer_registered_v1(json!({"name": "Ada"}));
+    assert_eq!(upcast, json!({"name": "Ada", "email": null}));
+
+    let tagged = json!({"type": "CustomerRegistered", "data": {"name": "Ada"}});
+    let upcast = upcast_customer_registered_v1(tagged);
+    assert_eq!(
+        upcast,
+        json!({"type": "CustomerRegistered", "data": {"name": "Ada", "email": null}})
+    );
+    let event: CustomerEvent = serde_json::from_value(upcast).unwrap();
+    assert_eq!(event, registered(None));
+}
+
+#[test]
+fn upcasting_a_v2_payload_changes_nothing() {
+    let v2 = json!({"name": "Ada", "email": "a@b.co"});
+    assert_eq!(upcast_customer_registered_v1(v2.clone()), v2);
+    let unknown = json!({"name": "Ada", "email": null});
+    assert_eq!(upcast_customer_registered_v1(unknown.clone()), unknown);
+}
+
+#[test]
+fn customer_state_round_trips_through_a_snapshot() {
+    let customer = given::<Customer>(&[registered(Some("a@b.co"))]);
+    let snapshot = serde_json::to_value(&customer).unwrap();
+    assert_eq!(serde_json::from_value::<Customer>(snapshot).unwrap(), customer);
+}

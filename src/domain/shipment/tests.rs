@@ -1,0 +1,163 @@
+use serde_json::json;
+use uuid::Uuid;
+
+use super::*;
+use crate::es::aggregate::{Aggregate, DomainEvent, Rejection, RejectionKind, given};
+use ShipmentStatus::{Created, Delivered, InTransit, Lost, OutForDelivery, Returned};
+
+const ALL: [ShipmentStatus; 6] = [Created, InTransit, OutForDelivery, Delivered, Returned, Lost];
+
+fn created() -> ShipmentEvent {
+    ShipmentEvent::ShipmentCreated {
+        order_id: Uuid::from_u128(2),
+        carrier: "Correios".into(),
+        tracking_code: "BR123456789".into(),
+    }
+}
+
+fn changed(from: ShipmentStatus, to: ShipmentStatus) -> ShipmentEvent {
+    ShipmentEvent::ShipmentStatusChanged { from, to }
+}
+
+fn update(status: ShipmentStatus) -> ShipmentCommand {
+    ShipmentCommand::UpdateShipmentStatus { status }
+}
+
+/// A history that leads from creation to `status` along legal transitions.
+fn history_to(status: ShipmentStatus) -> Vec<ShipmentEvent> {
+    let path: &[ShipmentStatus] = match status {
+        Created => &[],
+        InTransit => &[InTransit],
+        OutForDelivery => &[InTransit, OutForDelivery],
+        Delivered | Returned | Lost => &[InTransit, OutForDelivery, status],
+    };
+    let mut events = vec![created()];
+    let mut from = Created;
+    for &to in path {
+        events.push(changed(from, to));
+        from = to;
+    }
+    events
+}
+
+#[test]
+fn creating_a_shipment_records_order_carrier_and_tracking_code() {
+    let command = ShipmentCommand::CreateShipment {
+        order_id: Uuid::from_u128(2),
+        carrier: " Correios ".into(),
+        tracking_code: "BR123456789 ".into(),
+    };
+    let events = given::<Shipment>(&[]).handle(&command).unwrap();
+    assert_eq!(events, vec![created()]);
+    assert_eq!(given::<Shipment>(&events).status, Some(Created));
+}
+
+#[test]
+fn creating_twice_is_an_invalid_state() {
+    let command = ShipmentCommand::CreateShipment {
+        order_id: Uuid::from_u128(2),
+        carrier: "Correios".into(),
+        tracking_code: "X".into(),
+    };
+    let err = given::<Shipment>(&[created()]).handle(&command).unwrap_err();
+    assert_eq!(err, ShipmentError::AlreadyCreated);
+    assert_eq!(err.kind(), RejectionKind::InvalidState);
+}
+
+#[test]
+fn an_empty_carrier_or_an_overlong_tracking_code_is_a_validation_error() {
+    let create = |carrier: &str, tracking_code: String| ShipmentCommand::CreateShipment {
+        order_id: Uuid::from_u128(2),
+        carrier: carrier.into(),
+        tracking_code,
+    };
+    let shipment = given::<Shipment>(&[]);
+    let err = shipment.handle(&create(" ", "X".into())).unwrap_err();
+    assert_eq!(err, ShipmentError::InvalidText { field: "carrier", max: 200 });
+    assert_eq!(err.kind(), RejectionKind::Validation);
+    let err = shipment.handle(&create("Correios", "X".repeat(65))).unwrap_err();
+    assert_eq!(err, ShipmentError::InvalidText { field: "trackingCode", max: MAX_TRACKING_CODE });
+}
+
+#[test]
+fn updating_a_missing_shipment_is_not_found() {
+    let err = given::<Shipment>(&[]).handle(&update(InTransit)).unwrap_err();
+    assert_eq!(err, ShipmentError::NotFound);
+    assert_eq!(err.kind(), RejectionKind::NotFound);
+}
+
+#[test]
+fn the_transition_table_allows_exactly_the_documented_moves() {
+    let legal = [
+        (Created, InTransit),
+        (InTransit, OutForDelivery),
+        (InTransit, Delivered),
+        (InTransit, Returned),
+        (InTransit, Lost),
+        (OutForDelivery, Delivered),
+        (OutForDelivery, Returned),
+        (OutForDelivery, Lost),
+    ];
+    for from in ALL {
+        for to in ALL {
+            assert_eq!(from.can_become(to), legal.contains(&(from, to)), "{from} -> {to}");
+        }
+    }
+}
+
+#[test]
+fn every_legal_transition_is_recorded_with_from_and_to() {
+    for from in ALL {
+        for to in ALL.into_iter().filter(|&to| from.can_become(to)) {
+            let events = given::<Shipment>(&history_to(from)).handle(&update(to)).unwrap();
+            assert_eq!(events, vec![changed(from, to)]);
+        }
+    }
+}
+
+#[test]
+fn every_illegal_transition_is_an_invalid_state() {
+    for from in ALL {
+        for to in ALL.into_iter().filter(|&to| to != from && !from.can_become(to)) {
+            let err = given::<Shipment>(&history_to(from)).handle(&update(to)).unwrap_err();
+            assert_eq!(err, ShipmentError::IllegalTransition { from, to });
+            assert_eq!(err.kind(), RejectionKind::InvalidState);
+        }
+    }
+}
+
+#[test]
+fn the_same_status_again_produces_no_events() {
+    for status in ALL {
+        assert_eq!(given::<Shipment>(&history_to(status)).handle(&update(status)).unwrap(), vec![]);
+    }
+}
+
+#[test]
+fn delivered_returned_and_lost_are_final() {
+    for status in [Delivered, Returned, Lost] {
+        assert!(status.is_final());
+        let shipment = given::<Shipment>(&history_to(status));
+        assert_eq!(shipment.status, Some(status));
+        assert!(
+            ALL.into_iter()
+                .filter(|&to| to != status)
+                .all(|to| shipment.handle(&update(to)).is_err())
+        );
+    }
+    assert!(![Created, InTransit, OutForDelivery].into_iter().any(ShipmentStatus::is_final));
+}
+
+#[test]
+fn shipment_events_have_stable_types_and_screaming_statuses() {
+    assert_eq!(created().event_type(), "ShipmentCreated");
+    let event = changed(InTransit, OutForDelivery);
+    assert_eq!(event.event_type(), "ShipmentStatusChanged");
+    assert_eq!(
+        serde_json::to_value(&event).unwrap(),
+        json!({"type": "ShipmentStatusChanged", "data": {"from": "IN_TRANSIT", "to": "OUT_FOR_DELIVERY"}})
+    );
+    let shipment = given::<Shipment>(&history_to(Delivered));
+    let snapshot = serde_json::to_value(&shipment).unwrap();
+    assert_eq!(serde_json::from_value::<Shipment>(snapshot).unwrap(), shipment);
+}
