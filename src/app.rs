@@ -18,10 +18,10 @@ use crate::es::command::{CommandContext, CommandExecutor, CommandSettings};
 use crate::es::envelope::Position;
 use crate::es::store::EventStore;
 use crate::graphql::{ApiError, ops::MutationPayload};
+use crate::infra::db;
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::projector_runtime::{ProjectionMonitor, ProjectorRuntime, RuntimeSettings};
 use crate::infra::read_your_writes::ReadYourWrites;
-use crate::infra::db;
 
 /// The embedded default: an SQLite file next to where the server runs.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
@@ -100,12 +100,17 @@ impl Services {
             return Err(ApiError::validation("expectedVersion must not be negative").into());
         }
         let ctx = CommandContext { command_id, expected_version, ..Default::default() };
-        let outcome = self.commands.execute::<A>(id, &command, &ctx).await.map_err(ApiError::from)?;
+        let outcome =
+            self.commands.execute::<A>(id, &command, &ctx).await.map_err(ApiError::from)?;
         Ok(outcome.into())
     }
 
     /// Waits until `projections` reached `min_position` (if given).
-    pub async fn wait_for(&self, projections: &[&str], min_position: Option<&str>) -> Result<(), ApiError> {
+    pub async fn wait_for(
+        &self,
+        projections: &[&str],
+        min_position: Option<&str>,
+    ) -> Result<(), ApiError> {
         let Some(raw) = min_position else { return Ok(()) };
         let position: Position = raw.parse().map_err(|e: crate::es::envelope::BadPosition| {
             ApiError::validation(format!("minPosition: {e}"))
@@ -128,22 +133,29 @@ impl Services {
         Fut: Future<Output = Option<T>> + Send,
     {
         let receiver = self.changes.subscribe();
-        futures::stream::unfold((receiver, self, load), move |(mut rx, services, load)| async move {
-            loop {
-                let wanted = match rx.recv().await {
-                    Ok(change) if change.model == model && id.is_none_or(|i| i == change.id) => change.id,
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => match id {
-                        Some(id) => id,
-                        None => continue,
-                    },
-                    Err(RecvError::Closed) => return None,
-                };
-                if let Some(row) = load(services.clone(), wanted).await {
-                    return Some((row, (rx, services, load)));
+        futures::stream::unfold(
+            (receiver, self, load),
+            move |(mut rx, services, load)| async move {
+                loop {
+                    let wanted = match rx.recv().await {
+                        Ok(change)
+                            if change.model == model && id.is_none_or(|i| i == change.id) =>
+                        {
+                            change.id
+                        }
+                        Ok(_) => continue,
+                        Err(RecvError::Lagged(_)) => match id {
+                            Some(id) => id,
+                            None => continue,
+                        },
+                        Err(RecvError::Closed) => return None,
+                    };
+                    if let Some(row) = load(services.clone(), wanted).await {
+                        return Some((row, (rx, services, load)));
+                    }
                 }
-            }
-        })
+            },
+        )
     }
 }
 
@@ -167,7 +179,10 @@ impl RunningApp {
     }
 
     /// Runs until a task ends or `signal` resolves, then stops the rest.
-    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Vec<(String, anyhow::Result<()>)> {
+    pub async fn run_until(
+        mut self,
+        signal: impl Future<Output = ()>,
+    ) -> Vec<(String, anyhow::Result<()>)> {
         let mut ended = Vec::new();
         tokio::select! {
             _ = signal => {}

@@ -4,11 +4,11 @@
 //! - [`domain`]: aggregates, commands, events and rules (pure).
 //! - [`infra`], [`projections`], [`graphql`], [`http`]: the adapters.
 
+pub mod app;
+pub mod cli;
 pub mod domain;
 pub mod es;
-pub mod infra;
-pub mod projections;
-pub mod app;
 pub mod graphql;
 pub mod http;
-pub mod cli;
+pub mod infra;
+pub mod projections;

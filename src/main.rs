@@ -87,7 +87,8 @@ async fn main() -> anyhow::Result<()> {
             let db = eventfold::infra::db::connect(&cli.database_url, 2).await?;
             eventfold::infra::db::migrate(&db).await?;
             if let Some(url) = &cli.read_database_url {
-                eventfold::infra::db::migrate(&eventfold::infra::db::connect(url, 2).await?).await?;
+                eventfold::infra::db::migrate(&eventfold::infra::db::connect(url, 2).await?)
+                    .await?;
             }
             println!("migrations applied");
             Ok(())

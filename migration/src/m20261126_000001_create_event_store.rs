@@ -73,7 +73,9 @@ impl MigrationTrait for Migration {
         // position alone is already commit order there.
         let mut tx_id = big_integer(Events::TxId);
         match backend {
-            DbBackend::Postgres => tx_id.default(Expr::cust("(pg_current_xact_id()::text::bigint)")),
+            DbBackend::Postgres => {
+                tx_id.default(Expr::cust("(pg_current_xact_id()::text::bigint)"))
+            }
             _ => tx_id.default(0),
         };
         manager
@@ -116,7 +118,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        let immutable = if backend == DbBackend::Postgres { PG_IMMUTABLE } else { SQLITE_IMMUTABLE };
+        let immutable =
+            if backend == DbBackend::Postgres { PG_IMMUTABLE } else { SQLITE_IMMUTABLE };
         manager.get_connection().execute_unprepared(immutable).await?;
 
         manager
@@ -129,7 +132,9 @@ impl MigrationTrait for Migration {
                     .col(integer(Snapshots::StateVersion))
                     .col(json(Snapshots::State))
                     .col(timestamp_with_time_zone(Snapshots::TakenAt))
-                    .primary_key(Index::create().col(Snapshots::StreamType).col(Snapshots::StreamId))
+                    .primary_key(
+                        Index::create().col(Snapshots::StreamType).col(Snapshots::StreamId),
+                    )
                     .to_owned(),
             )
             .await?;

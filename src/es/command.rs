@@ -56,7 +56,7 @@ pub struct CommandSettings {
 
 impl Default for CommandSettings {
     fn default() -> Self {
-        CommandSettings { snapshot_every: 50, max_retries: 10 }
+        CommandSettings { snapshot_every: 50, max_retries: 30 }
     }
 }
 
@@ -78,7 +78,11 @@ pub struct CommandExecutor {
 }
 
 impl CommandExecutor {
-    pub fn new(store: Arc<dyn EventStore>, upcasters: Arc<Upcasters>, settings: CommandSettings) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        upcasters: Arc<Upcasters>,
+        settings: CommandSettings,
+    ) -> Self {
         CommandExecutor { store, upcasters, settings, locks: StreamLocks::default() }
     }
 
@@ -206,15 +210,24 @@ impl CommandExecutor {
         Ok(outcome)
     }
 
-    async fn maybe_snapshot<A: Aggregate>(&self, stream: &StreamKey, before: i64, after: i64, state: &A) {
+    async fn maybe_snapshot<A: Aggregate>(
+        &self,
+        stream: &StreamKey,
+        before: i64,
+        after: i64,
+        state: &A,
+    ) {
         let every = self.settings.snapshot_every;
         if every <= 0 || before / every == after / every {
             return;
         }
         let snapshot = match serde_json::to_value(state) {
-            Ok(state) => {
-                Snapshot { version: after, state_version: A::STATE_VERSION, state, taken_at: Utc::now() }
-            }
+            Ok(state) => Snapshot {
+                version: after,
+                state_version: A::STATE_VERSION,
+                state,
+                taken_at: Utc::now(),
+            },
             Err(e) => return tracing::warn!(error = %e, "snapshot not serializable"),
         };
         if let Err(e) = self.store.save_snapshot(stream, snapshot).await {
@@ -224,7 +237,10 @@ impl CommandExecutor {
     }
 }
 
-fn to_new_event<E: DomainEvent, X>(event: &E, metadata: &EventMetadata) -> Result<NewEvent, CommandError<X>> {
+fn to_new_event<E: DomainEvent, X>(
+    event: &E,
+    metadata: &EventMetadata,
+) -> Result<NewEvent, CommandError<X>> {
     let (event_type, payload) = encode(event).map_err(StoreError::backend)?;
     Ok(NewEvent {
         event_id: Uuid::now_v7(),

@@ -96,7 +96,11 @@ fn positive(amount: Decimal, field: &'static str) -> Result<Money, ApiError> {
 impl AccountMutation {
     /// Opens a new account. With a `commandId`, the account id is derived
     /// from it, so a retried request opens the same account once.
-    async fn open_account(&self, ctx: &Context<'_>, input: OpenAccountInput) -> Result<MutationPayload> {
+    async fn open_account(
+        &self,
+        ctx: &Context<'_>,
+        input: OpenAccountInput,
+    ) -> Result<MutationPayload> {
         let services = ctx.data::<Arc<Services>>()?;
         let command = BankCommand::OpenAccount {
             owner: input.owner,
@@ -109,30 +113,57 @@ impl AccountMutation {
         services.execute::<BankAccount>(id, command, input.command_id, input.expected_version).await
     }
 
-    async fn deposit_money(&self, ctx: &Context<'_>, input: DepositMoneyInput) -> Result<MutationPayload> {
+    async fn deposit_money(
+        &self,
+        ctx: &Context<'_>,
+        input: DepositMoneyInput,
+    ) -> Result<MutationPayload> {
         let services = ctx.data::<Arc<Services>>()?;
         let command = BankCommand::DepositMoney { amount: positive(input.amount, "amount")? };
         services
-            .execute::<BankAccount>(input.account_id, command, input.command_id, input.expected_version)
+            .execute::<BankAccount>(
+                input.account_id,
+                command,
+                input.command_id,
+                input.expected_version,
+            )
             .await
     }
 
-    async fn withdraw_money(&self, ctx: &Context<'_>, input: WithdrawMoneyInput) -> Result<MutationPayload> {
+    async fn withdraw_money(
+        &self,
+        ctx: &Context<'_>,
+        input: WithdrawMoneyInput,
+    ) -> Result<MutationPayload> {
         let services = ctx.data::<Arc<Services>>()?;
         let command = BankCommand::WithdrawMoney { amount: positive(input.amount, "amount")? };
         services
-            .execute::<BankAccount>(input.account_id, command, input.command_id, input.expected_version)
+            .execute::<BankAccount>(
+                input.account_id,
+                command,
+                input.command_id,
+                input.expected_version,
+            )
             .await
     }
 
-    async fn write_check(&self, ctx: &Context<'_>, input: WriteCheckInput) -> Result<MutationPayload> {
+    async fn write_check(
+        &self,
+        ctx: &Context<'_>,
+        input: WriteCheckInput,
+    ) -> Result<MutationPayload> {
         let services = ctx.data::<Arc<Services>>()?;
         let command = BankCommand::WriteCheck {
             check_number: input.check_number,
             amount: positive(input.amount, "amount")?,
         };
         services
-            .execute::<BankAccount>(input.account_id, command, input.command_id, input.expected_version)
+            .execute::<BankAccount>(
+                input.account_id,
+                command,
+                input.command_id,
+                input.expected_version,
+            )
             .await
     }
 }
@@ -147,7 +178,12 @@ async fn load_account(services: &Services, id: Uuid) -> Result<Option<Account>, 
 #[Object]
 impl AccountQuery {
     /// One account, or null if no such account exists.
-    async fn account(&self, ctx: &Context<'_>, id: Uuid, min_position: Option<String>) -> Result<Option<Account>> {
+    async fn account(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+        min_position: Option<String>,
+    ) -> Result<Option<Account>> {
         let services = ctx.data::<Arc<Services>>()?;
         services.wait_for(&[account_summary::NAME], min_position.as_deref()).await?;
         Ok(load_account(services, id).await?)
@@ -166,7 +202,8 @@ impl AccountQuery {
         let limit = page_size(first)?;
         let mut query = view::Entity::find().order_by_asc(view::Column::AccountId);
         if let Some(after) = &after {
-            let after = Uuid::parse_str(after).map_err(|_| ApiError::validation("after is not a cursor from this list"))?;
+            let after = Uuid::parse_str(after)
+                .map_err(|_| ApiError::validation("after is not a cursor from this list"))?;
             query = query.filter(view::Column::AccountId.gt(after));
         }
         let rows = query.limit(limit + 1).all(&services.read_db).await.map_err(ApiError::from)?;
@@ -202,7 +239,11 @@ impl AccountQuery {
             .await
             .map_err(ApiError::from)?
             .is_some();
-        if exists { Ok(None) } else { Err(ApiError::not_found(format!("account {id} not found")).into()) }
+        if exists {
+            Ok(None)
+        } else {
+            Err(ApiError::not_found(format!("account {id} not found")).into())
+        }
     }
 }
 
@@ -212,7 +253,11 @@ pub struct AccountSubscription;
 #[Subscription]
 impl AccountSubscription {
     /// The account's summary row each time a projector changes it.
-    async fn account_updated(&self, ctx: &Context<'_>, id: Uuid) -> Result<impl Stream<Item = Account>> {
+    async fn account_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> Result<impl Stream<Item = Account>> {
         let services = ctx.data::<Arc<Services>>()?.clone();
         Ok(services.changed_rows("account", Some(id), move |services, id| async move {
             load_account(&services, id).await.ok().flatten()

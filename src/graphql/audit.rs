@@ -49,7 +49,9 @@ impl AuditQuery {
         services.wait_for(&[audit_log::NAME], min_position.as_deref()).await?;
         let limit = page_size(first)?;
         let after_version = match &after {
-            Some(c) => c.parse::<i64>().map_err(|_| ApiError::validation("after is not a cursor from this list"))?,
+            Some(c) => c
+                .parse::<i64>()
+                .map_err(|_| ApiError::validation("after is not a cursor from this list"))?,
             None => 0,
         };
         let rows = log::Entity::find()

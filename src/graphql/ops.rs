@@ -66,8 +66,10 @@ impl OpsQuery {
         let services = ctx.data::<Arc<Services>>()?;
         let mut out = Vec::new();
         for name in &services.projection_names {
-            let checkpoint = load_checkpoint(&services.read_db, name).await.map_err(ApiError::internal)?;
-            let lag = services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
+            let checkpoint =
+                load_checkpoint(&services.read_db, name).await.map_err(ApiError::internal)?;
+            let lag =
+                services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
             let state = services.monitor.state(name);
             let letters = dead_letters::Entity::find()
                 .filter(dead_letters::Column::Projection.eq(*name))

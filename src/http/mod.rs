@@ -60,17 +60,31 @@ fn request_error(status: StatusCode, media: MediaType, message: &str) -> Respons
 
 async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let Some(media) = response_media_type(&headers) else {
-        return (StatusCode::NOT_ACCEPTABLE, "Accept application/graphql-response+json or application/json")
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept application/graphql-response+json or application/json",
+        )
             .into_response();
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type =
+        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return request_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, media, "Content-Type must be application/json");
+        return request_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            media,
+            "Content-Type must be application/json",
+        );
     }
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return request_error(StatusCode::BAD_REQUEST, media, &format!("invalid GraphQL request body: {e}")),
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                media,
+                &format!("invalid GraphQL request body: {e}"),
+            );
+        }
     };
     execute(&state, request, media).await
 }
@@ -81,7 +95,10 @@ async fn graphql_get(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(media) = response_media_type(&headers) else {
-        return (StatusCode::NOT_ACCEPTABLE, "Accept application/graphql-response+json or application/json")
+        return (
+            StatusCode::NOT_ACCEPTABLE,
+            "Accept application/graphql-response+json or application/json",
+        )
             .into_response();
     };
     let Some(query) = params.get("query") else {
@@ -89,8 +106,11 @@ async fn graphql_get(
     };
     let operation = params.get("operationName").cloned();
     if is_mutation(query, operation.as_deref()) {
-        let mut response =
-            request_error(StatusCode::METHOD_NOT_ALLOWED, media, "mutations must be sent with POST");
+        let mut response = request_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            media,
+            "mutations must be sent with POST",
+        );
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
@@ -101,7 +121,13 @@ async fn graphql_get(
     if let Some(raw) = params.get("variables") {
         match serde_json::from_str(raw) {
             Ok(vars) => request = request.variables(async_graphql::Variables::from_json(vars)),
-            Err(_) => return request_error(StatusCode::BAD_REQUEST, media, "variables must be a JSON object"),
+            Err(_) => {
+                return request_error(
+                    StatusCode::BAD_REQUEST,
+                    media,
+                    "variables must be a JSON object",
+                );
+            }
         }
     }
     execute(&state, request, media).await

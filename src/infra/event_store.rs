@@ -15,16 +15,14 @@ use entity::{command_log, events, snapshots};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr, TransactionTrait,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
-use crate::es::store::{
-    CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend,
-};
+use crate::es::store::{CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend};
 
 /// Id of the oldest transaction still running, as a bigint.
 const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
@@ -97,7 +95,10 @@ impl SeaEventStore {
             }
         }
         let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
-        let last = inserted.iter().max_by_key(|m| m.position).map(|m| Position { tx: m.tx_id, pos: m.position });
+        let last = inserted
+            .iter()
+            .max_by_key(|m| m.position)
+            .map(|m| Position { tx: m.tx_id, pos: m.position });
         let first = &streams[0];
         let outcome = Outcome {
             id: first.stream.stream_id,
@@ -167,9 +168,9 @@ impl EventStore for SeaEventStore {
             Ok(result) => result,
             Err(err) => match err.sql_err() {
                 // The unique key settled a race: someone else got there first.
-                Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("command_log") => {
-                    Err(StoreError::DuplicateCommand(command.map(|c| c.command_id).unwrap_or_default()))
-                }
+                Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("command_log") => Err(
+                    StoreError::DuplicateCommand(command.map(|c| c.command_id).unwrap_or_default()),
+                ),
                 Some(SqlErr::UniqueConstraintViolation(_)) => {
                     let mut first_moved = None;
                     for append in &streams {
@@ -181,7 +182,8 @@ impl EventStore for SeaEventStore {
                             break;
                         }
                     }
-                    Err(first_moved.unwrap_or_else(|| conflict(&streams[0], streams[0].expected_version + 1)))
+                    Err(first_moved
+                        .unwrap_or_else(|| conflict(&streams[0], streams[0].expected_version + 1)))
                 }
                 _ => Err(StoreError::backend(err)),
             },
@@ -243,7 +245,11 @@ impl EventStore for SeaEventStore {
         }))
     }
 
-    async fn save_snapshot(&self, stream: &StreamKey, snapshot: Snapshot) -> Result<(), StoreError> {
+    async fn save_snapshot(
+        &self,
+        stream: &StreamKey,
+        snapshot: Snapshot,
+    ) -> Result<(), StoreError> {
         let row = snapshots::ActiveModel {
             stream_type: Set(stream.stream_type.clone()),
             stream_id: Set(stream.stream_id),

@@ -36,7 +36,11 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        RuntimeSettings { batch_size: 500, max_attempts: 5, poll_interval: Duration::from_millis(100) }
+        RuntimeSettings {
+            batch_size: 500,
+            max_attempts: 5,
+            poll_interval: Duration::from_millis(100),
+        }
     }
 }
 
@@ -167,7 +171,12 @@ impl ProjectorRuntime {
         Ok(changes)
     }
 
-    async fn park(&self, event: &RecordedEvent, error: &ProjectionError, attempts: u32) -> anyhow::Result<()> {
+    async fn park(
+        &self,
+        event: &RecordedEvent,
+        error: &ProjectionError,
+        attempts: u32,
+    ) -> anyhow::Result<()> {
         let name = self.projection.name();
         tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, error = %error, "event parked as dead letter");
         let txn = self.read_db.begin().await?;

@@ -44,13 +44,18 @@ impl ReadYourWrites {
         }
     }
 
-    async fn reached(&self, projections: &[&str], position: Position) -> Result<bool, sea_orm::DbErr> {
+    async fn reached(
+        &self,
+        projections: &[&str],
+        position: Position,
+    ) -> Result<bool, sea_orm::DbErr> {
         let rows = projection_checkpoints::Entity::find()
             .filter(projection_checkpoints::Column::Name.is_in(projections.iter().copied()))
             .all(&self.read_db)
             .await?;
         Ok(projections.iter().all(|name| {
-            rows.iter().any(|r| r.name == *name && Position { tx: r.tx_id, pos: r.position } >= position)
+            rows.iter()
+                .any(|r| r.name == *name && Position { tx: r.tx_id, pos: r.position } >= position)
         }))
     }
 }

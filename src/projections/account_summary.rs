@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use entity::bank_account_summary_view as view;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait, IntoActiveModel};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait, IntoActiveModel,
+};
 
 use super::{add_cents, to_cents};
 use crate::domain::bank::{BankAccount, BankEvent};
@@ -60,9 +62,8 @@ impl Projection for AccountSummaryProjection {
             (decoded, Some(row)) => {
                 let (deposit, withdrawal) = match decoded {
                     BankEvent::MoneyDeposited { amount } => (to_cents(amount.amount())?, 0),
-                    BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
-                        (0, to_cents(amount.amount())?)
-                    }
+                    BankEvent::MoneyWithdrawn { amount }
+                    | BankEvent::CheckWritten { amount, .. } => (0, to_cents(amount.amount())?),
                     BankEvent::AccountOpened { .. } => (0, 0),
                 };
                 let mut active = row.clone().into_active_model();

@@ -1,0 +1,207 @@
+//! The event store itself: immutability and gap-free reading in commit order.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::events;
+use eventfold::es::envelope::{EventMetadata, NewEvent, Position, StreamKey};
+use eventfold::es::store::{EventStore, StoreError, StreamAppend};
+use eventfold::infra::event_store::SeaEventStore;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ConnectionTrait, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn new_event(kind: &str) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: kind.into(),
+        schema_version: 1,
+        payload: json!({}),
+        metadata: EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() },
+    }
+}
+
+async fn migrated_store() -> (TestApp, Arc<SeaEventStore>) {
+    // The app migrates the fresh database; the store under test shares it.
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let db = eventfold::infra::db::connect(&app.database_url, 4).await.unwrap();
+    (app, Arc::new(SeaEventStore::new(db)))
+}
+
+#[tokio::test]
+async fn events_are_never_updated_or_deleted() {
+    let app = spawn_app().await;
+    let (id, _) = open_account(&app, "Ada", "100", "0").await;
+    app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+    let snapshot_before =
+        app.scalar_i64("SELECT COALESCE(SUM(version * position), 0)::bigint FROM events").await;
+
+    // The database refuses to change history, whatever the caller.
+    for sql in ["UPDATE events SET version = version + 100", "DELETE FROM events"] {
+        let err = app.db.execute_unprepared(sql).await.expect_err(sql);
+        assert!(err.to_string().contains("immutable"), "{sql}: {err}");
+    }
+    // More commands only add rows; earlier rows are byte-for-byte unchanged.
+    app.gql(WITHDRAW, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+    assert_eq!(app.event_count().await, 3);
+    let unchanged = app
+        .scalar_i64(
+            "SELECT COALESCE(SUM(version * position), 0)::bigint FROM events WHERE version <= 2",
+        )
+        .await;
+    assert_eq!(unchanged, snapshot_before);
+
+    // And no code path issues an UPDATE or DELETE against the events table.
+    let mut offenders = Vec::new();
+    scan(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")), &mut offenders);
+    assert!(offenders.is_empty(), "event mutations in: {offenders:?}");
+    app.stop().await;
+}
+
+fn scan(dir: &std::path::Path, offenders: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            scan(&path, offenders);
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap().to_lowercase();
+        for needle in [
+            "events::entity::update",
+            "events::entity::delete",
+            "update events",
+            "delete from events",
+        ] {
+            if text.contains(needle) {
+                offenders.push(format!("{} ({needle})", path.display()));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reader_never_skips_an_event_that_commits_after_a_later_numbered_one() {
+    let (app, store) = migrated_store().await;
+    let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
+
+    // Transaction A takes the smaller position but stays open...
+    let slow = writer.begin().await.unwrap();
+    let early = events::ActiveModel {
+        position: NotSet,
+        tx_id: NotSet,
+        event_id: Set(Uuid::now_v7()),
+        stream_type: Set("Test".into()),
+        stream_id: Set(Uuid::now_v7()),
+        version: Set(1),
+        event_type: Set("Early".into()),
+        schema_version: Set(1),
+        payload: Set(json!({})),
+        metadata: Set(json!({})),
+        recorded_at: Set(Utc::now()),
+    }
+    .insert(&slow)
+    .await
+    .unwrap();
+
+    // ...while B, numbered after it, commits first.
+    let late = store
+        .append(
+            vec![StreamAppend {
+                stream: StreamKey::new("Test", Uuid::now_v7()),
+                expected_version: 0,
+                events: vec![new_event("Late")],
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(late.position.pos > early.position, "B is numbered after A");
+
+    // A reader must not move past A while A may still commit.
+    let visible = store.read_committed(Position::START, 100).await.unwrap();
+    assert!(visible.is_empty(), "read {visible:?} while an earlier-numbered transaction was open");
+
+    slow.commit().await.unwrap();
+    // Visibility waits for every older transaction of the cluster, including
+    // other tests' ones, so wait (bounded) for both to show.
+    let seen = eventually(std::time::Duration::from_secs(10), || async {
+        store.read_committed(Position::START, 100).await.unwrap().len() == 2
+    })
+    .await;
+    assert!(seen, "both events become readable once A commits");
+    let visible = store.read_committed(Position::START, 100).await.unwrap();
+    let types: Vec<_> = visible.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["Early", "Late"]);
+    let after_first = store.read_committed(visible[0].position, 100).await.unwrap();
+    assert_eq!(after_first.len(), 1);
+    assert_eq!(after_first[0].event_type, "Late");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_multi_stream_append_is_all_or_nothing() {
+    let (app, store) = migrated_store().await;
+    let (a, b) = (StreamKey::new("Test", Uuid::now_v7()), StreamKey::new("Test", Uuid::now_v7()));
+    store
+        .append(
+            vec![StreamAppend {
+                stream: b.clone(),
+                expected_version: 0,
+                events: vec![new_event("B1")],
+            }],
+            None,
+        )
+        .await
+        .unwrap();
+    // B is at version 1, so expecting 0 fails, and A's event must not land.
+    let err = store
+        .append(
+            vec![
+                StreamAppend {
+                    stream: a.clone(),
+                    expected_version: 0,
+                    events: vec![new_event("A1")],
+                },
+                StreamAppend {
+                    stream: b.clone(),
+                    expected_version: 0,
+                    events: vec![new_event("B2")],
+                },
+            ],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { actual: 1, expected: 0, .. }), "{err:?}");
+    assert!(store.load_stream(&a, 0).await.unwrap().is_empty());
+    let ok = store
+        .append(
+            vec![
+                StreamAppend {
+                    stream: a.clone(),
+                    expected_version: 0,
+                    events: vec![new_event("A1"), new_event("A2")],
+                },
+                StreamAppend {
+                    stream: b.clone(),
+                    expected_version: 1,
+                    events: vec![new_event("B2")],
+                },
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.version, 2);
+    let versions: Vec<_> =
+        store.load_stream(&a, 0).await.unwrap().iter().map(|e| e.version).collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(store.load_stream(&b, 1).await.unwrap()[0].event_type, "B2");
+    app.stop().await;
+}

@@ -1,0 +1,232 @@
+//! `spawn_app`: a real server on port 0 over a fresh PostgreSQL database
+//! (or a fresh SQLite file), and a typed GraphQL client for it.
+
+use std::time::Duration;
+
+use eventfold::app::{self, Config, RunningApp};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// The PostgreSQL server tests create their databases on.
+pub(crate) fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, _) = admin.rsplit_once('/').expect("TEST_DATABASE_URL has a database name");
+    format!("{base}/{name}")
+}
+
+pub(crate) enum Store {
+    Postgres { admin: String, name: String },
+    Sqlite { path: std::path::PathBuf },
+}
+
+pub(crate) struct TestApp {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) client: reqwest::Client,
+    /// Direct connection for assertions on the stored events.
+    pub(crate) db: DatabaseConnection,
+    pub(crate) database_url: String,
+    running: Option<RunningApp>,
+    store: Store,
+}
+
+/// A GraphQL response split into its parts.
+#[derive(Debug)]
+pub(crate) struct Gql {
+    pub(crate) data: Value,
+    pub(crate) errors: Vec<Value>,
+}
+
+impl Gql {
+    /// The `extensions.code` of the first error, if any.
+    pub(crate) fn code(&self) -> Option<&str> {
+        self.errors.first()?.pointer("/extensions/code")?.as_str()
+    }
+
+    #[track_caller]
+    pub(crate) fn ok(self) -> Value {
+        assert!(self.errors.is_empty(), "unexpected errors: {:#?}", self.errors);
+        self.data
+    }
+}
+
+/// Creates a fresh database on the test PostgreSQL server.
+pub(crate) async fn fresh_postgres() -> (String, String) {
+    let admin = admin_url();
+    let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable at {admin} ({e}); scripts/test starts it")
+    });
+    let name = format!("ef_test_{}", Uuid::new_v4().simple());
+    conn.execute_unprepared(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    conn.close().await.ok();
+    (admin, name)
+}
+
+pub(crate) async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let (admin, name) = fresh_postgres().await;
+    let url = with_database(&admin, &name);
+    spawn(url, Store::Postgres { admin, name }, adjust).await
+}
+
+/// The embedded default: SQLite file, in-process transport.
+pub(crate) async fn spawn_embedded() -> TestApp {
+    let path = std::env::temp_dir().join(format!("eventfold-test-{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    spawn(url, Store::Sqlite { path }, |_| {}).await
+}
+
+async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config {
+        database_url: url.clone(),
+        listen: "127.0.0.1:0".into(),
+        pool_size: 16,
+        ..Config::embedded()
+    };
+    adjust(&mut config);
+    let running = app::start(config).await.expect("app starts");
+    let addr = running.addr.expect("api role listens");
+    let db = eventfold::infra::db::connect(&url, 4).await.expect("test connection");
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db,
+        database_url: url,
+        running: Some(running),
+        store,
+    }
+}
+
+impl TestApp {
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub(crate) async fn gql(&self, query: &str, variables: Value) -> Gql {
+        let response = self
+            .client
+            .post(self.url("/graphql"))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .expect("request sent");
+        let body: Value = response.json().await.expect("JSON body");
+        Gql {
+            data: body.get("data").cloned().unwrap_or(Value::Null),
+            errors: body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Number of rows in the events table.
+    pub(crate) async fn event_count(&self) -> i64 {
+        self.scalar_i64("SELECT COUNT(*) FROM events").await
+    }
+
+    pub(crate) async fn scalar_i64(&self, sql: &str) -> i64 {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
+            .await
+            .expect("query runs")
+            .expect("one row");
+        row.try_get_by_index::<i64>(0).expect("an integer")
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            for (task, result) in running.stop().await {
+                assert!(result.is_ok(), "{task} ended with {result:?}");
+            }
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let store = std::mem::replace(&mut self.store, Store::Sqlite { path: Default::default() });
+        match store {
+            Store::Sqlite { path } => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Store::Postgres { admin, name } => {
+                // Best effort, on a thread of its own: Drop cannot await.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                    if let Ok(rt) = rt {
+                        rt.block_on(async {
+                            if let Ok(conn) = Database::connect(&admin).await {
+                                let _ = conn
+                                    .execute_unprepared(&format!(
+                                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                                    ))
+                                    .await;
+                            }
+                        });
+                    }
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// Waits for `condition` to hold, polling, for at most `limit`.
+pub(crate) async fn eventually<F, Fut>(limit: Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub(crate) const OPEN: &str =
+    "mutation($input: OpenAccountInput!) { openAccount(input: $input) { id version position } }";
+pub(crate) const DEPOSIT: &str =
+    "mutation($input: DepositMoneyInput!) { depositMoney(input: $input) { id version position } }";
+pub(crate) const WITHDRAW: &str = "mutation($input: WithdrawMoneyInput!) { withdrawMoney(input: $input) { id version position } }";
+pub(crate) const CHECK: &str =
+    "mutation($input: WriteCheckInput!) { writeCheck(input: $input) { id version position } }";
+pub(crate) const ACCOUNT: &str = "query($id: UUID!, $p: String) { account(id: $id, minPosition: $p) { id owner balance overdraftLimit totalDeposits totalWithdrawals lastTransactionAt version } }";
+
+/// Opens an account and returns (id, position).
+pub(crate) async fn open_account(
+    app: &TestApp,
+    owner: &str,
+    deposit: &str,
+    overdraft: &str,
+) -> (String, String) {
+    let data = app
+        .gql(OPEN, json!({ "input": { "owner": owner, "initialDeposit": deposit, "overdraftLimit": overdraft } }))
+        .await
+        .ok();
+    let payload = &data["openAccount"];
+    (payload["id"].as_str().unwrap().to_owned(), payload["position"].as_str().unwrap().to_owned())
+}
+
+/// The account as the read side shows it once it has reached `position`.
+pub(crate) async fn account_at(app: &TestApp, id: &str, position: &str) -> Value {
+    app.gql(ACCOUNT, json!({ "id": id, "p": position })).await.ok()["account"].clone()
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server over real PostgreSQL (and once over
+//! the embedded SQLite default), driven over HTTP and WebSocket.
+
+mod accounts;
+mod concurrency;
+mod embedded;
+mod event_store;
+mod helpers;
+mod http;
+mod schema;
+mod subscriptions;
