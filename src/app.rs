@@ -19,8 +19,12 @@ use crate::es::envelope::Position;
 use crate::es::store::EventStore;
 use crate::graphql::{ApiError, ops::MutationPayload};
 use crate::infra::db;
+use crate::infra::redis::RedisSettings;
+use crate::infra::redis::changes::RedisChangeBus;
+use crate::infra::redis::consumer::PartitionedProjector;
+use crate::infra::redis::relay::Relay;
 use crate::infra::event_store::SeaEventStore;
-use crate::infra::projector_runtime::{ProjectionMonitor, ProjectorRuntime, RuntimeSettings};
+use crate::infra::projector_runtime::{Applier, ProjectionMonitor, ProjectorRuntime, RuntimeSettings};
 use crate::infra::read_your_writes::ReadYourWrites;
 
 /// The embedded default: an SQLite file next to where the server runs.
@@ -35,6 +39,8 @@ pub enum Role {
     Api,
     /// Only the projectors.
     Projector,
+    /// Only the relay from the events table to Redis Streams.
+    Relay,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +52,10 @@ pub struct Config {
     pub snapshot_every: i64,
     pub min_position_timeout: Duration,
     pub pool_size: u32,
+    /// Redis Streams transport; `None` means the in-process transport.
+    pub redis: Option<RedisSettings>,
+    /// How long a projection partition lease lasts without renewal.
+    pub lease_ttl: Duration,
 }
 
 impl Config {
@@ -58,6 +68,8 @@ impl Config {
             snapshot_every: 50,
             min_position_timeout: Duration::from_secs(5),
             pool_size: 16,
+            redis: None,
+            lease_ttl: Duration::from_secs(5),
         }
     }
 }
@@ -195,8 +207,17 @@ impl RunningApp {
     }
 }
 
+/// The assembled application before any task runs.
+pub struct Built {
+    pub services: Arc<Services>,
+    pub write_db: DatabaseConnection,
+    /// Changes after every commit made in this process.
+    pub commits: watch::Receiver<u64>,
+    pub shutdown: watch::Sender<bool>,
+}
+
 /// Connects, migrates and assembles the services (no task is started).
-pub async fn build(config: &Config) -> anyhow::Result<(Arc<Services>, watch::Receiver<u64>)> {
+pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let write_db = db::connect(&config.database_url, config.pool_size).await?;
     db::migrate(&write_db).await?;
     let read_db = match &config.read_database_url {
@@ -207,11 +228,20 @@ pub async fn build(config: &Config) -> anyhow::Result<(Arc<Services>, watch::Rec
         }
         None => write_db.clone(),
     };
-    let sea_store = Arc::new(SeaEventStore::new(write_db));
+    let (shutdown, _) = watch::channel(false);
+    let sea_store = Arc::new(SeaEventStore::new(write_db.clone()));
     let commits = sea_store.commits();
     let store: Arc<dyn EventStore> = sea_store;
     let upcasters = Arc::new(crate::domain::upcasters());
     let monitor = Arc::new(ProjectionMonitor::default());
+    let changes: Arc<dyn ChangeBus> = match &config.redis {
+        Some(redis) => {
+            let client = redis::Client::open(redis.url.as_str())
+                .map_err(|e| anyhow::anyhow!("Invalid REDIS_URL: {e}"))?;
+            RedisChangeBus::start(client, redis.changes_channel(), shutdown.subscribe())
+        }
+        None => Arc::new(LocalChangeBus::new(1024)),
+    };
     let services = Arc::new(Services {
         commands: CommandExecutor::new(
             store.clone(),
@@ -220,37 +250,86 @@ pub async fn build(config: &Config) -> anyhow::Result<(Arc<Services>, watch::Rec
         ),
         store,
         read_db: read_db.clone(),
-        changes: Arc::new(LocalChangeBus::new(1024)),
+        changes,
         monitor: monitor.clone(),
-        read_your_writes: ReadYourWrites { read_db, monitor, timeout: config.min_position_timeout },
+        read_your_writes: ReadYourWrites {
+            read_db,
+            monitor,
+            timeout: config.min_position_timeout,
+            partitions: config.redis.as_ref().map(|r| r.partitions),
+        },
         projection_names: crate::projections::all(upcasters).iter().map(|p| p.name()).collect(),
     });
-    Ok((services, commits))
+    Ok(Built { services, write_db, commits, shutdown })
+}
+
+/// A name for this process in leases and consumer groups.
+fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{host}-{}-{}", std::process::id(), Uuid::new_v4().simple())
 }
 
 /// Connects, migrates and starts the parts `config.role` asks for.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
-    let (services, commits) = build(&config).await?;
-    let (shutdown, _) = watch::channel(false);
+    let Built { services, write_db, commits, shutdown } = build(&config).await?;
     let mut tasks = JoinSet::new();
-    if matches!(config.role, Role::All | Role::Projector) {
+    let runs = |role: Role| config.role == Role::All || config.role == role;
+    if config.role == Role::Relay && config.redis.is_none() {
+        anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
+    }
+    let worker = worker_id();
+    if runs(Role::Relay)
+        && let Some(redis) = &config.redis
+    {
+        let relay = Relay {
+            store: services.store.clone(),
+            write_db: write_db.clone(),
+            postgres_url: db::is_postgres(&write_db).then(|| config.database_url.clone()),
+            client: redis::Client::open(redis.url.as_str())?,
+            settings: redis.clone(),
+            owner: worker.clone(),
+            batch_size: 1000,
+            max_unread: 100_000,
+        };
+        let (commits, stop) = (commits.clone(), shutdown.subscribe());
+        tasks.spawn(async move { ("relay".to_owned(), relay.run(commits, stop).await) });
+    }
+    if runs(Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
         for projection in crate::projections::all(upcasters) {
-            let runtime = ProjectorRuntime {
-                store: services.store.clone(),
+            let applier = Applier {
                 read_db: services.read_db.clone(),
                 projection: projection.clone(),
                 changes: services.changes.clone(),
                 monitor: services.monitor.clone(),
                 settings: RuntimeSettings::default(),
             };
-            let (commits, stop) = (commits.clone(), shutdown.subscribe());
             let name = format!("projector {}", projection.name());
-            tasks.spawn(async move { (name, runtime.run(commits, stop).await) });
+            let stop = shutdown.subscribe();
+            match &config.redis {
+                Some(redis) => {
+                    let worker = Arc::new(PartitionedProjector {
+                        applier,
+                        store: services.store.clone(),
+                        write_db: write_db.clone(),
+                        client: redis::Client::open(redis.url.as_str())?,
+                        settings: redis.clone(),
+                        worker_id: worker.clone(),
+                        lease_ttl: config.lease_ttl,
+                        batch_size: 500,
+                    });
+                    tasks.spawn(async move { (name, worker.run(stop).await) });
+                }
+                None => {
+                    let runtime = ProjectorRuntime { store: services.store.clone(), applier };
+                    let commits = commits.clone();
+                    tasks.spawn(async move { (name, runtime.run(commits, stop).await) });
+                }
+            }
         }
     }
     let mut addr = None;
-    if matches!(config.role, Role::All | Role::Api) {
+    if runs(Role::Api) {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;

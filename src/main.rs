@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use eventfold::app::{self, Config, Role};
+use eventfold::infra::redis::RedisSettings;
 
 #[derive(Parser)]
 #[command(name = "eventfold", version, about = "A CQRS/event-sourcing GraphQL backend")]
@@ -16,8 +17,32 @@ struct Cli {
     /// Optional separate database for the read tables.
     #[arg(long, env = "READ_DATABASE_URL", global = true)]
     read_database_url: Option<String>,
+    /// Redis for the event transport; without it, the in-process transport.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "eventfold", global = true)]
+    redis_prefix: String,
+    /// Number of partition streams (must be the same for every process).
+    #[arg(long, env = "PARTITIONS", default_value_t = 4, global = true)]
+    partitions: u32,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+impl Cli {
+    fn config(&self) -> Config {
+        Config {
+            database_url: self.database_url.clone(),
+            read_database_url: self.read_database_url.clone(),
+            redis: self.redis_url.as_ref().map(|url| RedisSettings {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+                partitions: self.partitions.max(1),
+            }),
+            ..Config::embedded()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -64,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let cli = Cli::parse();
+    let base = cli.config();
     let command = cli.command.unwrap_or(Command::Serve {
         listen: std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".into()),
         role: Role::All,
@@ -73,20 +99,18 @@ async fn main() -> anyhow::Result<()> {
     match command {
         Command::Serve { listen, role, snapshot_every, min_position_timeout_ms } => {
             let config = Config {
-                database_url: cli.database_url,
-                read_database_url: cli.read_database_url,
                 listen,
                 role,
                 snapshot_every,
                 min_position_timeout: Duration::from_millis(min_position_timeout_ms),
-                ..Config::embedded()
+                ..base
             };
             serve(config).await
         }
         Command::Migrate => {
-            let db = eventfold::infra::db::connect(&cli.database_url, 2).await?;
+            let db = eventfold::infra::db::connect(&base.database_url, 2).await?;
             eventfold::infra::db::migrate(&db).await?;
-            if let Some(url) = &cli.read_database_url {
+            if let Some(url) = &base.read_database_url {
                 eventfold::infra::db::migrate(&eventfold::infra::db::connect(url, 2).await?)
                     .await?;
             }
@@ -94,12 +118,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Projections { command: ProjectionsCommand::Status } => {
-            let config = Config {
-                database_url: cli.database_url,
-                read_database_url: cli.read_database_url,
-                ..Config::embedded()
-            };
-            eventfold::cli::print_status(config).await
+            eventfold::cli::print_status(base).await
         }
         Command::ExportSchema { output } => {
             std::fs::write(&output, eventfold::graphql::sdl())

@@ -95,8 +95,8 @@ pub struct NewEvent {
     pub metadata: EventMetadata,
 }
 
-/// An event as read back from the store.
-#[derive(Debug, Clone, PartialEq)]
+/// An event as read back from the store (and as carried by a transport).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecordedEvent {
     pub position: Position,
     pub event_id: Uuid,

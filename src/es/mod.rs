@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod changes;
 pub mod command;
 pub mod envelope;
+pub mod partition;
 pub mod projector;
 pub mod store;
 pub mod upcast;

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use super::ApiError;
 use crate::app::Services;
 use crate::es::store::Outcome;
-use crate::infra::projector_runtime::load_checkpoint;
 
 /// What every mutation returns.
 #[derive(SimpleObject)]
@@ -66,8 +65,7 @@ impl OpsQuery {
         let services = ctx.data::<Arc<Services>>()?;
         let mut out = Vec::new();
         for name in &services.projection_names {
-            let checkpoint =
-                load_checkpoint(&services.read_db, name).await.map_err(ApiError::internal)?;
+            let checkpoint = services.read_your_writes.checkpoint(name).await.map_err(ApiError::from)?;
             let lag =
                 services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
             let state = services.monitor.state(name);

@@ -5,3 +5,4 @@ pub mod db;
 pub mod event_store;
 pub mod projector_runtime;
 pub mod read_your_writes;
+pub mod redis;

@@ -1,11 +1,14 @@
-//! Drives one projection: reads the log after its checkpoint in commit
-//! order, applies a batch and the new checkpoint in one read-database
-//! transaction, then announces the changed rows. Applying is therefore
-//! effectively exactly-once: a crash before commit replays the batch, a crash
-//! after it resumes past it.
+//! Applies events to one projection, effectively exactly once.
 //!
-//! A batch that fails is retried event by event; an event that keeps failing
-//! is parked in `dead_letters` with its error, and the projection goes on.
+//! [`Applier`] is shared by both transports: it applies a batch and the new
+//! checkpoint in one read-database transaction (skipping what the checkpoint
+//! already covers), then announces the changed rows. A crash before commit
+//! replays the batch, a crash after it resumes past it. A batch that fails
+//! is retried event by event; an event that keeps failing is parked in
+//! `dead_letters` with its error, and the projection goes on.
+//!
+//! [`ProjectorRuntime`] is the in-process transport: it reads the event log
+//! directly, in commit order, woken by local commits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,7 +19,7 @@ use entity::{dead_letters, projection_checkpoints};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect, TransactionTrait,
 };
 use tokio::sync::watch;
 
@@ -30,17 +33,13 @@ pub struct RuntimeSettings {
     pub batch_size: u64,
     /// Attempts at one event before it is parked.
     pub max_attempts: u32,
-    /// Fallback poll when no in-process commit signal arrives.
+    /// Fallback poll when no commit signal arrives.
     pub poll_interval: Duration,
 }
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        RuntimeSettings {
-            batch_size: 500,
-            max_attempts: 5,
-            poll_interval: Duration::from_millis(100),
-        }
+        RuntimeSettings { batch_size: 500, max_attempts: 5, poll_interval: Duration::from_millis(100) }
     }
 }
 
@@ -59,12 +58,12 @@ pub struct RunState {
 }
 
 impl ProjectionMonitor {
-    fn set(&self, name: &'static str, status: &'static str, last_error: Option<String>) {
+    pub fn set(&self, name: &'static str, status: &'static str, last_error: Option<String>) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         let entry = states.entry(name).or_default();
         entry.status = status;
-        if last_error.is_some() || status == "RUNNING" {
-            entry.last_error = last_error.or(entry.last_error.take());
+        if last_error.is_some() {
+            entry.last_error = last_error;
         }
     }
 
@@ -77,13 +76,141 @@ impl ProjectionMonitor {
     }
 }
 
-pub struct ProjectorRuntime {
-    pub store: Arc<dyn EventStore>,
+/// Applies events of one projection under a checkpoint key (the projection
+/// name, or `name#partition` when the log is partitioned).
+#[derive(Clone)]
+pub struct Applier {
     pub read_db: DatabaseConnection,
     pub projection: Arc<dyn Projection>,
     pub changes: Arc<dyn ChangeBus>,
     pub monitor: Arc<ProjectionMonitor>,
     pub settings: RuntimeSettings,
+}
+
+impl Applier {
+    pub fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Applies the events after the checkpoint of `key`, then moves the
+    /// checkpoint to the last event or to `watermark` (a position up to which
+    /// the caller guarantees it has delivered every event of this key),
+    /// whichever is later. Returns the new checkpoint.
+    pub async fn apply(
+        &self,
+        key: &str,
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+    ) -> anyhow::Result<Position> {
+        match self.apply_once(key, events, watermark).await {
+            Ok((checkpoint, changes)) => {
+                self.committed(changes);
+                Ok(checkpoint)
+            }
+            Err(e) if events.len() > 1 => {
+                tracing::warn!(projection = self.name(), error = %e, "batch failed; applying one by one");
+                let mut checkpoint = Position::START;
+                for event in events {
+                    checkpoint = self.apply_with_retries(key, event).await?;
+                }
+                let (checkpoint, changes) = self.apply_once(key, &[], watermark.max(Some(checkpoint))).await?;
+                self.committed(changes);
+                Ok(checkpoint)
+            }
+            Err(_) if events.len() == 1 => self.apply_with_retries(key, &events[0]).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn committed(&self, changes: Vec<Change>) {
+        self.monitor.progress.send_modify(|n| *n += 1);
+        self.changes.publish(changes);
+    }
+
+    async fn apply_once(
+        &self,
+        key: &str,
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+    ) -> Result<(Position, Vec<Change>), ProjectionError> {
+        let txn = self.read_db.begin().await?;
+        let checkpoint = lock_checkpoint(&txn, key).await?;
+        let mut changes = Vec::new();
+        let mut reached = checkpoint;
+        for event in events.iter().filter(|e| e.position > checkpoint) {
+            changes.extend(self.projection.apply(&txn, event).await?);
+            reached = reached.max(event.position);
+        }
+        reached = reached.max(watermark.unwrap_or_default());
+        if reached > checkpoint {
+            save_checkpoint(&txn, key, reached).await?;
+        }
+        txn.commit().await?;
+        Ok((reached, changes))
+    }
+
+    async fn apply_with_retries(&self, key: &str, event: &RecordedEvent) -> anyhow::Result<Position> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.apply_once(key, std::slice::from_ref(event), None).await {
+                Ok((checkpoint, changes)) => {
+                    self.committed(changes);
+                    return Ok(checkpoint);
+                }
+                Err(e) if attempt >= self.settings.max_attempts => {
+                    return self.park(key, event, &e, attempt).await;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10 << attempt.min(5))).await,
+            }
+        }
+    }
+
+    async fn park(
+        &self,
+        key: &str,
+        event: &RecordedEvent,
+        error: &ProjectionError,
+        attempts: u32,
+    ) -> anyhow::Result<Position> {
+        let name = self.name();
+        tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, error = %error, "event parked as dead letter");
+        let txn = self.read_db.begin().await?;
+        let checkpoint = lock_checkpoint(&txn, key).await?;
+        if event.position > checkpoint {
+            dead_letters::Entity::insert(dead_letters::ActiveModel {
+                id: NotSet,
+                projection: Set(name.to_owned()),
+                position: Set(event.position.pos),
+                event_id: Set(event.event_id),
+                stream_type: Set(event.stream.stream_type.clone()),
+                stream_id: Set(event.stream.stream_id),
+                event_type: Set(event.event_type.clone()),
+                error: Set(error.to_string()),
+                attempts: Set(attempts as i32),
+                parked_at: Set(Utc::now()),
+            })
+            .on_conflict(
+                OnConflict::columns([dead_letters::Column::Projection, dead_letters::Column::EventId])
+                    .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
+                    .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            save_checkpoint(&txn, key, event.position).await?;
+        }
+        txn.commit().await?;
+        self.monitor.set(name, "RUNNING", Some(error.to_string()));
+        self.committed(vec![]);
+        Ok(checkpoint.max(event.position))
+    }
+}
+
+/// The in-process transport: reads the log in commit order straight from
+/// the event store.
+pub struct ProjectorRuntime {
+    pub store: Arc<dyn EventStore>,
+    pub applier: Applier,
 }
 
 impl ProjectorRuntime {
@@ -93,131 +220,81 @@ impl ProjectorRuntime {
         mut commits: watch::Receiver<u64>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let name = self.projection.name();
-        self.monitor.set(name, "RUNNING", None);
-        let mut checkpoint = load_checkpoint(&self.read_db, name).await?;
+        let name = self.applier.name();
+        let monitor = self.applier.monitor.clone();
+        monitor.set(name, "RUNNING", None);
+        let mut checkpoint = load_checkpoint(&self.applier.read_db, name).await?;
         loop {
             match self.catch_up(&mut checkpoint).await {
-                Ok(()) => self.monitor.set(name, "RUNNING", None),
+                Ok(()) => monitor.set(name, "RUNNING", None),
                 Err(e) => {
                     tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    self.monitor.set(name, "FAILING", Some(e.to_string()));
+                    monitor.set(name, "FAILING", Some(e.to_string()));
                 }
             }
             tokio::select! {
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {}
                 _ = commits.changed() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = tokio::time::sleep(self.applier.settings.poll_interval) => {}
             }
             if *shutdown.borrow() {
                 break;
             }
         }
-        self.monitor.set(name, "STOPPED", None);
+        monitor.set(name, "STOPPED", None);
         Ok(())
     }
 
     /// Applies everything visible after `checkpoint`.
     pub async fn catch_up(&self, checkpoint: &mut Position) -> anyhow::Result<()> {
+        let batch_size = self.applier.settings.batch_size;
         loop {
-            let batch = self.store.read_committed(*checkpoint, self.settings.batch_size).await?;
-            let Some(last) = batch.last().map(|e| e.position) else { return Ok(()) };
-            let changes = match self.apply_batch(&batch).await {
-                Ok(changes) => changes,
-                Err(e) => {
-                    tracing::warn!(projection = self.projection.name(), error = %e, "batch failed; applying one by one");
-                    self.apply_singly(&batch).await?
-                }
-            };
-            *checkpoint = last;
-            self.monitor.progress.send_modify(|n| *n += 1);
-            self.changes.publish(changes);
-            if (batch.len() as u64) < self.settings.batch_size {
+            let batch = self.store.read_committed(*checkpoint, batch_size).await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            *checkpoint = self.applier.apply(self.applier.name(), &batch, None).await?;
+            if (batch.len() as u64) < batch_size {
                 return Ok(());
             }
         }
     }
-
-    async fn apply_batch(&self, batch: &[RecordedEvent]) -> Result<Vec<Change>, ProjectionError> {
-        let txn = self.read_db.begin().await?;
-        let mut changes = Vec::new();
-        for event in batch {
-            changes.extend(self.projection.apply(&txn, event).await?);
-        }
-        save_checkpoint(&txn, self.projection.name(), batch[batch.len() - 1].position).await?;
-        txn.commit().await?;
-        Ok(changes)
-    }
-
-    async fn apply_singly(&self, batch: &[RecordedEvent]) -> anyhow::Result<Vec<Change>> {
-        let mut changes = Vec::new();
-        for event in batch {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.apply_batch(std::slice::from_ref(event)).await {
-                    Ok(c) => {
-                        changes.extend(c);
-                        break;
-                    }
-                    Err(e) if attempt >= self.settings.max_attempts => {
-                        self.park(event, &e, attempt).await?;
-                        break;
-                    }
-                    Err(_) => tokio::time::sleep(Duration::from_millis(20 << attempt.min(5))).await,
-                }
-            }
-        }
-        Ok(changes)
-    }
-
-    async fn park(
-        &self,
-        event: &RecordedEvent,
-        error: &ProjectionError,
-        attempts: u32,
-    ) -> anyhow::Result<()> {
-        let name = self.projection.name();
-        tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, error = %error, "event parked as dead letter");
-        let txn = self.read_db.begin().await?;
-        dead_letters::Entity::insert(dead_letters::ActiveModel {
-            id: NotSet,
-            projection: Set(name.to_owned()),
-            position: Set(event.position.pos),
-            event_id: Set(event.event_id),
-            stream_type: Set(event.stream.stream_type.clone()),
-            stream_id: Set(event.stream.stream_id),
-            event_type: Set(event.event_type.clone()),
-            error: Set(error.to_string()),
-            attempts: Set(attempts as i32),
-            parked_at: Set(Utc::now()),
-        })
-        .on_conflict(
-            OnConflict::columns([dead_letters::Column::Projection, dead_letters::Column::EventId])
-                .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
-                .to_owned(),
-        )
-        .exec_without_returning(&txn)
-        .await?;
-        save_checkpoint(&txn, name, event.position).await?;
-        txn.commit().await?;
-        self.monitor.set(name, "RUNNING", Some(error.to_string()));
-        Ok(())
-    }
 }
 
-pub async fn load_checkpoint(db: &DatabaseConnection, name: &str) -> anyhow::Result<Position> {
-    let row = projection_checkpoints::Entity::find_by_id(name.to_owned()).one(db).await?;
+pub async fn load_checkpoint(db: &DatabaseConnection, key: &str) -> anyhow::Result<Position> {
+    let row = projection_checkpoints::Entity::find_by_id(key.to_owned()).one(db).await?;
     Ok(row.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
 }
 
-async fn save_checkpoint(
-    txn: &DatabaseTransaction,
-    name: &str,
+/// Reads the checkpoint inside `txn`, holding its row lock on PostgreSQL so
+/// two appliers of one key (say, a worker that lost its lease and the one
+/// that took over) serialize instead of applying an event twice.
+async fn lock_checkpoint(txn: &DatabaseTransaction, key: &str) -> Result<Position, sea_orm::DbErr> {
+    // The row must exist to be locked; inserting it blocks on a concurrent
+    // insert of the same key until that transaction ends.
+    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
+        name: Set(key.to_owned()),
+        tx_id: Set(0),
+        position: Set(0),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await?;
+    let mut query = projection_checkpoints::Entity::find_by_id(key.to_owned());
+    if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    Ok(query.one(txn).await?.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
+}
+
+pub(crate) async fn save_checkpoint<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    key: &str,
     position: Position,
 ) -> Result<(), sea_orm::DbErr> {
     projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-        name: Set(name.to_owned()),
+        name: Set(key.to_owned()),
         tx_id: Set(position.tx),
         position: Set(position.pos),
         updated_at: Set(Utc::now()),
@@ -231,7 +308,7 @@ async fn save_checkpoint(
             ])
             .to_owned(),
     )
-    .exec_without_returning(txn)
+    .exec_without_returning(db)
     .await?;
     Ok(())
 }

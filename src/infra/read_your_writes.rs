@@ -8,6 +8,7 @@ use entity::projection_checkpoints;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::projector_runtime::ProjectionMonitor;
+use super::redis::RedisSettings;
 use crate::es::envelope::Position;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +23,9 @@ pub struct ReadYourWrites {
     pub read_db: DatabaseConnection,
     pub monitor: Arc<ProjectionMonitor>,
     pub timeout: Duration,
+    /// With a partitioned transport every partition keeps its own
+    /// checkpoint; relay watermarks make them comparable to any position.
+    pub partitions: Option<u32>,
 }
 
 impl ReadYourWrites {
@@ -44,18 +48,36 @@ impl ReadYourWrites {
         }
     }
 
-    async fn reached(
-        &self,
-        projections: &[&str],
-        position: Position,
-    ) -> Result<bool, sea_orm::DbErr> {
+    /// The checkpoint keys of one projection.
+    pub fn keys(&self, projection: &str) -> Vec<String> {
+        match self.partitions {
+            Some(n) => (0..n).map(|p| RedisSettings::checkpoint_key(projection, p)).collect(),
+            None => vec![projection.to_owned()],
+        }
+    }
+
+    /// How far a projection has applied everything: the lowest of its keys.
+    pub async fn checkpoint(&self, projection: &str) -> Result<Position, sea_orm::DbErr> {
+        let keys = self.keys(projection);
         let rows = projection_checkpoints::Entity::find()
-            .filter(projection_checkpoints::Column::Name.is_in(projections.iter().copied()))
+            .filter(projection_checkpoints::Column::Name.is_in(keys.iter().map(String::as_str)))
             .all(&self.read_db)
             .await?;
-        Ok(projections.iter().all(|name| {
+        let at = |key: &String| {
             rows.iter()
-                .any(|r| r.name == *name && Position { tx: r.tx_id, pos: r.position } >= position)
-        }))
+                .find(|r| &r.name == key)
+                .map(|r| Position { tx: r.tx_id, pos: r.position })
+                .unwrap_or_default()
+        };
+        Ok(keys.iter().map(at).min().unwrap_or_default())
+    }
+
+    async fn reached(&self, projections: &[&str], position: Position) -> Result<bool, sea_orm::DbErr> {
+        for projection in projections {
+            if self.checkpoint(projection).await? < position {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }

@@ -1,0 +1,190 @@
+//! The relay: the events table is the outbox, and this task moves it to
+//! Redis Streams.
+//!
+//! It reads in commit order through [`EventStore::read_committed`] (never
+//! past a transaction that may still commit with a smaller position),
+//! appends each event to its partition stream and then a watermark to every
+//! partition in one pipeline, and only then advances its durable checkpoint.
+//! A crash in between re-publishes a batch; consumers skip what their
+//! checkpoints already cover. One relay holds a lease at a time. It wakes on
+//! PostgreSQL `NOTIFY` (sent by a trigger on insert) and on local commits,
+//! with polling as a fallback, and periodically trims the streams below what
+//! every consumer group has acknowledged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use redis::streams::{StreamInfoGroupsReply, StreamPendingReply};
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+
+use super::lease::Lease;
+use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
+use crate::es::envelope::Position;
+use crate::es::partition::partition_of;
+use crate::es::store::EventStore;
+use crate::infra::projector_runtime::{load_checkpoint, save_checkpoint};
+
+/// The PostgreSQL channel the events trigger notifies.
+pub const NOTIFY_CHANNEL: &str = "eventfold_events";
+
+pub struct Relay {
+    pub store: Arc<dyn EventStore>,
+    pub write_db: DatabaseConnection,
+    /// Set on PostgreSQL, to LISTEN for new events.
+    pub postgres_url: Option<String>,
+    pub client: redis::Client,
+    pub settings: RedisSettings,
+    pub owner: String,
+    pub batch_size: u64,
+    /// Entries kept in a stream no consumer group reads.
+    pub max_unread: u64,
+}
+
+impl Relay {
+    pub async fn run(self, mut commits: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let wake = spawn_listener(self.postgres_url.clone(), shutdown.clone());
+        let mut wake_rx = wake.subscribe();
+        let lease = Lease { key: self.settings.lease_key("relay"), owner: self.owner.clone(), ttl: Duration::from_secs(5) };
+        let mut conn: Option<MultiplexedConnection> = None;
+        let mut holding = false;
+        let mut renewed = Instant::now();
+        let mut trimmed = Instant::now();
+        let mut checkpoint = Position::START;
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let step = async {
+                if conn.is_none() {
+                    conn = Some(super::connection(&self.client).await?);
+                }
+                let c = conn.as_mut().expect("connected above");
+                if !holding {
+                    holding = lease.acquire(c).await?;
+                    if holding {
+                        checkpoint = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
+                        renewed = Instant::now();
+                        tracing::info!(owner = %self.owner, %checkpoint, "relay lease acquired");
+                    }
+                    return Ok::<u64, anyhow::Error>(0);
+                }
+                if renewed.elapsed() > lease.ttl / 4 {
+                    if !lease.renew(c).await? {
+                        tracing::warn!("relay lease lost");
+                        holding = false;
+                        return Ok(0);
+                    }
+                    renewed = Instant::now();
+                }
+                if trimmed.elapsed() > Duration::from_secs(5) {
+                    trimmed = Instant::now();
+                    self.trim(c).await?;
+                }
+                self.publish_batch(c, &mut checkpoint).await
+            };
+            let wait = match step.await {
+                Ok(n) if n == self.batch_size => continue,
+                Ok(_) if holding => Duration::from_millis(100),
+                Ok(_) => Duration::from_secs(1),
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "relay step failed; retrying");
+                    conn = None;
+                    Duration::from_millis(500)
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => {}
+                _ = commits.changed() => {}
+                _ = wake_rx.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        if holding && let Some(c) = conn.as_mut() {
+            let _ = lease.release(c).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes the next batch; returns how many events it carried.
+    async fn publish_batch(&self, conn: &mut MultiplexedConnection, checkpoint: &mut Position) -> anyhow::Result<u64> {
+        let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
+        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+        let mut pipe = redis::pipe();
+        for event in &events {
+            let partition = partition_of(event.stream.stream_id, self.settings.partitions);
+            pipe.cmd("XADD")
+                .arg(self.settings.stream_key(partition))
+                .arg("*")
+                .arg("e")
+                .arg(serde_json::to_string(event)?)
+                .ignore();
+        }
+        // Every partition learns that everything up to `last` has been sent.
+        for partition in 0..self.settings.partitions {
+            pipe.cmd("XADD").arg(self.settings.stream_key(partition)).arg("*").arg("w").arg(last.to_string()).ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+        save_checkpoint(&self.write_db, RELAY_CHECKPOINT, last).await?;
+        *checkpoint = last;
+        Ok(events.len() as u64)
+    }
+
+    /// Drops entries every consumer group is done with.
+    async fn trim(&self, conn: &mut MultiplexedConnection) -> anyhow::Result<()> {
+        for partition in 0..self.settings.partitions {
+            let key = self.settings.stream_key(partition);
+            let groups: redis::RedisResult<StreamInfoGroupsReply> =
+                redis::cmd("XINFO").arg("GROUPS").arg(&key).query_async(conn).await;
+            let Ok(groups) = groups else { continue };
+            if groups.groups.is_empty() {
+                let _: i64 = redis::cmd("XTRIM").arg(&key).arg("MAXLEN").arg("~").arg(self.max_unread).query_async(conn).await?;
+                continue;
+            }
+            let mut floor: Option<String> = None;
+            for group in &groups.groups {
+                let pending: StreamPendingReply = redis::cmd("XPENDING").arg(&key).arg(&group.name).query_async(conn).await?;
+                let done = match pending {
+                    StreamPendingReply::Data(d) if d.count > 0 => d.start_id,
+                    _ => group.last_delivered_id.clone(),
+                };
+                if floor.as_ref().is_none_or(|f| entry_id_key(&done) < entry_id_key(f)) {
+                    floor = Some(done);
+                }
+            }
+            if let Some(floor) = floor {
+                let _: i64 = redis::cmd("XTRIM").arg(&key).arg("MINID").arg("~").arg(floor).query_async(conn).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// LISTENs on PostgreSQL for the insert trigger's notifications.
+fn spawn_listener(url: Option<String>, mut shutdown: watch::Receiver<bool>) -> watch::Sender<u64> {
+    let (tx, _) = watch::channel(0u64);
+    let Some(url) = url else { return tx };
+    let sender = tx.clone();
+    tokio::spawn(async move {
+        use sea_orm::sqlx::postgres::PgListener;
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect(&url).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    sender.send_modify(|n| *n += 1);
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sea_orm::sqlx::Error>(())
+            };
+            tokio::select! {
+                r = listening => if let Err(e) = r { tracing::warn!(error = %e, "LISTEN failed; polling until it is back") },
+                _ = shutdown.changed() => return,
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    tx
+}
