@@ -19,13 +19,15 @@ use crate::es::envelope::Position;
 use crate::es::store::EventStore;
 use crate::graphql::{ApiError, ops::MutationPayload};
 use crate::infra::db;
+use crate::infra::event_store::SeaEventStore;
+use crate::infra::projector_runtime::{
+    Applier, ProjectionMonitor, ProjectorRuntime, RuntimeSettings,
+};
+use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::RedisSettings;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::consumer::PartitionedProjector;
 use crate::infra::redis::relay::Relay;
-use crate::infra::event_store::SeaEventStore;
-use crate::infra::projector_runtime::{Applier, ProjectionMonitor, ProjectorRuntime, RuntimeSettings};
-use crate::infra::read_your_writes::ReadYourWrites;
 
 /// The embedded default: an SQLite file next to where the server runs.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";

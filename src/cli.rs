@@ -13,3 +13,29 @@ pub async fn print_status(config: Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Applies the dead letters of one projection again.
+pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()> {
+    let built = app::build(&config).await?;
+    let services = built.services;
+    let upcasters = std::sync::Arc::new(crate::domain::upcasters());
+    let Some(projection) =
+        crate::projections::all(upcasters).into_iter().find(|p| p.name() == name)
+    else {
+        anyhow::bail!("no projection named {name:?}; see `eventfold projections status`");
+    };
+    let applier = crate::infra::projector_runtime::Applier {
+        read_db: services.read_db.clone(),
+        projection,
+        changes: services.changes.clone(),
+        monitor: services.monitor.clone(),
+        settings: Default::default(),
+    };
+    let (applied, failed) = applier.retry_parked(services.store.as_ref()).await?;
+    println!("{name}: {applied} parked event(s) applied, {failed} still failing");
+    let _ = built.shutdown.send(true);
+    if failed > 0 {
+        anyhow::bail!("{failed} event(s) still failing");
+    }
+    Ok(())
+}

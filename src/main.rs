@@ -26,6 +26,9 @@ struct Cli {
     /// Number of partition streams (must be the same for every process).
     #[arg(long, env = "PARTITIONS", default_value_t = 4, global = true)]
     partitions: u32,
+    /// How long a partition or relay lease lives without renewal, in ms.
+    #[arg(long, env = "LEASE_TTL_MS", default_value_t = 5000, global = true)]
+    lease_ttl_ms: u64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,6 +43,7 @@ impl Cli {
                 prefix: self.redis_prefix.clone(),
                 partitions: self.partitions.max(1),
             }),
+            lease_ttl: Duration::from_millis(self.lease_ttl_ms.max(500)),
             ..Config::embedded()
         }
     }
@@ -78,6 +82,8 @@ enum Command {
 enum ProjectionsCommand {
     /// Checkpoint and lag of every projection.
     Status,
+    /// Apply the dead letters of a projection again (after fixing the cause).
+    Retry { name: String },
 }
 
 #[tokio::main]
@@ -119,6 +125,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Projections { command: ProjectionsCommand::Status } => {
             eventfold::cli::print_status(base).await
+        }
+        Command::Projections { command: ProjectionsCommand::Retry { name } } => {
+            eventfold::cli::retry_dead_letters(base, &name).await
         }
         Command::ExportSchema { output } => {
             std::fs::write(&output, eventfold::graphql::sdl())

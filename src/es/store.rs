@@ -105,6 +105,9 @@ pub trait EventStore: Send + Sync {
         limit: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// One event by its id.
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError>;
+
     /// How many committed events lie after `after` (capped at `cap`).
     async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError>;
 }

@@ -65,7 +65,8 @@ impl OpsQuery {
         let services = ctx.data::<Arc<Services>>()?;
         let mut out = Vec::new();
         for name in &services.projection_names {
-            let checkpoint = services.read_your_writes.checkpoint(name).await.map_err(ApiError::from)?;
+            let checkpoint =
+                services.read_your_writes.checkpoint(name).await.map_err(ApiError::from)?;
             let lag =
                 services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
             let state = services.monitor.state(name);

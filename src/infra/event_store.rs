@@ -299,6 +299,15 @@ impl EventStore for SeaEventStore {
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 
+    async fn event_by_id(&self, event_id: Uuid) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = events::Entity::find()
+            .filter(events::Column::EventId.eq(event_id))
+            .one(&self.db)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(row.map(to_recorded))
+    }
+
     async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError> {
         let ids: Vec<i64> = events::Entity::find()
             .select_only()

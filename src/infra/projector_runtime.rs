@@ -39,7 +39,11 @@ pub struct RuntimeSettings {
 
 impl Default for RuntimeSettings {
     fn default() -> Self {
-        RuntimeSettings { batch_size: 500, max_attempts: 5, poll_interval: Duration::from_millis(100) }
+        RuntimeSettings {
+            batch_size: 500,
+            max_attempts: 5,
+            poll_interval: Duration::from_millis(100),
+        }
     }
 }
 
@@ -113,7 +117,8 @@ impl Applier {
                 for event in events {
                     checkpoint = self.apply_with_retries(key, event).await?;
                 }
-                let (checkpoint, changes) = self.apply_once(key, &[], watermark.max(Some(checkpoint))).await?;
+                let (checkpoint, changes) =
+                    self.apply_once(key, &[], watermark.max(Some(checkpoint))).await?;
                 self.committed(changes);
                 Ok(checkpoint)
             }
@@ -149,7 +154,11 @@ impl Applier {
         Ok((reached, changes))
     }
 
-    async fn apply_with_retries(&self, key: &str, event: &RecordedEvent) -> anyhow::Result<Position> {
+    async fn apply_with_retries(
+        &self,
+        key: &str,
+        event: &RecordedEvent,
+    ) -> anyhow::Result<Position> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -191,9 +200,12 @@ impl Applier {
                 parked_at: Set(Utc::now()),
             })
             .on_conflict(
-                OnConflict::columns([dead_letters::Column::Projection, dead_letters::Column::EventId])
-                    .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
-                    .to_owned(),
+                OnConflict::columns([
+                    dead_letters::Column::Projection,
+                    dead_letters::Column::EventId,
+                ])
+                .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
+                .to_owned(),
             )
             .exec_without_returning(&txn)
             .await?;
@@ -203,6 +215,45 @@ impl Applier {
         self.monitor.set(name, "RUNNING", Some(error.to_string()));
         self.committed(vec![]);
         Ok(checkpoint.max(event.position))
+    }
+}
+
+impl Applier {
+    /// Applies this projection's parked events again, oldest first (after
+    /// the cause was fixed). Returns how many were applied and how many
+    /// failed again (those stay parked with the new error).
+    pub async fn retry_parked(&self, store: &dyn EventStore) -> anyhow::Result<(usize, usize)> {
+        use sea_orm::{ColumnTrait, ModelTrait, QueryFilter, QueryOrder};
+        let letters = dead_letters::Entity::find()
+            .filter(dead_letters::Column::Projection.eq(self.name()))
+            .order_by_asc(dead_letters::Column::Position)
+            .all(&self.read_db)
+            .await?;
+        let (mut applied, mut failed) = (0, 0);
+        for letter in letters {
+            let Some(event) = store.event_by_id(letter.event_id).await? else {
+                anyhow::bail!("parked event {} is not in the event store", letter.event_id);
+            };
+            let txn = self.read_db.begin().await?;
+            match self.projection.apply(&txn, &event).await {
+                Ok(changes) => {
+                    letter.delete(&txn).await?;
+                    txn.commit().await?;
+                    self.committed(changes);
+                    applied += 1;
+                }
+                Err(e) => {
+                    txn.rollback().await?;
+                    let attempts = letter.attempts + 1;
+                    let mut active: dead_letters::ActiveModel = letter.into();
+                    active.error = Set(e.to_string());
+                    active.attempts = Set(attempts);
+                    sea_orm::ActiveModelTrait::update(active, &self.read_db).await?;
+                    failed += 1;
+                }
+            }
+        }
+        Ok((applied, failed))
     }
 }
 

@@ -72,7 +72,11 @@ impl ReadYourWrites {
         Ok(keys.iter().map(at).min().unwrap_or_default())
     }
 
-    async fn reached(&self, projections: &[&str], position: Position) -> Result<bool, sea_orm::DbErr> {
+    async fn reached(
+        &self,
+        projections: &[&str],
+        position: Position,
+    ) -> Result<bool, sea_orm::DbErr> {
         for projection in projections {
             if self.checkpoint(projection).await? < position {
                 return Ok(false);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use eventfold::app::{self, Config, RunningApp};
+use eventfold::infra::redis::RedisSettings;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -19,6 +20,20 @@ fn with_database(admin: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The Redis server tests use, each with its own key prefix.
+pub(crate) fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Transport settings with a key prefix no other test uses.
+pub(crate) fn fresh_redis() -> RedisSettings {
+    RedisSettings {
+        url: redis_url(),
+        prefix: format!("eftest-{}", Uuid::new_v4().simple()),
+        partitions: 4,
+    }
+}
+
 pub(crate) enum Store {
     Postgres { admin: String, name: String },
     Sqlite { path: std::path::PathBuf },
@@ -30,6 +45,7 @@ pub(crate) struct TestApp {
     /// Direct connection for assertions on the stored events.
     pub(crate) db: DatabaseConnection,
     pub(crate) database_url: String,
+    pub(crate) redis: Option<RedisSettings>,
     running: Option<RunningApp>,
     store: Store,
 }
@@ -68,14 +84,38 @@ pub(crate) async fn fresh_postgres() -> (String, String) {
     (admin, name)
 }
 
+/// The production setup: PostgreSQL and the Redis Streams transport.
 pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
 pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let redis = fresh_redis();
+    require_redis(&redis.url).await;
     let (admin, name) = fresh_postgres().await;
     let url = with_database(&admin, &name);
-    spawn(url, Store::Postgres { admin, name }, adjust).await
+    spawn(url, Store::Postgres { admin, name }, |c| {
+        c.redis = Some(redis);
+        adjust(c);
+    })
+    .await
+}
+
+/// PostgreSQL with the in-process transport (no `REDIS_URL`).
+pub(crate) async fn spawn_app_in_process() -> TestApp {
+    let (admin, name) = fresh_postgres().await;
+    let url = with_database(&admin, &name);
+    spawn(url, Store::Postgres { admin, name }, |_| {}).await
+}
+
+/// Fails the test (never skips it) when Redis does not answer.
+pub(crate) async fn require_redis(url: &str) {
+    let client = redis::Client::open(url).expect("valid Redis URL");
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
+        panic!("Redis is not reachable at {url} ({e}); scripts/test starts it")
+    });
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.expect("PING");
+    assert_eq!(pong, "PONG");
 }
 
 /// The embedded default: SQLite file, in-process transport.
@@ -93,6 +133,7 @@ async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> T
         ..Config::embedded()
     };
     adjust(&mut config);
+    let redis = config.redis.clone();
     let running = app::start(config).await.expect("app starts");
     let addr = running.addr.expect("api role listens");
     let db = eventfold::infra::db::connect(&url, 4).await.expect("test connection");
@@ -101,6 +142,7 @@ async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> T
         client: reqwest::Client::new(),
         db,
         database_url: url,
+        redis,
         running: Some(running),
         store,
     }
@@ -155,6 +197,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(redis) = self.redis.take() {
+            drop_redis_keys(redis);
+        }
         let store = std::mem::replace(&mut self.store, Store::Sqlite { path: Default::default() });
         match store {
             Store::Sqlite { path } => {
@@ -229,4 +274,20 @@ pub(crate) async fn open_account(
 /// The account as the read side shows it once it has reached `position`.
 pub(crate) async fn account_at(app: &TestApp, id: &str, position: &str) -> Value {
     app.gql(ACCOUNT, json!({ "id": id, "p": position })).await.ok()["account"].clone()
+}
+
+/// Deletes every key of a test's prefix (best effort).
+fn drop_redis_keys(redis: RedisSettings) {
+    let _ = std::thread::spawn(move || {
+        let Ok(client) = redis::Client::open(redis.url.as_str()) else { return };
+        let Ok(mut conn) = client.get_connection() else { return };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", redis.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        for key in keys {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(key).query(&mut conn);
+        }
+    })
+    .join();
 }

@@ -3,9 +3,12 @@
 
 mod accounts;
 mod concurrency;
+mod convergence;
 mod embedded;
 mod event_store;
 mod helpers;
 mod http;
+mod process;
 mod schema;
 mod subscriptions;
+mod transport;

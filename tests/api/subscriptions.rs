@@ -19,7 +19,11 @@ pub(crate) struct WsClient {
 
 impl WsClient {
     pub(crate) async fn connect(app: &TestApp, legacy: bool) -> Self {
-        let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+        Self::connect_to(app.addr, legacy).await
+    }
+
+    pub(crate) async fn connect_to(addr: std::net::SocketAddr, legacy: bool) -> Self {
+        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
         let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
         request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
         let (socket, response) =

@@ -17,11 +17,16 @@ pub struct RedisChangeBus {
 
 impl RedisChangeBus {
     /// Starts the publisher and the listener; both end on `shutdown`.
-    pub fn start(client: redis::Client, channel: String, shutdown: watch::Receiver<bool>) -> Arc<Self> {
+    pub fn start(
+        client: redis::Client,
+        channel: String,
+        shutdown: watch::Receiver<bool>,
+    ) -> Arc<Self> {
         let (local, _) = broadcast::channel(4096);
         let (outbox, mut pending) = tokio::sync::mpsc::unbounded_channel::<Vec<Change>>();
         let publisher = {
-            let (client, channel, mut shutdown) = (client.clone(), channel.clone(), shutdown.clone());
+            let (client, channel, mut shutdown) =
+                (client.clone(), channel.clone(), shutdown.clone());
             async move {
                 let mut conn = None;
                 loop {

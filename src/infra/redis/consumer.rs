@@ -88,9 +88,16 @@ impl PartitionedProjector {
         let now = chrono::Utc::now().timestamp_millis();
         let stale = now - 2 * self.lease_ttl.as_millis() as i64;
         let (_, _, live): (i64, i64, i64) = redis::pipe()
-            .cmd("ZADD").arg(&workers).arg(now).arg(&self.worker_id)
-            .cmd("ZREMRANGEBYSCORE").arg(&workers).arg("-inf").arg(stale)
-            .cmd("ZCARD").arg(&workers)
+            .cmd("ZADD")
+            .arg(&workers)
+            .arg(now)
+            .arg(&self.worker_id)
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&workers)
+            .arg("-inf")
+            .arg(stale)
+            .cmd("ZCARD")
+            .arg(&workers)
             .query_async(c)
             .await?;
         let partitions = self.settings.partitions;
@@ -155,13 +162,23 @@ impl PartitionedProjector {
         }
     }
 
-    async fn consume(&self, partition: u32, stop: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn consume(
+        &self,
+        partition: u32,
+        stop: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let stream = self.settings.stream_key(partition);
         let group = self.name();
         let key = RedisSettings::checkpoint_key(group, partition);
         let mut conn = super::connection(&self.client).await?;
-        let created: redis::RedisResult<()> =
-            redis::cmd("XGROUP").arg("CREATE").arg(&stream).arg(group).arg("0").arg("MKSTREAM").query_async(&mut conn).await;
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
         if let Err(e) = created
             && e.code() != Some("BUSYGROUP")
         {
@@ -171,7 +188,14 @@ impl PartitionedProjector {
         let mut start = "0-0".to_owned();
         loop {
             let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&stream).arg(group).arg(&self.worker_id).arg(0).arg(&start).arg("COUNT").arg(1000).arg("JUSTID")
+                .arg(&stream)
+                .arg(group)
+                .arg(&self.worker_id)
+                .arg(0)
+                .arg(&start)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("JUSTID")
                 .query_async(&mut conn)
                 .await?;
             if claimed.next_stream_id == "0-0" {
@@ -197,7 +221,8 @@ impl PartitionedProjector {
                 r = read.query_async(&mut conn) => r?,
                 _ = stop.changed() => return Ok(()),
             };
-            let entries = reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default();
+            let entries =
+                reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default();
             if entries.is_empty() {
                 backlog = false;
                 continue;
@@ -208,7 +233,9 @@ impl PartitionedProjector {
                 if let Some(raw) = entry.get::<String>("e") {
                     match serde_json::from_str::<RecordedEvent>(&raw) {
                         Ok(event) => events.push(event),
-                        Err(e) => tracing::error!(entry = %entry.id, error = %e, "unreadable stream entry skipped"),
+                        Err(e) => {
+                            tracing::error!(entry = %entry.id, error = %e, "unreadable stream entry skipped")
+                        }
                     }
                 } else if let Some(w) = entry.get::<String>("w").and_then(|w| w.parse().ok()) {
                     watermark = watermark.max(Some(w));
@@ -216,20 +243,29 @@ impl PartitionedProjector {
             }
             self.applier.apply(&key, &events, watermark).await?;
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            let _: i64 = redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;
+            let _: i64 =
+                redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;
         }
         Ok(())
     }
 
     /// Applies this partition's events up to `until` straight from the store.
-    async fn catch_up_from_store(&self, partition: u32, key: &str, until: Position) -> anyhow::Result<()> {
+    async fn catch_up_from_store(
+        &self,
+        partition: u32,
+        key: &str,
+        until: Position,
+    ) -> anyhow::Result<()> {
         let mut cursor = load_checkpoint(&self.applier.read_db, key).await?;
         while cursor < until {
             let batch = self.store.read_committed(cursor, 1000).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
             let mine: Vec<RecordedEvent> = batch
                 .into_iter()
-                .filter(|e| e.position <= until && partition_of(e.stream.stream_id, self.settings.partitions) == partition)
+                .filter(|e| {
+                    e.position <= until
+                        && partition_of(e.stream.stream_id, self.settings.partitions) == partition
+                })
                 .collect();
             self.applier.apply(key, &mine, None).await?;
             cursor = last;

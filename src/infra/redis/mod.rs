@@ -53,7 +53,9 @@ impl RedisSettings {
 pub const RELAY_CHECKPOINT: &str = "__relay";
 
 /// A connection whose replies may take longer than a blocking read.
-pub async fn connection(client: &redis::Client) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+pub async fn connection(
+    client: &redis::Client,
+) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(10)));

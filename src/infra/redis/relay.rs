@@ -43,10 +43,18 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub async fn run(self, mut commits: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run(
+        self,
+        mut commits: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         let wake = spawn_listener(self.postgres_url.clone(), shutdown.clone());
         let mut wake_rx = wake.subscribe();
-        let lease = Lease { key: self.settings.lease_key("relay"), owner: self.owner.clone(), ttl: Duration::from_secs(5) };
+        let lease = Lease {
+            key: self.settings.lease_key("relay"),
+            owner: self.owner.clone(),
+            ttl: Duration::from_secs(5),
+        };
         let mut conn: Option<MultiplexedConnection> = None;
         let mut holding = false;
         let mut renewed = Instant::now();
@@ -108,7 +116,11 @@ impl Relay {
     }
 
     /// Publishes the next batch; returns how many events it carried.
-    async fn publish_batch(&self, conn: &mut MultiplexedConnection, checkpoint: &mut Position) -> anyhow::Result<u64> {
+    async fn publish_batch(
+        &self,
+        conn: &mut MultiplexedConnection,
+        checkpoint: &mut Position,
+    ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
         let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
         let mut pipe = redis::pipe();
@@ -123,7 +135,12 @@ impl Relay {
         }
         // Every partition learns that everything up to `last` has been sent.
         for partition in 0..self.settings.partitions {
-            pipe.cmd("XADD").arg(self.settings.stream_key(partition)).arg("*").arg("w").arg(last.to_string()).ignore();
+            pipe.cmd("XADD")
+                .arg(self.settings.stream_key(partition))
+                .arg("*")
+                .arg("w")
+                .arg(last.to_string())
+                .ignore();
         }
         pipe.query_async::<()>(conn).await?;
         save_checkpoint(&self.write_db, RELAY_CHECKPOINT, last).await?;
@@ -139,12 +156,19 @@ impl Relay {
                 redis::cmd("XINFO").arg("GROUPS").arg(&key).query_async(conn).await;
             let Ok(groups) = groups else { continue };
             if groups.groups.is_empty() {
-                let _: i64 = redis::cmd("XTRIM").arg(&key).arg("MAXLEN").arg("~").arg(self.max_unread).query_async(conn).await?;
+                let _: i64 = redis::cmd("XTRIM")
+                    .arg(&key)
+                    .arg("MAXLEN")
+                    .arg("~")
+                    .arg(self.max_unread)
+                    .query_async(conn)
+                    .await?;
                 continue;
             }
             let mut floor: Option<String> = None;
             for group in &groups.groups {
-                let pending: StreamPendingReply = redis::cmd("XPENDING").arg(&key).arg(&group.name).query_async(conn).await?;
+                let pending: StreamPendingReply =
+                    redis::cmd("XPENDING").arg(&key).arg(&group.name).query_async(conn).await?;
                 let done = match pending {
                     StreamPendingReply::Data(d) if d.count > 0 => d.start_id,
                     _ => group.last_delivered_id.clone(),
@@ -154,7 +178,13 @@ impl Relay {
                 }
             }
             if let Some(floor) = floor {
-                let _: i64 = redis::cmd("XTRIM").arg(&key).arg("MINID").arg("~").arg(floor).query_async(conn).await?;
+                let _: i64 = redis::cmd("XTRIM")
+                    .arg(&key)
+                    .arg("MINID")
+                    .arg("~")
+                    .arg(floor)
+                    .query_async(conn)
+                    .await?;
             }
         }
         Ok(())

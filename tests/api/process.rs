@@ -1,0 +1,71 @@
+//! Real `eventfold` child processes, to be killed with SIGKILL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use eventfold::infra::redis::RedisSettings;
+
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Server {
+    /// Starts `eventfold serve --role ROLE` on the given database and Redis prefix.
+    pub(crate) fn start(database_url: &str, redis: &RedisSettings, role: &str) -> Server {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::env::temp_dir()
+            .join(format!("eventfold-{role}-{}.log", uuid::Uuid::new_v4().simple()));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_eventfold"))
+            .args(["serve", "--role", role, "--listen", &addr.to_string()])
+            .env("DATABASE_URL", database_url)
+            .env("REDIS_URL", &redis.url)
+            .env("REDIS_PREFIX", &redis.prefix)
+            .env("PARTITIONS", redis.partitions.to_string())
+            .env("LEASE_TTL_MS", "1500")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("eventfold binary starts");
+        Server { child, addr, log }
+    }
+
+    /// Waits until the HTTP API answers (roles all and api).
+    pub(crate) async fn ready(&self) {
+        let client = reqwest::Client::new();
+        let url = format!("http://{}/health/ready", self.addr);
+        for _ in 0..200 {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "server did not become ready; log: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub(crate) fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

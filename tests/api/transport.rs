@@ -1,0 +1,383 @@
+//! The Redis Streams transport under failure: interleaved commits, crashes
+//! of every process kind, a Redis restart, poison events, worker failover
+//! and subscriptions across servers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use entity::events;
+use eventfold::app::{self, Config, Role};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::{NotSet, Set},
+    ConnectionTrait, TransactionTrait,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::convergence::assert_converged;
+use crate::helpers::*;
+use crate::process::Server;
+use crate::subscriptions::WsClient;
+
+/// Deposits round-robin over `accounts` through `url` until `stop`.
+struct Load {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(url: String, accounts: Vec<String>) -> Load {
+        let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+        let (s, d) = (stop.clone(), done.clone());
+        let task = tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut i = 0usize;
+            // Bounded: at most 5,000 requests whatever happens.
+            while !s.load(Ordering::Relaxed) && i < 5_000 {
+                let body = json!({ "query": DEPOSIT, "variables": { "input": { "accountId": accounts[i % accounts.len()], "amount": "1" } } });
+                let sent =
+                    client.post(&url).json(&body).timeout(Duration::from_secs(5)).send().await;
+                if let Ok(r) = sent
+                    && r.json::<Value>().await.is_ok_and(|v| v.get("errors").is_none())
+                {
+                    d.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        });
+        Load { stop, done, task }
+    }
+
+    async fn wait_for(&self, n: usize) {
+        let reached = eventually(Duration::from_secs(30), || async {
+            self.done.load(Ordering::Relaxed) >= n
+        })
+        .await;
+        assert!(reached, "load did not reach {n} deposits");
+    }
+
+    async fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        self.done.load(Ordering::Relaxed)
+    }
+}
+
+async fn accounts(app: &TestApp, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(open_account(app, &format!("owner {i}"), "100", "0").await.0);
+    }
+    ids
+}
+
+/// An API-only server in this process; relays and projectors run elsewhere.
+async fn api_only() -> TestApp {
+    spawn_app_with(|c| c.role = Role::Api).await
+}
+
+#[tokio::test]
+async fn the_relay_never_skips_an_event_committed_after_a_later_numbered_one() {
+    let app = spawn_app().await;
+    let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
+    let slow = writer.begin().await.unwrap();
+    let early_stream = Uuid::now_v7();
+    events::ActiveModel {
+        position: NotSet,
+        tx_id: NotSet,
+        event_id: Set(Uuid::now_v7()),
+        stream_type: Set("Probe".into()),
+        stream_id: Set(early_stream),
+        version: Set(1),
+        event_type: Set("Early".into()),
+        schema_version: Set(1),
+        payload: Set(json!({})),
+        metadata: Set(json!({})),
+        recorded_at: Set(Utc::now()),
+    }
+    .insert(&slow)
+    .await
+    .unwrap();
+    // A later-numbered event commits first...
+    let (id, _) = open_account(&app, "Ada", "1", "0").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let early = app.gql(ACCOUNT, json!({ "id": id })).await.ok();
+    assert!(early["account"].is_null(), "the relay passed an open, earlier-numbered transaction");
+    // ...and once the earlier one commits, both flow through Redis.
+    slow.commit().await.unwrap();
+    let query = "query($t: String!, $id: UUID!) { streamEvents(streamType: $t, streamId: $id) { edges { node { eventType } } } }";
+    let both = eventually(Duration::from_secs(20), || async {
+        let probe = app.gql(query, json!({ "t": "Probe", "id": early_stream })).await.ok();
+        let account = app.gql(ACCOUNT, json!({ "id": id })).await.ok();
+        probe["streamEvents"]["edges"].as_array().is_some_and(|e| e.len() == 1)
+            && !account["account"].is_null()
+    })
+    .await;
+    assert!(both, "both events must arrive");
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn killing_the_relay_mid_load_converges() {
+    let app = api_only().await;
+    let redis = app.redis.clone().unwrap();
+    let _projector = Server::start(&app.database_url, &redis, "projector");
+    let mut relay = Server::start(&app.database_url, &redis, "relay");
+    let ids = accounts(&app, 8).await;
+    let load = Load::start(app.url("/graphql"), ids);
+    load.wait_for(40).await;
+    relay.kill9();
+    load.wait_for(80).await;
+    let _relay = Server::start(&app.database_url, &redis, "relay");
+    load.wait_for(120).await;
+    assert!(load.stop().await >= 120);
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn killing_a_projector_mid_load_converges() {
+    let app = api_only().await;
+    let redis = app.redis.clone().unwrap();
+    let _relay = Server::start(&app.database_url, &redis, "relay");
+    let mut projector = Server::start(&app.database_url, &redis, "projector");
+    let ids = accounts(&app, 8).await;
+    let load = Load::start(app.url("/graphql"), ids);
+    load.wait_for(40).await;
+    projector.kill9();
+    load.wait_for(80).await;
+    let _projector = Server::start(&app.database_url, &redis, "projector");
+    load.wait_for(120).await;
+    load.stop().await;
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn killing_an_all_in_one_server_mid_load_converges() {
+    let app = api_only().await;
+    let redis = app.redis.clone().unwrap();
+    let mut server = Server::start(&app.database_url, &redis, "all");
+    server.ready().await;
+    let ids = accounts(&app, 8).await;
+    let load = Load::start(format!("http://{}/graphql", server.addr), ids);
+    load.wait_for(60).await;
+    server.kill9();
+    let survived = load.stop().await;
+    assert!(survived >= 60);
+    let restarted = Server::start(&app.database_url, &redis, "all");
+    restarted.ready().await;
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_restart_mid_load_loses_nothing() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let start_redis = || {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)")
+    };
+    let mut redis_server = start_redis();
+    let url = format!("redis://127.0.0.1:{port}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            redis::Client::open(url.as_str())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .is_ok()
+        })
+        .await
+    );
+    let app = spawn_app_with(|c| c.redis.as_mut().unwrap().url = url.clone()).await;
+    let ids = accounts(&app, 8).await;
+    let load = Load::start(app.url("/graphql"), ids);
+    load.wait_for(40).await;
+    redis_server.kill().unwrap();
+    redis_server.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis_server = start_redis();
+    load.wait_for(100).await;
+    load.stop().await;
+    assert_converged(&app).await;
+    app.stop().await;
+    let _ = redis_server.kill();
+    let _ = redis_server.wait();
+}
+
+#[tokio::test]
+async fn a_poison_event_is_parked_after_bounded_retries_and_the_rest_flows() {
+    let app = spawn_app().await;
+    // A deposit to an account that was never opened: the summary projector
+    // cannot apply it. (Only a raw insert can produce one.)
+    let ghost = Uuid::now_v7();
+    let poison_id = Uuid::now_v7();
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO events (event_id, stream_type, stream_id, version, event_type, schema_version, payload, metadata, recorded_at) \
+             VALUES ('{poison_id}', 'BankAccount', '{ghost}', 1, 'MoneyDeposited', 1, '{{\"amount\": \"5.00\"}}', '{{}}', now())"
+        ))
+        .await
+        .unwrap();
+    let (id, position) = open_account(&app, "Ada", "10", "0").await;
+    let account = account_at(&app, &id, &position).await;
+    assert_eq!(account["balance"], "10.00", "events after the poison still flow");
+    let query = "{ projections { name lastError deadLetters { eventId attempts error } } }";
+    let data = app.gql(query, json!({})).await.ok();
+    let summary = data["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bank_account_summary")
+        .unwrap()
+        .clone();
+    let letters = summary["deadLetters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{summary}");
+    assert_eq!(letters[0]["eventId"], poison_id.to_string());
+    assert_eq!(letters[0]["attempts"], 5);
+    assert!(letters[0]["error"].as_str().unwrap().contains("before AccountOpened"));
+    assert!(summary["lastError"].as_str().is_some());
+
+    // An operator repairs the cause, then retries the parked event.
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO bank_account_summary_view VALUES ('{ghost}', 'repaired', 0, 0, 0, 0, now(), now(), 0, 0)"
+        ))
+        .await
+        .unwrap();
+    let redis = app.redis.clone().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(["projections", "retry", "bank_account_summary"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("REDIS_URL", &redis.url)
+        .env("REDIS_PREFIX", &redis.prefix)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let repaired = app.gql(ACCOUNT, json!({ "id": ghost })).await.ok();
+    assert_eq!(repaired["account"]["balance"], "5.00");
+    let data = app.gql(query, json!({})).await.ok();
+    assert!(
+        data["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["deadLetters"].as_array().unwrap().is_empty())
+    );
+    app.stop().await;
+}
+
+async fn lease_owners(
+    redis: &eventfold::infra::redis::RedisSettings,
+    projection: &str,
+) -> Vec<Option<String>> {
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut owners = Vec::new();
+    for p in 0..redis.partitions {
+        let owner: Option<String> = redis::cmd("GET")
+            .arg(redis.lease_key(&format!("{projection}:{p}")))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        owners.push(owner);
+    }
+    owners
+}
+
+#[tokio::test]
+async fn two_projector_workers_split_the_partitions_and_one_takes_over_when_the_other_dies() {
+    let app = api_only().await;
+    let redis = app.redis.clone().unwrap();
+    let _relay = Server::start(&app.database_url, &redis, "relay");
+    let mut first = Server::start(&app.database_url, &redis, "projector");
+    let _second = Server::start(&app.database_url, &redis, "projector");
+    let split = eventually(Duration::from_secs(30), || async {
+        let owners = lease_owners(&redis, "bank_account_summary").await;
+        let mut distinct: Vec<_> = owners.iter().flatten().collect();
+        distinct.sort();
+        distinct.dedup();
+        owners.iter().all(Option::is_some) && distinct.len() == 2
+    })
+    .await;
+    assert!(
+        split,
+        "two workers share the partitions: {:?}",
+        lease_owners(&redis, "bank_account_summary").await
+    );
+    let ids = accounts(&app, 8).await;
+    first.kill9();
+    let taken_over = eventually(Duration::from_secs(30), || async {
+        let owners = lease_owners(&redis, "bank_account_summary").await;
+        owners.iter().all(Option::is_some) && owners.windows(2).all(|w| w[0] == w[1])
+    })
+    .await;
+    assert!(taken_over, "the survivor owns every partition");
+    for id in &ids {
+        let res =
+            app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+        let account = account_at(&app, id, res["depositMoney"]["position"].as_str().unwrap()).await;
+        assert_eq!(account["balance"], "101.00");
+    }
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_subscription_on_one_server_sees_a_mutation_made_through_another() {
+    let writer = spawn_app().await;
+    let reader = app::start(Config {
+        database_url: writer.database_url.clone(),
+        listen: "127.0.0.1:0".into(),
+        role: Role::Api,
+        redis: writer.redis.clone(),
+        ..Config::embedded()
+    })
+    .await
+    .unwrap();
+    let (id, position) = open_account(&writer, "Ada", "1", "0").await;
+    account_at(&writer, &id, &position).await;
+    let mut ws = WsClient::connect_to(reader.addr.unwrap(), false).await;
+    ws.subscribe(
+        "1",
+        "subscription($id: UUID!) { accountUpdated(id: $id) { balance version } }",
+        json!({ "id": id }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writer.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "2" } })).await.ok();
+    let pushed = ws.next_data().await;
+    assert_eq!(pushed["accountUpdated"]["balance"], "3.00");
+    assert_eq!(pushed["accountUpdated"]["version"], 2);
+    reader.stop().await;
+    writer.stop().await;
+}
+
+#[tokio::test]
+async fn the_in_process_transport_on_postgres_runs_the_bank_flow() {
+    let app = spawn_app_in_process().await;
+    let (id, _) = open_account(&app, "Ada", "10", "0").await;
+    let res = app.gql(WITHDRAW, json!({ "input": { "accountId": id, "amount": "4" } })).await.ok();
+    let account = account_at(&app, &id, res["withdrawMoney"]["position"].as_str().unwrap()).await;
+    assert_eq!(account["balance"], "6.00");
+    assert_converged(&app).await;
+    app.stop().await;
+}
