@@ -1,6 +1,10 @@
 //! Command-line reports.
 
+use std::io::Write as _;
+use std::sync::Arc;
+
 use crate::app::{self, Config};
+use crate::es::projector::Projection;
 
 /// Prints every projection's checkpoint and lag.
 pub async fn print_status(config: Config) -> anyhow::Result<()> {
@@ -37,5 +41,53 @@ pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()
     if failed > 0 {
         anyhow::bail!("{failed} event(s) still failing");
     }
+    Ok(())
+}
+
+fn find(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
+    let upcasters = Arc::new(crate::domain::upcasters());
+    let all = crate::projections::all(upcasters);
+    let names: Vec<_> = all.iter().map(|p| p.name()).collect();
+    all.into_iter()
+        .find(|p| p.name() == name)
+        .ok_or_else(|| anyhow::anyhow!("no projection named {name:?}; known: {}", names.join(", ")))
+}
+
+/// Rebuilds one projection from the event store, with a progress bar.
+pub async fn rebuild(config: Config, name: &str) -> anyhow::Result<()> {
+    let projection = find(name)?;
+    let built = app::build(&config).await?;
+    let services = built.services;
+    let rebuild = crate::infra::rebuild::Rebuild {
+        store: services.store.clone(),
+        read_url: config.read_database_url.clone().unwrap_or(config.database_url.clone()),
+        read_db: services.read_db.clone(),
+        checkpoint_keys: services.read_your_writes.keys(name),
+        projection,
+        batch_size: 1000,
+    };
+    let started = std::time::Instant::now();
+    let report = rebuild
+        .run(|done, total| {
+            let width = 30;
+            let filled = (done * width / total.max(1)) as usize;
+            let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r[{}{}] {done}/{total} events  {rate:.0} events/s",
+                "#".repeat(filled),
+                ".".repeat(width as usize - filled.min(width as usize))
+            );
+            let _ = std::io::stderr().flush();
+        })
+        .await?;
+    eprintln!();
+    println!(
+        "rebuilt {name}: {} events in {:.2} s ({:.0} events/s), at position {}",
+        report.events,
+        report.elapsed.as_secs_f64(),
+        report.events_per_second(),
+        report.position
+    );
+    let _ = built.shutdown.send(true);
     Ok(())
 }

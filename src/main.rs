@@ -84,6 +84,8 @@ enum ProjectionsCommand {
     Status,
     /// Apply the dead letters of a projection again (after fixing the cause).
     Retry { name: String },
+    /// Replay the event store into fresh tables and swap them in.
+    Rebuild { name: String },
 }
 
 #[tokio::main]
@@ -125,6 +127,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Projections { command: ProjectionsCommand::Status } => {
             eventfold::cli::print_status(base).await
+        }
+        Command::Projections { command: ProjectionsCommand::Rebuild { name } } => {
+            eventfold::cli::rebuild(base, &name).await
         }
         Command::Projections { command: ProjectionsCommand::Retry { name } } => {
             eventfold::cli::retry_dead_letters(base, &name).await

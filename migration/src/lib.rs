@@ -3,6 +3,8 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod rebuild;
+
 mod m20261126_000001_create_event_store;
 mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;

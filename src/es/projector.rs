@@ -37,6 +37,12 @@ pub trait Projection: Send + Sync {
     /// Stable name: the checkpoint key and the name shown by `projections`.
     fn name(&self) -> &'static str;
 
+    /// The read tables this projection owns alone: a rebuild replaces
+    /// exactly these. Empty means the projection cannot be rebuilt.
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Applies one event and returns the read-model rows it changed. Events
     /// a projection does not care about return an empty list.
     async fn apply(

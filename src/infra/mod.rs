@@ -5,4 +5,5 @@ pub mod db;
 pub mod event_store;
 pub mod projector_runtime;
 pub mod read_your_writes;
+pub mod rebuild;
 pub mod redis;

@@ -139,7 +139,7 @@ impl Applier {
         watermark: Option<Position>,
     ) -> Result<(Position, Vec<Change>), ProjectionError> {
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, key).await?;
+        let checkpoint = lock_checkpoint(&txn, self.name(), key).await?;
         let mut changes = Vec::new();
         let mut reached = checkpoint;
         for event in events.iter().filter(|e| e.position > checkpoint) {
@@ -185,7 +185,7 @@ impl Applier {
         let name = self.name();
         tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, error = %error, "event parked as dead letter");
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, key).await?;
+        let checkpoint = lock_checkpoint(&txn, name, key).await?;
         if event.position > checkpoint {
             dead_letters::Entity::insert(dead_letters::ActiveModel {
                 id: NotSet,
@@ -317,10 +317,36 @@ pub async fn load_checkpoint(db: &DatabaseConnection, key: &str) -> anyhow::Resu
     Ok(row.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
 }
 
+/// The advisory lock a rebuild takes exclusively to swap a projection's
+/// tables while no applier of it is mid-transaction.
+pub fn projection_lock_id(projection: &str) -> i64 {
+    // FNV-1a: stable across processes and releases.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in projection.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash as i64
+}
+
 /// Reads the checkpoint inside `txn`, holding its row lock on PostgreSQL so
 /// two appliers of one key (say, a worker that lost its lease and the one
-/// that took over) serialize instead of applying an event twice.
-async fn lock_checkpoint(txn: &DatabaseTransaction, key: &str) -> Result<Position, sea_orm::DbErr> {
+/// that took over) serialize instead of applying an event twice. Also takes
+/// the projection's advisory lock in shared mode (see rebuilds).
+async fn lock_checkpoint(
+    txn: &DatabaseTransaction,
+    projection: &str,
+    key: &str,
+) -> Result<Position, sea_orm::DbErr> {
+    let postgres = sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres;
+    if postgres {
+        let lock = sea_orm::Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock_shared($1)",
+            [projection_lock_id(projection).into()],
+        );
+        sea_orm::ConnectionTrait::execute_raw(txn, lock).await?;
+    }
     // The row must exist to be locked; inserting it blocks on a concurrent
     // insert of the same key until that transaction ends.
     projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
@@ -333,7 +359,7 @@ async fn lock_checkpoint(txn: &DatabaseTransaction, key: &str) -> Result<Positio
     .exec_without_returning(txn)
     .await?;
     let mut query = projection_checkpoints::Entity::find_by_id(key.to_owned());
-    if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
+    if postgres {
         query = query.lock_exclusive();
     }
     Ok(query.one(txn).await?.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())

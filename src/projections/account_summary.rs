@@ -29,6 +29,10 @@ impl Projection for AccountSummaryProjection {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["bank_account_summary_view"]
+    }
+
     async fn apply(
         &self,
         txn: &DatabaseTransaction,

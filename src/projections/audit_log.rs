@@ -19,6 +19,10 @@ impl Projection for AuditLogProjection {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["audit_log"]
+    }
+
     async fn apply(
         &self,
         txn: &DatabaseTransaction,

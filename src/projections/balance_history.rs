@@ -30,6 +30,10 @@ impl Projection for BalanceHistoryProjection {
         NAME
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["account_balance_history"]
+    }
+
     async fn apply(
         &self,
         txn: &DatabaseTransaction,

@@ -9,6 +9,7 @@ mod event_store;
 mod helpers;
 mod http;
 mod process;
+mod rebuild;
 mod schema;
 mod subscriptions;
 mod transport;

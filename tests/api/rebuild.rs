@@ -1,0 +1,83 @@
+//! `projections rebuild NAME`: replay into fresh tables, swap them in, while
+//! queries keep answering and writes keep flowing.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+use crate::convergence::assert_converged;
+use crate::helpers::*;
+
+fn rebuild_command(app: &TestApp, name: &str) -> tokio::process::Command {
+    let redis = app.redis.clone().unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"));
+    command
+        .args(["projections", "rebuild", name])
+        .env("DATABASE_URL", &app.database_url)
+        .env("REDIS_URL", &redis.url)
+        .env("REDIS_PREFIX", &redis.prefix)
+        .kill_on_drop(true);
+    command
+}
+
+#[tokio::test]
+async fn a_rebuild_replaces_the_tables_with_a_replay_while_queries_answer() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(open_account(&app, &format!("owner {i}"), "100", "0").await.0);
+    }
+    join_all((0..200).map(|i| {
+        let (app, id) = (&app, ids[i % ids.len()].clone());
+        async move {
+            app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok()
+        }
+    }))
+    .await;
+    assert_converged(&app).await;
+    // Damage the live tables: only a real rebuild from the store repairs them.
+    app.db
+        .execute_unprepared("UPDATE bank_account_summary_view SET balance_cents = 1")
+        .await
+        .unwrap();
+    app.db
+        .execute_unprepared("DELETE FROM account_balance_history WHERE version > 5")
+        .await
+        .unwrap();
+
+    for name in ["bank_account_summary", "account_balance_history", "audit_log"] {
+        let child = rebuild_command(&app, name).output();
+        tokio::pin!(child);
+        // While it runs, reads answer and writes flow.
+        let mut served = 0;
+        let output = loop {
+            tokio::select! {
+                out = &mut child => break out.unwrap(),
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {
+                    let id = &ids[served % ids.len()];
+                    app.gql(ACCOUNT, json!({ "id": id })).await.ok();
+                    app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+                    served += 1;
+                }
+            }
+        };
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{name}: {stderr}");
+        assert!(stdout.contains(&format!("rebuilt {name}")), "{stdout}");
+        assert!(stderr.contains("events/s"), "a progress bar is shown: {stderr}");
+    }
+    assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rebuilding_an_unknown_projection_fails_clearly() {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let output = rebuild_command(&app, "nope").output().await.unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no projection named"));
+    app.stop().await;
+}
