@@ -148,7 +148,7 @@ impl Rebuild {
         .await?;
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
-            &format!(
+            format!(
                 "INSERT INTO public.dead_letters (projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at) \
                  SELECT projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at \
                  FROM {SHADOW}.dead_letters WHERE projection = $1"
