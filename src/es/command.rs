@@ -10,6 +10,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
+use super::cache::AggregateCache;
 use super::envelope::{EventMetadata, NewEvent, Position, StreamKey};
 
 pub use super::store::Outcome;
@@ -52,11 +53,13 @@ pub struct CommandSettings {
     pub snapshot_every: i64,
     /// Retries after a lost optimistic-concurrency race.
     pub max_retries: u32,
+    /// Aggregates kept in memory between commands (0 disables the cache).
+    pub cache_capacity: usize,
 }
 
 impl Default for CommandSettings {
     fn default() -> Self {
-        CommandSettings { snapshot_every: 50, max_retries: 30 }
+        CommandSettings { snapshot_every: 50, max_retries: 30, cache_capacity: 10_000 }
     }
 }
 
@@ -75,6 +78,7 @@ pub struct CommandExecutor {
     upcasters: Arc<Upcasters>,
     settings: CommandSettings,
     locks: StreamLocks,
+    cache: AggregateCache,
 }
 
 impl CommandExecutor {
@@ -83,7 +87,8 @@ impl CommandExecutor {
         upcasters: Arc<Upcasters>,
         settings: CommandSettings,
     ) -> Self {
-        CommandExecutor { store, upcasters, settings, locks: StreamLocks::default() }
+        let cache = AggregateCache::new(settings.cache_capacity);
+        CommandExecutor { store, upcasters, settings, locks: StreamLocks::default(), cache }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -163,6 +168,18 @@ impl CommandExecutor {
         Ok(Some(outcome))
     }
 
+    /// The aggregate from the cache when present, else from the store.
+    async fn load_cached<A: Aggregate>(
+        &self,
+        id: Uuid,
+        stream: &StreamKey,
+    ) -> Result<(Loaded<A>, bool), StoreError> {
+        if let Some((state, version, last_position)) = self.cache.get::<A>(stream) {
+            return Ok((Loaded { state, version, last_position }, true));
+        }
+        Ok((self.load::<A>(id).await?, false))
+    }
+
     async fn attempt<A: Aggregate>(
         &self,
         id: Uuid,
@@ -170,13 +187,17 @@ impl CommandExecutor {
         command: &A::Command,
         ctx: &CommandContext,
     ) -> Result<Outcome, CommandError<A::Error>> {
-        let loaded = self.load::<A>(id).await?;
-        if let Some(expected) = ctx.expected_version
-            && expected != loaded.version
-        {
-            return Err(CommandError::Conflict { expected, actual: loaded.version });
+        let (mut loaded, mut cached) = self.load_cached::<A>(id, stream).await?;
+        let mut decision = self.decide::<A>(&loaded, command, ctx);
+        // A cached state may be stale (another process wrote): any answer
+        // that no append will verify is re-checked against the store.
+        if cached && !matches!(decision, Ok(ref events) if !events.is_empty()) {
+            self.cache.evict(stream);
+            loaded = self.load::<A>(id).await?;
+            cached = false;
+            decision = self.decide::<A>(&loaded, command, ctx);
         }
-        let events = loaded.state.handle(command).map_err(CommandError::Rejected)?;
+        let events = decision?;
         if events.is_empty() {
             let position = match loaded.last_position {
                 Some(p) => p,
@@ -204,10 +225,42 @@ impl CommandExecutor {
         };
         let record =
             ctx.command_id.map(|command_id| CommandRecord { command_id, stream: stream.clone() });
-        let outcome = self.store.append(vec![append], record).await?;
+        let outcome = match self.store.append(vec![append], record).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                self.cache.evict(stream);
+                if cached
+                    && ctx.expected_version.is_some()
+                    && matches!(e, StoreError::Conflict { .. })
+                {
+                    // The pinned version matched a stale cache: report the
+                    // store's actual version instead.
+                    let fresh = self.load::<A>(id).await?;
+                    let expected = ctx.expected_version.unwrap_or_default();
+                    return Err(CommandError::Conflict { expected, actual: fresh.version });
+                }
+                return Err(e.into());
+            }
+        };
         debug_assert_eq!(outcome.version, version);
         self.maybe_snapshot(stream, loaded.version, version, &state).await;
+        self.cache.put(stream, state, version, Some(outcome.position));
         Ok(outcome)
+    }
+
+    /// Checks a pinned version, then lets the aggregate decide.
+    fn decide<A: Aggregate>(
+        &self,
+        loaded: &Loaded<A>,
+        command: &A::Command,
+        ctx: &CommandContext,
+    ) -> Result<Vec<A::Event>, CommandError<A::Error>> {
+        if let Some(expected) = ctx.expected_version
+            && expected != loaded.version
+        {
+            return Err(CommandError::Conflict { expected, actual: loaded.version });
+        }
+        loaded.state.handle(command).map_err(CommandError::Rejected)
     }
 
     async fn maybe_snapshot<A: Aggregate>(

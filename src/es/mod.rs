@@ -10,6 +10,7 @@
 //! - [`changes`]: announcements of changed read-model rows.
 
 pub mod aggregate;
+mod cache;
 pub mod changes;
 pub mod command;
 pub mod envelope;

@@ -110,3 +110,45 @@ async fn the_same_command_id_sent_concurrently_appends_once() {
     assert_eq!(app.event_count().await, 3);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_state_cached_by_one_server_never_rejects_what_another_made_possible() {
+    let app = spawn_app().await;
+    let other = eventfold::app::start(eventfold::app::Config {
+        database_url: app.database_url.clone(),
+        listen: "127.0.0.1:0".into(),
+        role: eventfold::app::Role::Api,
+        ..eventfold::app::Config::embedded()
+    })
+    .await
+    .unwrap();
+    let other_url = format!("http://{}/graphql", other.addr.unwrap());
+    // This server caches the account at balance 0, version 1...
+    let (id, _) = open_account(&app, "Ada", "0", "0").await;
+    // ...the other one deposits behind its back...
+    let body =
+        json!({ "query": DEPOSIT, "variables": { "input": { "accountId": id, "amount": "100" } } });
+    let res: serde_json::Value =
+        app.client.post(&other_url).json(&body).send().await.unwrap().json().await.unwrap();
+    assert!(res.get("errors").is_none(), "{res}");
+    // ...so a withdrawal here must not be refused from the stale state.
+    let ok = app.gql(WITHDRAW, json!({ "input": { "accountId": id, "amount": "60" } })).await.ok();
+    assert_eq!(ok["withdrawMoney"]["version"], 3);
+    // A pinned version that matches the stale cache is a conflict, and the
+    // cached deposit path still appends at the right version.
+    let body =
+        json!({ "query": DEPOSIT, "variables": { "input": { "accountId": id, "amount": "1" } } });
+    let _: serde_json::Value =
+        app.client.post(&other_url).json(&body).send().await.unwrap().json().await.unwrap();
+    let stale = app
+        .gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1", "expectedVersion": 3 } }))
+        .await;
+    assert_eq!(stale.code(), Some("CONCURRENCY_CONFLICT"));
+    let fresh = app
+        .gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1", "expectedVersion": 4 } }))
+        .await
+        .ok();
+    assert_eq!(fresh["depositMoney"]["version"], 5);
+    other.stop().await;
+    app.stop().await;
+}
