@@ -1,8 +1,8 @@
 //! The event store on SeaORM, for PostgreSQL and SQLite.
 //!
-//! Appends check each stream's current version inside the transaction before
-//! the first insert, then rely on the unique (stream type, stream id,
-//! version) key to settle races. On PostgreSQL every row carries the id of
+//! Appends (see [`super::event_writer`]) check each stream's current version
+//! inside the transaction before the first insert, then rely on the unique
+//! (stream type, stream id, version) key to settle races. On PostgreSQL every row carries the id of
 //! its writing transaction; `read_committed` only returns rows of
 //! transactions older than the oldest one still running, so a reader never
 //! passes an event that is about to commit with a smaller position.
@@ -10,17 +10,16 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use entity::{command_log, events, snapshots};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::event_writer::Writer;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
 use crate::es::store::{CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend};
 
@@ -32,102 +31,22 @@ pub struct SeaEventStore {
     postgres: bool,
     /// Bumped after every commit so in-process readers wake at once.
     committed: Arc<watch::Sender<u64>>,
+    writer: Arc<Writer>,
 }
 
 impl SeaEventStore {
     pub fn new(db: DatabaseConnection) -> Self {
         let postgres = super::db::is_postgres(&db);
-        SeaEventStore { db, postgres, committed: Arc::new(watch::channel(0).0) }
+        let committed = Arc::new(watch::channel(0).0);
+        // SQLite has one connection: a second writer would only queue.
+        let writers = if postgres { 2 } else { 1 };
+        let writer = Writer::start(db.clone(), committed.clone(), writers);
+        SeaEventStore { db, postgres, committed, writer }
     }
 
     /// A receiver that changes after each commit made through this store.
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
-    }
-
-    async fn current_version<C: sea_orm::ConnectionTrait>(
-        db: &C,
-        stream: &StreamKey,
-    ) -> Result<i64, DbErr> {
-        let version: Option<Option<i64>> = events::Entity::find()
-            .select_only()
-            .column_as(events::Column::Version.max(), "v")
-            .filter(events::Column::StreamType.eq(stream.stream_type.as_str()))
-            .filter(events::Column::StreamId.eq(stream.stream_id))
-            .into_tuple()
-            .one(db)
-            .await?;
-        Ok(version.flatten().unwrap_or(0))
-    }
-
-    async fn try_append(
-        &self,
-        streams: &[StreamAppend],
-        command: Option<&CommandRecord>,
-    ) -> Result<Result<Outcome, StoreError>, DbErr> {
-        let txn = self.db.begin().await?;
-        // Check every expectation before the first write: on PostgreSQL the
-        // transaction id is assigned at the first write, so every event this
-        // transaction depends on was committed by an older transaction.
-        for append in streams {
-            let actual = Self::current_version(&txn, &append.stream).await?;
-            if actual != append.expected_version {
-                return Ok(Err(conflict(append, actual)));
-            }
-        }
-        let now = Utc::now();
-        let mut rows = Vec::new();
-        for append in streams {
-            for (i, event) in append.events.iter().enumerate() {
-                rows.push(events::ActiveModel {
-                    position: NotSet,
-                    tx_id: NotSet,
-                    event_id: Set(event.event_id),
-                    stream_type: Set(append.stream.stream_type.clone()),
-                    stream_id: Set(append.stream.stream_id),
-                    version: Set(append.expected_version + i as i64 + 1),
-                    event_type: Set(event.event_type.clone()),
-                    schema_version: Set(event.schema_version),
-                    payload: Set(event.payload.clone()),
-                    metadata: Set(serde_json::to_value(&event.metadata).unwrap_or_default()),
-                    recorded_at: Set(now),
-                });
-            }
-        }
-        let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
-        let last = inserted
-            .iter()
-            .max_by_key(|m| m.position)
-            .map(|m| Position { tx: m.tx_id, pos: m.position });
-        let first = &streams[0];
-        let outcome = Outcome {
-            id: first.stream.stream_id,
-            version: first.expected_version + first.events.len() as i64,
-            position: last.unwrap_or_default(),
-        };
-        if let Some(command) = command {
-            command_log::Entity::insert(command_log::ActiveModel {
-                command_id: Set(command.command_id),
-                stream_type: Set(command.stream.stream_type.clone()),
-                stream_id: Set(command.stream.stream_id),
-                result: Set(serde_json::to_value(outcome).unwrap_or_default()),
-                recorded_at: Set(now),
-            })
-            .exec_without_returning(&txn)
-            .await?;
-        }
-        txn.commit().await?;
-        self.committed.send_modify(|n| *n += 1);
-        Ok(Ok(outcome))
-    }
-}
-
-fn conflict(append: &StreamAppend, actual: i64) -> StoreError {
-    StoreError::Conflict {
-        stream_type: append.stream.stream_type.clone(),
-        stream_id: append.stream.stream_id,
-        expected: append.expected_version,
-        actual,
     }
 }
 
@@ -164,30 +83,7 @@ impl EventStore for SeaEventStore {
         if streams.is_empty() || streams.iter().any(|s| s.events.is_empty()) {
             return Err(StoreError::Backend("append without events".into()));
         }
-        match self.try_append(&streams, command.as_ref()).await {
-            Ok(result) => result,
-            Err(err) => match err.sql_err() {
-                // The unique key settled a race: someone else got there first.
-                Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("command_log") => Err(
-                    StoreError::DuplicateCommand(command.map(|c| c.command_id).unwrap_or_default()),
-                ),
-                Some(SqlErr::UniqueConstraintViolation(_)) => {
-                    let mut first_moved = None;
-                    for append in &streams {
-                        let actual = Self::current_version(&self.db, &append.stream)
-                            .await
-                            .map_err(StoreError::backend)?;
-                        if actual != append.expected_version {
-                            first_moved = Some(conflict(append, actual));
-                            break;
-                        }
-                    }
-                    Err(first_moved
-                        .unwrap_or_else(|| conflict(&streams[0], streams[0].expected_version + 1)))
-                }
-                _ => Err(StoreError::backend(err)),
-            },
-        }
+        self.writer.append(streams, command).await
     }
 
     async fn load_stream(

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod event_store;
+mod event_writer;
 pub mod projector_runtime;
 pub mod read_your_writes;
 pub mod rebuild;

@@ -1,0 +1,334 @@
+//! The write path of the SeaORM event store, with group commit.
+//!
+//! Concurrent appends are queued; a few writer tasks each take everything
+//! queued (one append per stream at a time) and commit it in ONE
+//! transaction: one query reads the current version of every stream
+//! involved, appends whose expectations fail get their conflict, the rest
+//! are inserted with one multi-row INSERT. If the shared transaction fails
+//! (a race with another process, a duplicate command id), each append is
+//! retried alone so one cannot fail another. Expectations are checked
+//! before the first write, which keeps the commit-order guarantee of
+//! `read_committed` (see the event store module).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use entity::{command_log, events};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    SqlErr, TransactionTrait,
+};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::es::envelope::{Position, StreamKey};
+use crate::es::store::{CommandRecord, Outcome, StoreError, StreamAppend};
+
+/// Most appends committed together.
+const MAX_GROUP: usize = 128;
+
+struct Pending {
+    streams: Vec<StreamAppend>,
+    command: Option<CommandRecord>,
+    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+pub(crate) struct Writer {
+    db: DatabaseConnection,
+    committed: Arc<watch::Sender<u64>>,
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl Writer {
+    /// Starts `writers` writer tasks on `db`.
+    pub(crate) fn start(
+        db: DatabaseConnection,
+        committed: Arc<watch::Sender<u64>>,
+        writers: usize,
+    ) -> Arc<Self> {
+        let (queue, receiver) = mpsc::unbounded_channel();
+        let writer = Arc::new(Writer { db, committed, queue });
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            let (receiver, weak) = (receiver.clone(), Arc::downgrade(&writer));
+            tokio::spawn(async move {
+                loop {
+                    let mut group = Vec::new();
+                    {
+                        let mut receiver = receiver.lock().await;
+                        let Some(first) = receiver.recv().await else { return };
+                        group.push(first);
+                        while group.len() < MAX_GROUP {
+                            match receiver.try_recv() {
+                                Ok(p) => group.push(p),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    let Some(writer) = weak.upgrade() else { return };
+                    writer.commit_group(group).await;
+                }
+            });
+        }
+        writer
+    }
+
+    pub(crate) async fn append(
+        &self,
+        streams: Vec<StreamAppend>,
+        command: Option<CommandRecord>,
+    ) -> Result<Outcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { streams, command, reply })
+            .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
+        answer.await.map_err(|_| StoreError::Backend("event writer stopped".into()))?
+    }
+
+    async fn commit_group(&self, group: Vec<Pending>) {
+        // One append per stream per transaction; the others go alone.
+        let mut seen = HashSet::new();
+        let (mut together, mut alone) = (Vec::new(), Vec::new());
+        for pending in group {
+            let keys: Vec<_> = pending.streams.iter().map(|s| s.stream.clone()).collect();
+            if keys.iter().all(|k| !seen.contains(k)) {
+                seen.extend(keys);
+                together.push(pending);
+            } else {
+                alone.push(pending);
+            }
+        }
+        if together.len() == 1 {
+            alone.insert(0, together.pop().expect("one"));
+        } else if !together.is_empty() {
+            match self.try_group(&together).await {
+                Ok(results) => {
+                    self.committed.send_modify(|n| *n += 1);
+                    for (pending, result) in together.into_iter().zip(results) {
+                        let _ = pending.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "group commit failed; appending one by one");
+                    alone.splice(0..0, together);
+                }
+            }
+        }
+        for pending in alone {
+            let result = self.append_one(&pending.streams, pending.command.as_ref()).await;
+            let _ = pending.reply.send(result);
+        }
+    }
+
+    async fn try_group(
+        &self,
+        group: &[Pending],
+    ) -> Result<Vec<Result<Outcome, StoreError>>, DbErr> {
+        let txn = self.db.begin().await?;
+        let keys: Vec<&StreamKey> =
+            group.iter().flat_map(|p| p.streams.iter().map(|s| &s.stream)).collect();
+        let current = current_versions(&txn, &keys).await?;
+        let mut results: Vec<Option<Result<Outcome, StoreError>>> = Vec::with_capacity(group.len());
+        let mut rows = Vec::new();
+        let now = Utc::now();
+        for pending in group {
+            let moved = pending.streams.iter().find_map(|s| {
+                let actual = current.get(&s.stream).copied().unwrap_or(0);
+                (actual != s.expected_version).then(|| conflict(s, actual))
+            });
+            if let Some(conflict) = moved {
+                results.push(Some(Err(conflict)));
+            } else {
+                rows.extend(pending.streams.iter().flat_map(|s| rows_for(s, now)));
+                results.push(None);
+            }
+        }
+        let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
+        let positions: HashMap<(&str, Uuid, i64), Position> = inserted
+            .iter()
+            .map(|m| {
+                (
+                    (m.stream_type.as_str(), m.stream_id, m.version),
+                    Position { tx: m.tx_id, pos: m.position },
+                )
+            })
+            .collect();
+        let mut logs = Vec::new();
+        for (pending, result) in group.iter().zip(results.iter_mut()) {
+            if result.is_some() {
+                continue;
+            }
+            let last = pending
+                .streams
+                .iter()
+                .flat_map(|s| (1..=s.events.len() as i64).map(move |i| (s, s.expected_version + i)))
+                .filter_map(|(s, v)| {
+                    positions.get(&(s.stream.stream_type.as_str(), s.stream.stream_id, v))
+                })
+                .max()
+                .copied()
+                .unwrap_or_default();
+            let outcome = outcome_of(&pending.streams, last);
+            if let Some(command) = &pending.command {
+                logs.push(log_row(command, outcome, now));
+            }
+            *result = Some(Ok(outcome));
+        }
+        if !logs.is_empty() {
+            command_log::Entity::insert_many(logs).exec_without_returning(&txn).await?;
+        }
+        txn.commit().await?;
+        Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
+    }
+
+    /// One append in its own transaction, with races mapped to conflicts.
+    async fn append_one(
+        &self,
+        streams: &[StreamAppend],
+        command: Option<&CommandRecord>,
+    ) -> Result<Outcome, StoreError> {
+        let err = match self.try_one(streams, command).await {
+            Ok(result) => return result,
+            Err(err) => err,
+        };
+        match err.sql_err() {
+            // The unique key settled a race: someone else got there first.
+            Some(SqlErr::UniqueConstraintViolation(msg)) if msg.contains("command_log") => {
+                Err(StoreError::DuplicateCommand(command.map(|c| c.command_id).unwrap_or_default()))
+            }
+            Some(SqlErr::UniqueConstraintViolation(_)) => {
+                let keys: Vec<_> = streams.iter().map(|s| &s.stream).collect();
+                let current =
+                    current_versions(&self.db, &keys).await.map_err(StoreError::backend)?;
+                let moved = streams.iter().find_map(|s| {
+                    let actual = current.get(&s.stream).copied().unwrap_or(0);
+                    (actual != s.expected_version).then(|| conflict(s, actual))
+                });
+                Err(moved.unwrap_or_else(|| conflict(&streams[0], streams[0].expected_version + 1)))
+            }
+            _ => Err(StoreError::backend(err)),
+        }
+    }
+
+    async fn try_one(
+        &self,
+        streams: &[StreamAppend],
+        command: Option<&CommandRecord>,
+    ) -> Result<Result<Outcome, StoreError>, DbErr> {
+        let txn = self.db.begin().await?;
+        // Check every expectation before the first write: on PostgreSQL the
+        // transaction id is assigned at the first write, so every event this
+        // transaction depends on was committed by an older transaction.
+        let keys: Vec<_> = streams.iter().map(|s| &s.stream).collect();
+        let current = current_versions(&txn, &keys).await?;
+        for append in streams {
+            let actual = current.get(&append.stream).copied().unwrap_or(0);
+            if actual != append.expected_version {
+                return Ok(Err(conflict(append, actual)));
+            }
+        }
+        let now = Utc::now();
+        let rows: Vec<_> = streams.iter().flat_map(|s| rows_for(s, now)).collect();
+        let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
+        let last = inserted
+            .iter()
+            .map(|m| Position { tx: m.tx_id, pos: m.position })
+            .max()
+            .unwrap_or_default();
+        let outcome = outcome_of(streams, last);
+        if let Some(command) = command {
+            command_log::Entity::insert(log_row(command, outcome, now))
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        self.committed.send_modify(|n| *n += 1);
+        Ok(Ok(outcome))
+    }
+}
+
+/// The current version of each stream (absent streams are at 0), in one query.
+async fn current_versions<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    keys: &[&StreamKey],
+) -> Result<HashMap<StreamKey, i64>, DbErr> {
+    let mut any = Condition::any();
+    for key in keys {
+        any = any.add(
+            Condition::all()
+                .add(events::Column::StreamType.eq(key.stream_type.as_str()))
+                .add(events::Column::StreamId.eq(key.stream_id)),
+        );
+    }
+    let rows: Vec<(String, Uuid, Option<i64>)> = events::Entity::find()
+        .select_only()
+        .column(events::Column::StreamType)
+        .column(events::Column::StreamId)
+        .column_as(events::Column::Version.max(), "v")
+        .filter(any)
+        .group_by(events::Column::StreamType)
+        .group_by(events::Column::StreamId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(stream_type, stream_id, v)| (StreamKey { stream_type, stream_id }, v.unwrap_or(0)))
+        .collect())
+}
+
+fn rows_for(append: &StreamAppend, now: chrono::DateTime<Utc>) -> Vec<events::ActiveModel> {
+    append
+        .events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| events::ActiveModel {
+            position: NotSet,
+            tx_id: NotSet,
+            event_id: Set(event.event_id),
+            stream_type: Set(append.stream.stream_type.clone()),
+            stream_id: Set(append.stream.stream_id),
+            version: Set(append.expected_version + i as i64 + 1),
+            event_type: Set(event.event_type.clone()),
+            schema_version: Set(event.schema_version),
+            payload: Set(event.payload.clone()),
+            metadata: Set(serde_json::to_value(&event.metadata).unwrap_or_default()),
+            recorded_at: Set(now),
+        })
+        .collect()
+}
+
+/// The outcome of an append: its first stream's new version, its last position.
+fn outcome_of(streams: &[StreamAppend], last: Position) -> Outcome {
+    let first = &streams[0];
+    Outcome {
+        id: first.stream.stream_id,
+        version: first.expected_version + first.events.len() as i64,
+        position: last,
+    }
+}
+
+fn log_row(
+    command: &CommandRecord,
+    outcome: Outcome,
+    now: chrono::DateTime<Utc>,
+) -> command_log::ActiveModel {
+    command_log::ActiveModel {
+        command_id: Set(command.command_id),
+        stream_type: Set(command.stream.stream_type.clone()),
+        stream_id: Set(command.stream.stream_id),
+        result: Set(serde_json::to_value(outcome).unwrap_or_default()),
+        recorded_at: Set(now),
+    }
+}
+
+fn conflict(append: &StreamAppend, actual: i64) -> StoreError {
+    StoreError::Conflict {
+        stream_type: append.stream.stream_type.clone(),
+        stream_id: append.stream.stream_id,
+        expected: append.expected_version,
+        actual,
+    }
+}
