@@ -45,6 +45,21 @@ pub enum CommandError<E> {
     Store(#[from] StoreError),
 }
 
+impl<E> CommandError<E> {
+    /// Converts the rejection into a wider one (e.g. of a use case that
+    /// drives several aggregates), leaving the other variants as they are.
+    pub fn map_rejected<F>(self, f: impl FnOnce(E) -> F) -> CommandError<F> {
+        match self {
+            CommandError::Rejected(e) => CommandError::Rejected(f(e)),
+            CommandError::Conflict { expected, actual } => {
+                CommandError::Conflict { expected, actual }
+            }
+            CommandError::CommandIdReused(id) => CommandError::CommandIdReused(id),
+            CommandError::Store(e) => CommandError::Store(e),
+        }
+    }
+}
+
 /// Settings of the command executor.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -88,6 +103,15 @@ impl CommandExecutor {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    pub(crate) fn settings(&self) -> &CommandSettings {
+        &self.settings
+    }
+
+    /// Queues behind other commands of this process on `stream`.
+    pub(crate) async fn lock_stream(&self, stream: &StreamKey) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks.lock(stream).await
     }
 
     /// Rebuilds an aggregate from its latest valid snapshot and the events after it.
@@ -148,7 +172,7 @@ impl CommandExecutor {
         }
     }
 
-    async fn previous_result<E>(
+    pub(crate) async fn previous_result<E>(
         &self,
         stream: &StreamKey,
         ctx: &CommandContext,
@@ -237,7 +261,7 @@ impl CommandExecutor {
     }
 }
 
-fn to_new_event<E: DomainEvent, X>(
+pub(crate) fn to_new_event<E: DomainEvent, X>(
     event: &E,
     metadata: &EventMetadata,
 ) -> Result<NewEvent, CommandError<X>> {
@@ -252,7 +276,7 @@ fn to_new_event<E: DomainEvent, X>(
 }
 
 /// Exponential backoff with jitter, capped at ~50 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 1u64 << attempt.min(5);
     let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 8);
     Duration::from_millis((base + jitter).min(50))
