@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_create_event_store;
 mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;
+mod m20261126_000004_create_shop_views;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_event_store::Migration),
             Box::new(m20261126_000002_create_projection_runtime::Migration),
             Box::new(m20261126_000003_create_account_views::Migration),
+            Box::new(m20261126_000004_create_shop_views::Migration),
         ]
     }
 }
