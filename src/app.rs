@@ -46,6 +46,9 @@ pub struct Config {
     pub snapshot_every: i64,
     pub min_position_timeout: Duration,
     pub pool_size: u32,
+    /// Where invoice documents are served: invoice URLs are
+    /// `{invoice_base_url}/invoices/{invoice_id}.pdf`.
+    pub invoice_base_url: String,
 }
 
 impl Config {
@@ -58,19 +61,21 @@ impl Config {
             snapshot_every: 50,
             min_position_timeout: Duration::from_secs(5),
             pool_size: 16,
+            invoice_base_url: "http://127.0.0.1:8000".into(),
         }
     }
 }
 
 /// Everything a resolver needs, shared behind an `Arc`.
 pub struct Services {
-    pub commands: CommandExecutor,
+    pub commands: Arc<CommandExecutor>,
     pub store: Arc<dyn EventStore>,
     pub read_db: DatabaseConnection,
     pub changes: Arc<dyn ChangeBus>,
     pub monitor: Arc<ProjectionMonitor>,
     pub read_your_writes: ReadYourWrites,
     pub projection_names: Vec<&'static str>,
+    pub invoice_base_url: String,
 }
 
 /// Namespace for ids derived from client command ids.
@@ -212,20 +217,43 @@ pub async fn build(config: &Config) -> anyhow::Result<(Arc<Services>, watch::Rec
     let store: Arc<dyn EventStore> = sea_store;
     let upcasters = Arc::new(crate::domain::upcasters());
     let monitor = Arc::new(ProjectionMonitor::default());
+    let commands = Arc::new(CommandExecutor::new(
+        store.clone(),
+        upcasters.clone(),
+        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
+    ));
+    let projection_names =
+        crate::projections::all(upcasters, commands.clone()).iter().map(|p| p.name()).collect();
     let services = Arc::new(Services {
-        commands: CommandExecutor::new(
-            store.clone(),
-            upcasters.clone(),
-            CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
-        ),
+        commands,
         store,
         read_db: read_db.clone(),
         changes: Arc::new(LocalChangeBus::new(1024)),
         monitor: monitor.clone(),
         read_your_writes: ReadYourWrites { read_db, monitor, timeout: config.min_position_timeout },
-        projection_names: crate::projections::all(upcasters).iter().map(|p| p.name()).collect(),
+        projection_names,
+        invoice_base_url: config.invoice_base_url.clone(),
     });
     Ok((services, commits))
+}
+
+/// The executor process managers run their commands with. An SQLite pool
+/// has one connection, which the projector's transaction holds while the
+/// process manager runs, so there it gets a connection of its own.
+async fn process_executor(
+    config: &Config,
+    services: &Services,
+    upcasters: Arc<crate::es::upcast::Upcasters>,
+) -> anyhow::Result<Arc<CommandExecutor>> {
+    if !config.database_url.starts_with("sqlite:") {
+        return Ok(services.commands.clone());
+    }
+    let own = db::connect(&config.database_url, 1).await?;
+    Ok(Arc::new(CommandExecutor::new(
+        Arc::new(SeaEventStore::new(own)),
+        upcasters,
+        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
+    )))
 }
 
 /// Connects, migrates and starts the parts `config.role` asks for.
@@ -235,7 +263,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let mut tasks = JoinSet::new();
     if matches!(config.role, Role::All | Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
-        for projection in crate::projections::all(upcasters) {
+        let commands = process_executor(&config, &services, upcasters.clone()).await?;
+        for projection in crate::projections::all(upcasters, commands) {
             let runtime = ProjectorRuntime {
                 store: services.store.clone(),
                 read_db: services.read_db.clone(),
