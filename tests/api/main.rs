@@ -10,6 +10,7 @@ mod http;
 mod schema;
 mod shop_flow;
 mod shop_helpers;
+mod shop_migration;
 mod shop_process;
 mod shop_rejections;
 mod shop_snapshots;
