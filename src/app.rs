@@ -58,6 +58,9 @@ pub struct Config {
     pub redis: Option<RedisSettings>,
     /// How long a projection partition lease lasts without renewal.
     pub lease_ttl: Duration,
+    /// Where invoice documents are served: invoice URLs are
+    /// `{invoice_base_url}/invoices/{invoice_id}.pdf`.
+    pub invoice_base_url: String,
 }
 
 impl Config {
@@ -72,19 +75,21 @@ impl Config {
             pool_size: 16,
             redis: None,
             lease_ttl: Duration::from_secs(5),
+            invoice_base_url: "http://127.0.0.1:8000".into(),
         }
     }
 }
 
 /// Everything a resolver needs, shared behind an `Arc`.
 pub struct Services {
-    pub commands: CommandExecutor,
+    pub commands: Arc<CommandExecutor>,
     pub store: Arc<dyn EventStore>,
     pub read_db: DatabaseConnection,
     pub changes: Arc<dyn ChangeBus>,
     pub monitor: Arc<ProjectionMonitor>,
     pub read_your_writes: ReadYourWrites,
     pub projection_names: Vec<&'static str>,
+    pub invoice_base_url: String,
 }
 
 /// Namespace for ids derived from client command ids.
@@ -244,12 +249,15 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         }
         None => Arc::new(LocalChangeBus::new(1024)),
     };
+    let commands = Arc::new(CommandExecutor::new(
+        store.clone(),
+        upcasters.clone(),
+        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
+    ));
+    let projection_names =
+        crate::projections::all(upcasters, commands.clone()).iter().map(|p| p.name()).collect();
     let services = Arc::new(Services {
-        commands: CommandExecutor::new(
-            store.clone(),
-            upcasters.clone(),
-            CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
-        ),
+        commands,
         store,
         read_db: read_db.clone(),
         changes,
@@ -260,7 +268,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             timeout: config.min_position_timeout,
             partitions: config.redis.as_ref().map(|r| r.partitions),
         },
-        projection_names: crate::projections::all(upcasters).iter().map(|p| p.name()).collect(),
+        projection_names,
+        invoice_base_url: config.invoice_base_url.clone(),
     });
     Ok(Built { services, write_db, commits, shutdown })
 }
@@ -269,6 +278,25 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
 fn worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
     format!("{host}-{}-{}", std::process::id(), Uuid::new_v4().simple())
+}
+
+/// The executor process managers run their commands with. An SQLite pool
+/// has one connection, which the projector's transaction holds while the
+/// process manager runs, so there it gets a connection of its own.
+async fn process_executor(
+    config: &Config,
+    services: &Services,
+    upcasters: Arc<crate::es::upcast::Upcasters>,
+) -> anyhow::Result<Arc<CommandExecutor>> {
+    if !config.database_url.starts_with("sqlite:") {
+        return Ok(services.commands.clone());
+    }
+    let own = db::connect(&config.database_url, 1).await?;
+    Ok(Arc::new(CommandExecutor::new(
+        Arc::new(SeaEventStore::new(own)),
+        upcasters,
+        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
+    )))
 }
 
 /// Connects, migrates and starts the parts `config.role` asks for.
@@ -298,7 +326,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     }
     if runs(Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
-        for projection in crate::projections::all(upcasters) {
+        let commands = process_executor(&config, &services, upcasters.clone()).await?;
+        for projection in crate::projections::all(upcasters, commands) {
             let applier = Applier {
                 read_db: services.read_db.clone(),
                 projection: projection.clone(),

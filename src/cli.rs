@@ -22,12 +22,7 @@ pub async fn print_status(config: Config) -> anyhow::Result<()> {
 pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()> {
     let built = app::build(&config).await?;
     let services = built.services;
-    let upcasters = std::sync::Arc::new(crate::domain::upcasters());
-    let Some(projection) =
-        crate::projections::all(upcasters).into_iter().find(|p| p.name() == name)
-    else {
-        anyhow::bail!("no projection named {name:?}; see `eventfold projections status`");
-    };
+    let projection = find(name, &services)?;
     let applier = crate::infra::projector_runtime::Applier {
         read_db: services.read_db.clone(),
         projection,
@@ -44,9 +39,9 @@ pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()
     Ok(())
 }
 
-fn find(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
+fn find(name: &str, services: &app::Services) -> anyhow::Result<Arc<dyn Projection>> {
     let upcasters = Arc::new(crate::domain::upcasters());
-    let all = crate::projections::all(upcasters);
+    let all = crate::projections::all(upcasters, services.commands.clone());
     let names: Vec<_> = all.iter().map(|p| p.name()).collect();
     all.into_iter()
         .find(|p| p.name() == name)
@@ -55,9 +50,9 @@ fn find(name: &str) -> anyhow::Result<Arc<dyn Projection>> {
 
 /// Rebuilds one projection from the event store, with a progress bar.
 pub async fn rebuild(config: Config, name: &str) -> anyhow::Result<()> {
-    let projection = find(name)?;
     let built = app::build(&config).await?;
     let services = built.services;
+    let projection = find(name, &services)?;
     let rebuild = crate::infra::rebuild::Rebuild {
         store: services.store.clone(),
         read_url: config.read_database_url.clone().unwrap_or(config.database_url.clone()),

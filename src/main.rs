@@ -63,6 +63,9 @@ enum Command {
         /// Longest a query waits for `minPosition`, in milliseconds.
         #[arg(long, env = "MIN_POSITION_TIMEOUT_MS", default_value_t = 5000)]
         min_position_timeout_ms: u64,
+        /// Base URL of invoice documents (`{base}/invoices/{id}.pdf`).
+        #[arg(long, env = "INVOICE_BASE_URL", default_value = "http://127.0.0.1:8000")]
+        invoice_base_url: String,
     },
     /// Apply pending migrations and exit.
     Migrate,
@@ -103,14 +106,23 @@ async fn main() -> anyhow::Result<()> {
         role: Role::All,
         snapshot_every: 50,
         min_position_timeout_ms: 5000,
+        invoice_base_url: std::env::var("INVOICE_BASE_URL")
+            .unwrap_or_else(|_| Config::embedded().invoice_base_url),
     });
     match command {
-        Command::Serve { listen, role, snapshot_every, min_position_timeout_ms } => {
+        Command::Serve {
+            listen,
+            role,
+            snapshot_every,
+            min_position_timeout_ms,
+            invoice_base_url,
+        } => {
             let config = Config {
                 listen,
                 role,
                 snapshot_every,
                 min_position_timeout: Duration::from_millis(min_position_timeout_ms),
+                invoice_base_url,
                 ..base
             };
             serve(config).await

@@ -8,6 +8,7 @@ pub mod rebuild;
 mod m20261126_000001_create_event_store;
 mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;
+mod m20261126_000004_create_shop_views;
 mod m20261126_000005_notify_on_append;
 
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_create_event_store::Migration),
             Box::new(m20261126_000002_create_projection_runtime::Migration),
             Box::new(m20261126_000003_create_account_views::Migration),
+            Box::new(m20261126_000004_create_shop_views::Migration),
             Box::new(m20261126_000005_notify_on_append::Migration),
         ]
     }

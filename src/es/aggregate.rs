@@ -39,6 +39,14 @@ pub trait Aggregate:
 
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
+
+    /// The id whose partition this stream's events travel in, given the
+    /// state after the events. A stream whose read model must see it in
+    /// order with another stream (a shipment with its order) names that
+    /// stream's id; by default every stream is its own key.
+    fn partition_key(&self, id: uuid::Uuid) -> uuid::Uuid {
+        id
+    }
 }
 
 /// How a domain rule rejection maps onto the public API. Each domain error

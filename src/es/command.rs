@@ -46,6 +46,21 @@ pub enum CommandError<E> {
     Store(#[from] StoreError),
 }
 
+impl<E> CommandError<E> {
+    /// Converts the rejection into a wider one (e.g. of a use case that
+    /// drives several aggregates), leaving the other variants as they are.
+    pub fn map_rejected<F>(self, f: impl FnOnce(E) -> F) -> CommandError<F> {
+        match self {
+            CommandError::Rejected(e) => CommandError::Rejected(f(e)),
+            CommandError::Conflict { expected, actual } => {
+                CommandError::Conflict { expected, actual }
+            }
+            CommandError::CommandIdReused(id) => CommandError::CommandIdReused(id),
+            CommandError::Store(e) => CommandError::Store(e),
+        }
+    }
+}
+
 /// Settings of the command executor.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -93,6 +108,20 @@ impl CommandExecutor {
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
         &self.store
+    }
+
+    /// Drops a cached state (after another path wrote the stream).
+    pub(crate) fn evict_cached(&self, stream: &StreamKey) {
+        self.cache.evict(stream);
+    }
+
+    pub(crate) fn settings(&self) -> &CommandSettings {
+        &self.settings
+    }
+
+    /// Queues behind other commands of this process on `stream`.
+    pub(crate) async fn lock_stream(&self, stream: &StreamKey) -> tokio::sync::OwnedMutexGuard<()> {
+        self.locks.lock(stream).await
     }
 
     /// Rebuilds an aggregate from its latest valid snapshot and the events after it.
@@ -153,7 +182,7 @@ impl CommandExecutor {
         }
     }
 
-    async fn previous_result<E>(
+    pub(crate) async fn previous_result<E>(
         &self,
         stream: &StreamKey,
         ctx: &CommandContext,
@@ -210,13 +239,15 @@ impl CommandExecutor {
             correlation_id: ctx.correlation_id.or(ctx.command_id).unwrap_or_else(Uuid::now_v7),
             causation_id: ctx.causation_id,
             actor: ctx.actor.clone(),
+            partition_key: None,
         };
         let mut state = loaded.state;
-        let mut new_events = Vec::with_capacity(events.len());
         for event in &events {
             state.apply(event);
-            new_events.push(to_new_event(event, &metadata)?);
         }
+        let metadata = metadata.for_partition(id, state.partition_key(id));
+        let new_events =
+            events.iter().map(|e| to_new_event(e, &metadata)).collect::<Result<Vec<_>, _>>()?;
         let version = loaded.version + events.len() as i64;
         let append = StreamAppend {
             stream: stream.clone(),
@@ -290,7 +321,7 @@ impl CommandExecutor {
     }
 }
 
-fn to_new_event<E: DomainEvent, X>(
+pub(crate) fn to_new_event<E: DomainEvent, X>(
     event: &E,
     metadata: &EventMetadata,
 ) -> Result<NewEvent, CommandError<X>> {
@@ -305,7 +336,7 @@ fn to_new_event<E: DomainEvent, X>(
 }
 
 /// Exponential backoff with jitter, capped at ~50 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 1u64 << attempt.min(5);
     let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 8);
     Duration::from_millis((base + jitter).min(50))

@@ -83,6 +83,17 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    /// Set when the stream travels in another stream's partition (see
+    /// [`crate::es::aggregate::Aggregate::partition_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_key: Option<Uuid>,
+}
+
+impl EventMetadata {
+    /// This metadata for events of stream `id` whose partition key is `key`.
+    pub fn for_partition(&self, id: Uuid, key: Uuid) -> EventMetadata {
+        EventMetadata { partition_key: (key != id).then_some(key), ..self.clone() }
+    }
 }
 
 /// An event about to be appended.

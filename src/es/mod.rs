@@ -6,6 +6,7 @@
 //! - [`store`]: the event store port (append with expected versions, load).
 //! - [`upcast`]: conversion of old event shapes on read.
 //! - [`command`]: load → handle → append, with retries and idempotency.
+//! - [`unit_of_work`]: the same over several streams with one atomic append.
 //! - [`projector`]: the projection contract and its runtime.
 //! - [`changes`]: announcements of changed read-model rows.
 
@@ -17,4 +18,5 @@ pub mod envelope;
 pub mod partition;
 pub mod projector;
 pub mod store;
+pub mod unit_of_work;
 pub mod upcast;

@@ -3,6 +3,19 @@
 
 use uuid::Uuid;
 
+use super::envelope::RecordedEvent;
+
+/// The id an event is partitioned by: its stream's, unless the event names
+/// another in its metadata.
+pub fn partition_key(event: &RecordedEvent) -> Uuid {
+    event
+        .metadata
+        .get("partition_key")
+        .and_then(|k| k.as_str())
+        .and_then(|k| Uuid::parse_str(k).ok())
+        .unwrap_or(event.stream.stream_id)
+}
+
 /// The partition of a stream id: a stable mix of all 128 bits (UUIDv7 ids
 /// start with a timestamp, so the high bits alone would cluster).
 pub fn partition_of(stream_id: Uuid, partitions: u32) -> u32 {

@@ -54,8 +54,18 @@ impl Upcasters {
     ) -> Result<E, DecodeError> {
         let (version, payload) =
             self.upcast(&event.event_type, event.schema_version, event.payload.clone());
+        // A unit variant is stored with the empty payload `{}` and has no
+        // content to deserialize.
+        let unit = payload.as_object().is_some_and(|fields| fields.is_empty());
         let tagged = json!({ "type": event.event_type, "data": payload });
-        let decoded: E = serde_json::from_value(tagged).map_err(|e| DecodeError {
+        let decoded = serde_json::from_value::<E>(tagged).or_else(|e| {
+            if unit {
+                serde_json::from_value::<E>(json!({ "type": event.event_type })).map_err(|_| e)
+            } else {
+                Err(e)
+            }
+        });
+        let decoded = decoded.map_err(|e| DecodeError {
             event_type: event.event_type.clone(),
             schema_version: version,
             reason: e.to_string(),
@@ -80,4 +90,53 @@ pub fn encode<E: DomainEvent>(event: &E) -> Result<(String, Value), serde_json::
         other => other,
     };
     Ok((event.event_type().to_owned(), payload))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::es::envelope::{Position, StreamKey};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    enum Probe {
+        Unit,
+        Fields { n: u32 },
+    }
+
+    impl DomainEvent for Probe {
+        fn event_type(&self) -> &'static str {
+            match self {
+                Probe::Unit => "Unit",
+                Probe::Fields { .. } => "Fields",
+            }
+        }
+    }
+
+    fn stored(event: &Probe) -> RecordedEvent {
+        let (event_type, payload) = encode(event).unwrap();
+        RecordedEvent {
+            position: Position::START,
+            event_id: Uuid::now_v7(),
+            stream: StreamKey::new("Probe", Uuid::now_v7()),
+            version: 1,
+            event_type,
+            schema_version: 1,
+            payload,
+            metadata: json!({}),
+            recorded_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn unit_and_struct_variants_round_trip_through_the_stored_shape() {
+        for event in [Probe::Unit, Probe::Fields { n: 3 }] {
+            let decoded: Probe = Upcasters::default().decode(&stored(&event)).unwrap();
+            assert_eq!(decoded, event);
+        }
+    }
 }

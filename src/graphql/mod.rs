@@ -5,20 +5,40 @@ use async_graphql::{MergedObject, MergedSubscription, Schema};
 
 pub mod accounts;
 pub mod audit;
+pub mod customers;
 pub mod error;
 pub mod ops;
+pub mod order_commands;
+pub mod orders;
 pub mod pagination;
+pub mod products;
 
 pub use error::ApiError;
 
 #[derive(MergedObject, Default)]
-pub struct Query(accounts::AccountQuery, audit::AuditQuery, ops::OpsQuery);
+pub struct Query(
+    accounts::AccountQuery,
+    audit::AuditQuery,
+    ops::OpsQuery,
+    customers::CustomerQuery,
+    products::ProductQuery,
+    orders::OrderQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(accounts::AccountMutation);
+pub struct Mutation(
+    accounts::AccountMutation,
+    customers::CustomerMutation,
+    products::ProductMutation,
+    order_commands::OrderMutation,
+);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(accounts::AccountSubscription);
+pub struct Subscription(
+    accounts::AccountSubscription,
+    orders::OrderSubscription,
+    products::ProductSubscription,
+);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

@@ -348,16 +348,22 @@ async fn lock_checkpoint(
         sea_orm::ConnectionTrait::execute_raw(txn, lock).await?;
     }
     // The row must exist to be locked; inserting it blocks on a concurrent
-    // insert of the same key until that transaction ends.
-    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-        name: Set(key.to_owned()),
-        tx_id: Set(0),
-        position: Set(0),
-        updated_at: Set(Utc::now()),
-    })
-    .on_conflict(OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned())
-    .exec_without_returning(txn)
-    .await?;
+    // insert of the same key until that transaction ends. (SQLite has one
+    // writer and must not take its write lock this early: a process
+    // manager's command, on another connection, has to commit meanwhile.)
+    if postgres {
+        projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
+            name: Set(key.to_owned()),
+            tx_id: Set(0),
+            position: Set(0),
+            updated_at: Set(Utc::now()),
+        })
+        .on_conflict(
+            OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
     let mut query = projection_checkpoints::Entity::find_by_id(key.to_owned());
     if postgres {
         query = query.lock_exclusive();

@@ -7,23 +7,37 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::es::command::CommandExecutor;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
 
 pub mod account_summary;
 pub mod audit_log;
 pub mod balance_history;
+pub mod customers;
+pub mod orders_with_details;
+pub mod product_stock;
+pub mod shipping_process;
 
 pub use account_summary::AccountSummaryProjection;
 pub use audit_log::AuditLogProjection;
 pub use balance_history::BalanceHistoryProjection;
+pub use customers::CustomersProjection;
+pub use orders_with_details::OrdersWithDetailsProjection;
+pub use product_stock::ProductStockProjection;
+pub use shipping_process::ShippingProcess;
 
 /// Every projection of the application, in the order they are started.
-pub fn all(upcasters: Arc<Upcasters>) -> Vec<Arc<dyn Projection>> {
+/// `commands` is what process managers execute their commands with.
+pub fn all(upcasters: Arc<Upcasters>, commands: Arc<CommandExecutor>) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(AccountSummaryProjection { upcasters: upcasters.clone() }),
-        Arc::new(BalanceHistoryProjection { upcasters }),
+        Arc::new(BalanceHistoryProjection { upcasters: upcasters.clone() }),
         Arc::new(AuditLogProjection),
+        Arc::new(CustomersProjection { upcasters: upcasters.clone() }),
+        Arc::new(ProductStockProjection { upcasters: upcasters.clone() }),
+        Arc::new(OrdersWithDetailsProjection { upcasters: upcasters.clone() }),
+        Arc::new(ShippingProcess { upcasters, commands }),
     ]
 }
 

@@ -285,7 +285,7 @@ async fn projections_report_their_checkpoint_and_lag() {
             .await
             .ok();
         let list = data["projections"].as_array().unwrap().clone();
-        list.len() == 3
+        list.len() == 7
             && list.iter().all(|p| {
                 p["position"] == position.as_str()
                     && p["lag"] == 0

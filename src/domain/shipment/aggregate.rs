@@ -71,6 +71,12 @@ impl Aggregate for Shipment {
     type Event = ShipmentEvent;
     type Error = ShipmentError;
 
+    /// A shipment travels with its order, so the order view sees
+    /// `OrderCreated` before any shipment event even when partitioned.
+    fn partition_key(&self, id: Uuid) -> Uuid {
+        if self.status.is_some() { self.order_id } else { id }
+    }
+
     fn handle(&self, command: &ShipmentCommand) -> Result<Vec<ShipmentEvent>, ShipmentError> {
         match command {
             ShipmentCommand::CreateShipment { order_id, carrier, tracking_code } => {

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use super::lease::Lease;
 use super::{RELAY_CHECKPOINT, RedisSettings};
 use crate::es::envelope::{Position, RecordedEvent};
-use crate::es::partition::partition_of;
+use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projector_runtime::{Applier, load_checkpoint};
 
@@ -264,7 +264,7 @@ impl PartitionedProjector {
                 .into_iter()
                 .filter(|e| {
                     e.position <= until
-                        && partition_of(e.stream.stream_id, self.settings.partitions) == partition
+                        && partition_of(partition_key(e), self.settings.partitions) == partition
                 })
                 .collect();
             self.applier.apply(key, &mine, None).await?;

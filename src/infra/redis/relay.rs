@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::lease::Lease;
 use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
 use crate::es::envelope::Position;
-use crate::es::partition::partition_of;
+use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projector_runtime::{load_checkpoint, save_checkpoint};
 
@@ -125,7 +125,7 @@ impl Relay {
         let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
         let mut pipe = redis::pipe();
         for event in &events {
-            let partition = partition_of(event.stream.stream_id, self.settings.partitions);
+            let partition = partition_of(partition_key(event), self.settings.partitions);
             pipe.cmd("XADD")
                 .arg(self.settings.stream_key(partition))
                 .arg("*")

@@ -1,0 +1,104 @@
+//! Invoicing and shipping an order. Both streams are keyed by the order:
+//! the invoice stream id is the order id, the shipment id is derived from
+//! it, so each order has at most one of each.
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::ShopError;
+use crate::domain::invoice::{Invoice, InvoiceCommand};
+use crate::domain::order::{Order, OrderStatus};
+use crate::domain::shipment::{Shipment, ShipmentCommand};
+use crate::es::command::{CommandContext, CommandError, CommandExecutor, Outcome};
+
+/// Namespace of shipment ids derived from order ids.
+const SHIPMENT_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7466_6f6c_6400_0000_0000_0002);
+
+/// The id of the shipment of `order_id`.
+pub fn shipment_id_for(order_id: Uuid) -> Uuid {
+    Uuid::new_v5(&SHIPMENT_NAMESPACE, order_id.as_bytes())
+}
+
+/// A fresh tracking code: `EF` and 16 random upper-case hex digits.
+pub fn new_tracking_code() -> String {
+    let random = Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("EF{}", &random[..16])
+}
+
+async fn order_status(
+    executor: &CommandExecutor,
+    order_id: Uuid,
+) -> Result<(Order, OrderStatus), CommandError<ShopError>> {
+    let order = executor.load::<Order>(order_id).await?.state;
+    match order.status {
+        Some(status) => Ok((order, status)),
+        None => Err(CommandError::Rejected(ShopError::OrderNotFound(order_id))),
+    }
+}
+
+/// Issues the invoice of a confirmed (or shipped, or delivered) order, with
+/// a new UUIDv7 id, the URL `{base_url}/invoices/{invoice_id}.pdf` and now
+/// as its issue time. The outcome's id is the invoice stream's, the order id.
+pub async fn issue_invoice(
+    executor: &CommandExecutor,
+    order_id: Uuid,
+    base_url: &str,
+    ctx: &CommandContext,
+) -> Result<Outcome, CommandError<ShopError>> {
+    let (order, status) = order_status(executor, order_id).await?;
+    let invoice_id = Uuid::now_v7();
+    let command = InvoiceCommand::IssueInvoice {
+        invoice_id,
+        order_id,
+        order_status: status,
+        total: order.total,
+        url: format!("{}/invoices/{invoice_id}.pdf", base_url.trim_end_matches('/')),
+        issued_at: Utc::now(),
+    };
+    executor
+        .execute::<Invoice>(order_id, &command, ctx)
+        .await
+        .map_err(|e| e.map_rejected(Into::into))
+}
+
+/// Creates the shipment of a confirmed order with a server-generated
+/// tracking code. The outcome's id is the shipment id.
+pub async fn create_shipment(
+    executor: &CommandExecutor,
+    order_id: Uuid,
+    carrier: String,
+    ctx: &CommandContext,
+) -> Result<Outcome, CommandError<ShopError>> {
+    let (_, status) = order_status(executor, order_id).await?;
+    if status != OrderStatus::Confirmed {
+        return Err(CommandError::Rejected(ShopError::OrderNotShippable(status)));
+    }
+    let command =
+        ShipmentCommand::CreateShipment { order_id, carrier, tracking_code: new_tracking_code() };
+    executor
+        .execute::<Shipment>(shipment_id_for(order_id), &command, ctx)
+        .await
+        .map_err(|e| e.map_rejected(Into::into))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracking_codes_are_short_unique_and_upper_case() {
+        let (a, b) = (new_tracking_code(), new_tracking_code());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 18);
+        assert!(
+            a.starts_with("EF") && a.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        );
+    }
+
+    #[test]
+    fn each_order_has_one_shipment_id() {
+        let order = Uuid::now_v7();
+        assert_eq!(shipment_id_for(order), shipment_id_for(order));
+        assert_ne!(shipment_id_for(order), shipment_id_for(Uuid::now_v7()));
+    }
+}
