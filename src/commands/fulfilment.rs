@@ -2,14 +2,19 @@
 //! the invoice stream id is the order id, the shipment id is derived from
 //! it, so each order has at most one of each.
 
+use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
 use super::ShopError;
 use crate::domain::invoice::{Invoice, InvoiceCommand};
+use crate::domain::money::Money;
 use crate::domain::order::{Order, OrderStatus};
 use crate::domain::shipment::{Shipment, ShipmentCommand};
+use crate::es::aggregate::Aggregate;
 use crate::es::command::{CommandContext, CommandError, CommandExecutor, Outcome};
+use crate::es::envelope::StreamKey;
+use crate::es::unit_of_work::{MultiStreamCommand, UnitOfWork};
 
 /// Namespace of shipment ids derived from order ids.
 const SHIPMENT_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7466_6f6c_6400_0000_0000_0002);
@@ -25,14 +30,48 @@ pub fn new_tracking_code() -> String {
     format!("EF{}", &random[..16])
 }
 
+/// Reads the order inside the unit of work, so the append also checks the
+/// order did not move (say, get cancelled) since it was read.
 async fn order_status(
-    executor: &CommandExecutor,
+    work: &mut UnitOfWork<'_, ShopError>,
     order_id: Uuid,
-) -> Result<(Order, OrderStatus), CommandError<ShopError>> {
-    let order = executor.load::<Order>(order_id).await?.state;
+) -> Result<(Money, OrderStatus), CommandError<ShopError>> {
+    let order = work.state::<Order>(order_id).await?;
     match order.status {
-        Some(status) => Ok((order, status)),
+        Some(status) => Ok((order.total, status)),
         None => Err(CommandError::Rejected(ShopError::OrderNotFound(order_id))),
+    }
+}
+
+struct IssueInvoice {
+    order_id: Uuid,
+    invoice_id: Uuid,
+    url: String,
+}
+
+#[async_trait]
+impl MultiStreamCommand for IssueInvoice {
+    type Rejection = ShopError;
+
+    fn streams(&self) -> Vec<StreamKey> {
+        vec![StreamKey::new(Invoice::STREAM_TYPE, self.order_id)]
+    }
+
+    async fn decide(
+        &self,
+        work: &mut UnitOfWork<'_, ShopError>,
+    ) -> Result<(), CommandError<ShopError>> {
+        let (total, order_status) = order_status(work, self.order_id).await?;
+        let command = InvoiceCommand::IssueInvoice {
+            invoice_id: self.invoice_id,
+            order_id: self.order_id,
+            order_status,
+            total,
+            url: self.url.clone(),
+            issued_at: Utc::now(),
+        };
+        work.handle::<Invoice>(self.order_id, &command).await?;
+        Ok(())
     }
 }
 
@@ -45,20 +84,40 @@ pub async fn issue_invoice(
     base_url: &str,
     ctx: &CommandContext,
 ) -> Result<Outcome, CommandError<ShopError>> {
-    let (order, status) = order_status(executor, order_id).await?;
     let invoice_id = Uuid::now_v7();
-    let command = InvoiceCommand::IssueInvoice {
-        invoice_id,
-        order_id,
-        order_status: status,
-        total: order.total,
-        url: format!("{}/invoices/{invoice_id}.pdf", base_url.trim_end_matches('/')),
-        issued_at: Utc::now(),
-    };
-    executor
-        .execute::<Invoice>(order_id, &command, ctx)
-        .await
-        .map_err(|e| e.map_rejected(Into::into))
+    let url = format!("{}/invoices/{invoice_id}.pdf", base_url.trim_end_matches('/'));
+    executor.execute_many(&IssueInvoice { order_id, invoice_id, url }, ctx).await
+}
+
+struct CreateShipment {
+    order_id: Uuid,
+    carrier: String,
+}
+
+#[async_trait]
+impl MultiStreamCommand for CreateShipment {
+    type Rejection = ShopError;
+
+    fn streams(&self) -> Vec<StreamKey> {
+        vec![StreamKey::new(Shipment::STREAM_TYPE, shipment_id_for(self.order_id))]
+    }
+
+    async fn decide(
+        &self,
+        work: &mut UnitOfWork<'_, ShopError>,
+    ) -> Result<(), CommandError<ShopError>> {
+        let (_, status) = order_status(work, self.order_id).await?;
+        if status != OrderStatus::Confirmed {
+            return Err(CommandError::Rejected(ShopError::OrderNotShippable(status)));
+        }
+        let command = ShipmentCommand::CreateShipment {
+            order_id: self.order_id,
+            carrier: self.carrier.clone(),
+            tracking_code: new_tracking_code(),
+        };
+        work.handle::<Shipment>(shipment_id_for(self.order_id), &command).await?;
+        Ok(())
+    }
 }
 
 /// Creates the shipment of a confirmed order with a server-generated
@@ -69,16 +128,7 @@ pub async fn create_shipment(
     carrier: String,
     ctx: &CommandContext,
 ) -> Result<Outcome, CommandError<ShopError>> {
-    let (_, status) = order_status(executor, order_id).await?;
-    if status != OrderStatus::Confirmed {
-        return Err(CommandError::Rejected(ShopError::OrderNotShippable(status)));
-    }
-    let command =
-        ShipmentCommand::CreateShipment { order_id, carrier, tracking_code: new_tracking_code() };
-    executor
-        .execute::<Shipment>(shipment_id_for(order_id), &command, ctx)
-        .await
-        .map_err(|e| e.map_rejected(Into::into))
+    executor.execute_many(&CreateShipment { order_id, carrier }, ctx).await
 }
 
 #[cfg(test)]

@@ -67,7 +67,9 @@ impl StoreError {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends to one or more streams in one transaction: all or nothing.
-    /// Returns the outcome for the first stream (the command's own).
+    /// Returns the outcome for the first stream (the command's own), which
+    /// must carry events; a later stream with no events only asserts that
+    /// it is still at its expected version.
     async fn append(
         &self,
         streams: Vec<StreamAppend>,

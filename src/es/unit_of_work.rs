@@ -164,6 +164,9 @@ impl<'a, E> UnitOfWork<'a, E> {
     }
 
     /// The appends, own stream first, and the snapshots due after them.
+    /// Every stream that was read but not written follows as an append of
+    /// no events: the store then checks it is still at the version the
+    /// decision saw, so a decision never rests on a state that moved.
     fn into_appends(mut self) -> (Vec<StreamAppend>, Vec<(StreamKey, Snapshot)>) {
         let mut appends = Vec::new();
         let mut snapshots = Vec::new();
@@ -180,6 +183,22 @@ impl<'a, E> UnitOfWork<'a, E> {
             if let Some(snapshot) = entry.snapshot.take() {
                 snapshots.push((stream.clone(), snapshot));
             }
+        }
+        if !appends.is_empty() {
+            let mut read_only: Vec<_> = self
+                .entries
+                .iter()
+                .filter(|(stream, entry)| {
+                    entry.pending.is_empty() && !appends.iter().any(|a| &a.stream == *stream)
+                })
+                .map(|(stream, entry)| StreamAppend {
+                    stream: stream.clone(),
+                    expected_version: entry.version,
+                    events: Vec::new(),
+                })
+                .collect();
+            read_only.sort_by(|a, b| a.stream.cmp(&b.stream));
+            appends.extend(read_only);
         }
         (appends, snapshots)
     }

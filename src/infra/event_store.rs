@@ -80,7 +80,7 @@ impl EventStore for SeaEventStore {
         streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError> {
-        if streams.is_empty() || streams.iter().any(|s| s.events.is_empty()) {
+        if streams.first().is_none_or(|s| s.events.is_empty()) {
             return Err(StoreError::Backend("append without events".into()));
         }
         self.writer.append(streams, command).await

@@ -9,6 +9,10 @@
 //!   invoice, once;
 //! - `ShipmentCreated` names the order and fills the shipping columns; later
 //!   shipment events find the row by `shipping_id` (`shipping_version`).
+//!
+//! Customer events and order creations may be applied concurrently (they
+//! travel in different partitions), so both lock the customer's lookup row
+//! first: whichever commits second sees what the first wrote.
 
 use std::sync::Arc;
 
@@ -16,10 +20,10 @@ use async_trait::async_trait;
 use chrono::Utc;
 use entity::{order_view_customers as lookup, orders_with_details_view as view};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
+    DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -104,6 +108,31 @@ impl Projection for OrdersWithDetailsProjection {
     }
 }
 
+/// The lookup row of a customer, created empty (version 0) if needed and
+/// locked for the rest of the transaction on PostgreSQL.
+async fn lock_customer(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+) -> Result<lookup::Model, ProjectionError> {
+    lookup::Entity::insert(lookup::ActiveModel {
+        customer_id: Set(id),
+        name: Set(String::new()),
+        email: Set(None),
+        version: Set(0),
+    })
+    .on_conflict(OnConflict::column(lookup::Column::CustomerId).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await?;
+    let mut query = lookup::Entity::find_by_id(id);
+    if txn.get_database_backend() == DbBackend::Postgres {
+        query = query.lock_exclusive();
+    }
+    query
+        .one(txn)
+        .await?
+        .ok_or_else(|| ProjectionError::new(format!("customer {id} lookup row vanished")))
+}
+
 impl OrdersWithDetailsProjection {
     async fn order_event(
         &self,
@@ -118,7 +147,7 @@ impl OrdersWithDetailsProjection {
         }
         let status = match decoded {
             OrderEvent::OrderCreated { customer_id, items, total } => {
-                let customer = lookup::Entity::find_by_id(customer_id).one(txn).await?;
+                let customer = Some(lock_customer(txn, customer_id).await?);
                 let items: Vec<ItemRow> = items.iter().map(ItemRow::from).collect();
                 view::ActiveModel {
                     order_id: Set(id),
@@ -169,32 +198,19 @@ impl OrdersWithDetailsProjection {
         decoded: CustomerEvent,
     ) -> Result<Vec<Change>, ProjectionError> {
         let id = event.stream.stream_id;
-        let known = lookup::Entity::find_by_id(id).one(txn).await?;
-        let (name, email) = match (decoded, &known) {
-            (CustomerEvent::CustomerRegistered { name, email }, _) => (Some(name), email),
-            (CustomerEvent::CustomerEmailChanged { email }, _) => (None, Some(email)),
+        let row = lock_customer(txn, id).await?;
+        let (name, email) = match decoded {
+            CustomerEvent::CustomerRegistered { name, email } => (Some(name), email),
+            CustomerEvent::CustomerEmailChanged { email } => (None, Some(email)),
         };
-        match known {
-            Some(row) if row.version >= event.version => {}
-            Some(row) => {
-                let mut active = row.into_active_model();
-                if let Some(name) = &name {
-                    active.name = Set(name.clone());
-                }
-                active.email = Set(email.clone());
-                active.version = Set(event.version);
-                active.update(txn).await?;
+        if row.version < event.version {
+            let mut active = row.into_active_model();
+            if let Some(name) = &name {
+                active.name = Set(name.clone());
             }
-            None => {
-                lookup::ActiveModel {
-                    customer_id: Set(id),
-                    name: Set(name.clone().unwrap_or_default()),
-                    email: Set(email.clone()),
-                    version: Set(event.version),
-                }
-                .insert(txn)
-                .await?;
-            }
+            active.email = Set(email.clone());
+            active.version = Set(event.version);
+            active.update(txn).await?;
         }
         // Every order row of this customer that has not seen this version.
         let stale = || {

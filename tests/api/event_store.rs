@@ -4,8 +4,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use entity::events;
+use eventfold::domain::bank::{BankAccount, BankCommand, BankError, BankEvent};
+use eventfold::domain::money::Money;
+use eventfold::es::aggregate::Aggregate;
+use eventfold::es::command::{CommandContext, CommandError, CommandExecutor, CommandSettings};
 use eventfold::es::envelope::{EventMetadata, NewEvent, Position, StreamKey};
 use eventfold::es::store::{EventStore, StoreError, StreamAppend};
+use eventfold::es::unit_of_work::{MultiStreamCommand, UnitOfWork};
 use eventfold::infra::event_store::SeaEventStore;
 use sea_orm::{
     ActiveModelTrait,
@@ -203,5 +208,80 @@ async fn a_multi_stream_append_is_all_or_nothing() {
         store.load_stream(&a, 0).await.unwrap().iter().map(|e| e.version).collect();
     assert_eq!(versions, [1, 2]);
     assert_eq!(store.load_stream(&b, 1).await.unwrap()[0].event_type, "B2");
+    app.stop().await;
+}
+
+/// Deposits into `to` the balance it reads from `from`; on its first
+/// attempt someone else deposits into `from` right after the read.
+struct CopyBalance {
+    from: Uuid,
+    to: Uuid,
+    interferer: Arc<SeaEventStore>,
+    interfere: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl MultiStreamCommand for CopyBalance {
+    type Rejection = BankError;
+
+    fn streams(&self) -> Vec<StreamKey> {
+        vec![StreamKey::new(BankAccount::STREAM_TYPE, self.to)]
+    }
+
+    async fn decide(
+        &self,
+        work: &mut UnitOfWork<'_, BankError>,
+    ) -> Result<(), CommandError<BankError>> {
+        let seen = work.state::<BankAccount>(self.from).await?.balance;
+        if self.interfere.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            let deposit = BankEvent::MoneyDeposited { amount: money("5") };
+            let (event_type, payload) = eventfold::es::upcast::encode(&deposit).unwrap();
+            let event = NewEvent { event_type, payload, ..new_event("") };
+            let stream = StreamKey::new(BankAccount::STREAM_TYPE, self.from);
+            self.interferer
+                .append(
+                    vec![StreamAppend { stream, expected_version: 1, events: vec![event] }],
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+        let amount = Money::positive(seen, "amount").unwrap();
+        work.handle::<BankAccount>(self.to, &BankCommand::DepositMoney { amount }).await?;
+        Ok(())
+    }
+}
+
+fn money(s: &str) -> Money {
+    Money::positive(s.parse().unwrap(), "amount").unwrap()
+}
+
+#[tokio::test]
+async fn a_decision_never_rests_on_a_stream_that_moved_after_it_was_read() {
+    let (app, store) = migrated_store().await;
+    let executor = CommandExecutor::new(
+        store.clone(),
+        Arc::new(eventfold::domain::upcasters()),
+        CommandSettings::default(),
+    );
+    let open = |deposit: &str| BankCommand::OpenAccount {
+        owner: "Ada".into(),
+        initial_deposit: money(deposit),
+        overdraft_limit: Money::ZERO,
+    };
+    let (from, to) = (Uuid::now_v7(), Uuid::now_v7());
+    let ctx = CommandContext::default();
+    executor.execute::<BankAccount>(from, &open("10"), &ctx).await.unwrap();
+    executor.execute::<BankAccount>(to, &open("1"), &ctx).await.unwrap();
+    let interferer = Arc::new(SeaEventStore::new(
+        eventfold::infra::db::connect(&app.database_url, 2).await.unwrap(),
+    ));
+    let command = CopyBalance { from, to, interferer, interfere: true.into() };
+    let outcome = executor.execute_many(&command, &ctx).await.unwrap();
+    assert_eq!(outcome.version, 2);
+    // The first decision saw 10; the read stream moved to 15 before the
+    // append, which therefore failed and was decided again on 15.
+    let to_state = executor.load::<BankAccount>(to).await.unwrap().state;
+    assert_eq!(to_state.balance, "16".parse().unwrap());
     app.stop().await;
 }
