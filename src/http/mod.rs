@@ -16,6 +16,7 @@ use axum::routing::get;
 use crate::app::Services;
 use crate::graphql::AppSchema;
 
+mod metrics;
 mod negotiate;
 
 use negotiate::{MediaType, is_mutation, response_media_type};
@@ -35,6 +36,7 @@ pub fn router(services: Arc<Services>) -> Router {
         .route_service("/graphql/ws", GraphQLSubscription::new(schema))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics::metrics))
         .with_state(state)
 }
 

@@ -110,3 +110,24 @@ async fn graphiql_and_health_endpoints_answer() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_report_each_projection_in_prometheus_text() {
+    let app = spawn_app().await;
+    let (id, position) = open_account(&app, "Ada", "1", "0").await;
+    account_at(&app, &id, &position).await;
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let body = res.text().await.unwrap();
+    assert!(body.contains("# TYPE eventfold_projection_lag gauge"), "{body}");
+    assert!(
+        body.contains("eventfold_projection_lag{projection=\"bank_account_summary\"} 0"),
+        "{body}"
+    );
+    assert!(
+        body.contains("eventfold_projection_dead_letters{projection=\"audit_log\"} 0"),
+        "{body}"
+    );
+    app.stop().await;
+}
