@@ -33,6 +33,8 @@ use server::{Env, Server};
 const LEVELS: [usize; 3] = [1, 16, 64];
 /// Clients of the hot-account and projection-lag runs.
 const CLIENTS: usize = 16;
+/// Longest wait for the projections to catch up between phases.
+const SETTLE: Duration = Duration::from_secs(120);
 
 struct Options {
     quick: bool,
@@ -64,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("bench database {}, Redis prefix {}", env.db_name, env.redis_prefix);
     let outcome = run(&env, &opts).await;
     env.cleanup().await;
+    if outcome.is_ok() {
+        // The server log is kept only when something failed.
+        let _ = std::fs::remove_file(env.server_log());
+    }
     let (rows, json) = outcome?;
     println!("\n{}", report::table(&rows));
     let text = serde_json::to_string_pretty(&json)?;
@@ -95,6 +101,7 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     let hot = load::open_accounts(addr, 1).await?.remove(0);
     progress("warm-up (1 s, 16 clients, not counted)");
     load::deposits(addr, &accounts, CLIENTS, Duration::from_secs(1)).await?;
+    load::settle(addr, SETTLE).await?;
 
     let mut peak = 0.0f64;
     let mut mutations = Map::new();
@@ -112,7 +119,9 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
             Row::plain(name, format!("{} /s", report::pretty(rate)))
         });
         rows.push(latency_row(&format!("  mutation latency, {clients}"), &mut run));
-        mutations.insert(clients.to_string(), run_json(&mut run));
+        let mut run_json = run_json(&mut run);
+        run_json["projection_backlog"] = backlog(addr, &mut rows).await?;
+        mutations.insert(clients.to_string(), run_json);
     }
     out.insert("mutations".into(), Value::Object(mutations));
 
@@ -123,7 +132,9 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         format!("{} /s", report::pretty(hot_run.per_second())),
     ));
     rows.push(latency_row("  hot-account latency, 16", &mut hot_run));
-    out.insert("hot_account_16".into(), run_json(&mut hot_run));
+    let mut hot_json = run_json(&mut hot_run);
+    hot_json["projection_backlog"] = backlog(addr, &mut rows).await?;
+    out.insert("hot_account_16".into(), hot_json);
 
     progress("projection lag at half the peak mutation rate");
     let mut lag = load::projection_lag(addr, &accounts, CLIENTS, peak / 2.0, duration).await?;
@@ -138,6 +149,7 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     lag_json["target_rate"] = json!(round3(lag.target_rate));
     lag_json["achieved_rate"] = json!(round3(lag.achieved_rate));
     lag_json["timeouts"] = json!(lag.timeouts);
+    lag_json["projection_backlog"] = backlog(addr, &mut rows).await?;
     out.insert("projection_lag".into(), lag_json);
 
     let mut queries = Map::new();
@@ -221,6 +233,24 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     );
     out.insert("loadavg_after".into(), json!(loadavg()));
     Ok((rows, Value::Object(out)))
+}
+
+/// Waits for the projections to catch up and reports the backlog the last
+/// phase left behind (a row only when there was one).
+async fn backlog(addr: std::net::SocketAddr, rows: &mut Vec<Row>) -> anyhow::Result<Value> {
+    let settled = load::settle(addr, SETTLE).await?;
+    if settled.backlog > 0 {
+        let done = if settled.drained { "drained in" } else { "NOT drained after" };
+        rows.push(Row::plain(
+            "  projection backlog at end",
+            format!("{} events, {done} {:.1} s", settled.backlog, settled.drained_in.as_secs_f64()),
+        ));
+    }
+    Ok(json!({
+        "events": settled.backlog,
+        "drained": settled.drained,
+        "drain_s": round3(settled.drained_in.as_secs_f64()),
+    }))
 }
 
 fn latency_row(name: &str, run: &mut load::Run) -> Row {

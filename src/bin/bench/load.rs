@@ -241,3 +241,33 @@ pub(crate) async fn projection_lag(
     let (lags, timeouts) = prober.await??;
     Ok(Lag { target_rate: rate, achieved_rate, lags, timeouts })
 }
+
+/// How far the projections were behind and how long they took to catch up.
+pub(crate) struct Settled {
+    /// Largest `lag` (events not yet applied) over all projections at the start.
+    pub(crate) backlog: i64,
+    pub(crate) drained_in: Duration,
+    pub(crate) drained: bool,
+}
+
+/// Waits (at most `limit`) until every projection reports `lag` 0, so the
+/// next phase neither competes with a catch-up nor measures it.
+pub(crate) async fn settle(addr: SocketAddr, limit: Duration) -> anyhow::Result<Settled> {
+    let mut conn = Conn::connect(addr).await?;
+    let started = Instant::now();
+    let mut backlog = None;
+    loop {
+        let data = conn.graphql("{ projections { name lag } }", json!({})).await?;
+        let lag = data
+            .get("projections")
+            .and_then(Value::as_array)
+            .map(|ps| ps.iter().filter_map(|p| p.get("lag").and_then(Value::as_i64)).max())
+            .unwrap_or_default()
+            .unwrap_or(0);
+        let backlog = *backlog.get_or_insert(lag);
+        if lag == 0 || started.elapsed() > limit {
+            return Ok(Settled { backlog, drained_in: started.elapsed(), drained: lag == 0 });
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

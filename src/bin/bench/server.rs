@@ -52,6 +52,11 @@ impl Env {
         })
     }
 
+    /// Where the server child writes its output.
+    pub(crate) fn server_log(&self) -> PathBuf {
+        std::env::temp_dir().join(format!("{}.log", self.redis_prefix))
+    }
+
     pub(crate) async fn create_database(&self) -> anyhow::Result<()> {
         let admin = Database::connect(&self.admin_url)
             .await
@@ -112,7 +117,7 @@ impl Server {
     /// waits, at most 60 s, for `/health/ready`.
     pub(crate) async fn start(env: &Env) -> anyhow::Result<Server> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let log = std::env::temp_dir().join(format!("{}.log", env.redis_prefix));
+        let log = env.server_log();
         let file = std::fs::File::create(&log)?;
         let child = env
             .command()
