@@ -27,6 +27,7 @@ use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::RedisSettings;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::consumer::PartitionedProjector;
+use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
 
 /// The embedded default: an SQLite file next to where the server runs.
@@ -266,7 +267,10 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             read_db,
             monitor,
             timeout: config.min_position_timeout,
-            partitions: config.redis.as_ref().map(|r| r.partitions),
+            redis: match &config.redis {
+                Some(r) => Some(RedisProgress::new(r.clone())?),
+                None => None,
+            },
         },
         projection_names,
         invoice_base_url: config.invoice_base_url.clone(),

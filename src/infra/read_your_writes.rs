@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::projector_runtime::ProjectionMonitor;
 use super::redis::RedisSettings;
+use super::redis::progress::RedisProgress;
 use crate::es::envelope::Position;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +25,9 @@ pub struct ReadYourWrites {
     pub monitor: Arc<ProjectionMonitor>,
     pub timeout: Duration,
     /// With a partitioned transport every partition keeps its own
-    /// checkpoint; relay watermarks make them comparable to any position.
-    pub partitions: Option<u32>,
+    /// checkpoint, and relay watermarks (recorded in Redis) make them
+    /// comparable to any position.
+    pub redis: Option<RedisProgress>,
 }
 
 impl ReadYourWrites {
@@ -50,8 +52,10 @@ impl ReadYourWrites {
 
     /// The checkpoint keys of one projection.
     pub fn keys(&self, projection: &str) -> Vec<String> {
-        match self.partitions {
-            Some(n) => (0..n).map(|p| RedisSettings::checkpoint_key(projection, p)).collect(),
+        match &self.redis {
+            Some(r) => (0..r.settings.partitions)
+                .map(|p| RedisSettings::checkpoint_key(projection, p))
+                .collect(),
             None => vec![projection.to_owned()],
         }
     }
@@ -63,13 +67,24 @@ impl ReadYourWrites {
             .filter(projection_checkpoints::Column::Name.is_in(keys.iter().map(String::as_str)))
             .all(&self.read_db)
             .await?;
-        let at = |key: &String| {
-            rows.iter()
+        let delivered = match &self.redis {
+            Some(r) => {
+                let progress: Vec<String> = (0..r.settings.partitions)
+                    .map(|p| r.settings.progress_key(projection, p))
+                    .collect();
+                r.get(&progress).await
+            }
+            None => vec![None; keys.len()],
+        };
+        let at = |(key, delivered): (&String, &Option<Position>)| {
+            let stored = rows
+                .iter()
                 .find(|r| &r.name == key)
                 .map(|r| Position { tx: r.tx_id, pos: r.position })
-                .unwrap_or_default()
+                .unwrap_or_default();
+            stored.max(delivered.unwrap_or_default())
         };
-        Ok(keys.iter().map(at).min().unwrap_or_default())
+        Ok(keys.iter().zip(delivered.iter()).map(at).min().unwrap_or_default())
     }
 
     async fn reached(

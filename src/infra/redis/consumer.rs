@@ -21,11 +21,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::lease::Lease;
+use super::progress::record;
 use super::{RELAY_CHECKPOINT, RedisSettings};
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projector_runtime::{Applier, load_checkpoint};
+
+/// How often a watermark also moves the partition's database checkpoint
+/// (which bounds how far back a restarted consumer catches up from).
+const PERSIST_WATERMARK_EVERY: Duration = Duration::from_secs(5);
 
 pub struct PartitionedProjector {
     pub applier: Applier,
@@ -209,6 +214,9 @@ impl PartitionedProjector {
         self.catch_up_from_store(partition, &key, published).await?;
         self.applier.monitor.set(self.name(), "RUNNING", None);
 
+        let progress = self.settings.progress_key(group, partition);
+        record(&mut conn, &progress, published).await?;
+        let mut persisted = std::time::Instant::now();
         let mut backlog = true;
         while !*stop.borrow() {
             let mut read = redis::cmd("XREADGROUP");
@@ -241,7 +249,15 @@ impl PartitionedProjector {
                     watermark = watermark.max(Some(w));
                 }
             }
-            self.applier.apply(&key, &events, watermark).await?;
+            self.applier.apply(&key, &events, None).await?;
+            if let Some(w) = watermark {
+                // Everything up to `w` in this partition is applied now.
+                record(&mut conn, &progress, w).await?;
+                if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
+                    self.applier.apply(&key, &[], Some(w)).await?;
+                    persisted = std::time::Instant::now();
+                }
+            }
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
             let _: i64 =
                 redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;

@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod changes;
 pub mod consumer;
 pub mod lease;
+pub mod progress;
 pub mod relay;
 
 /// Where and how events travel through Redis.
@@ -41,6 +42,11 @@ impl RedisSettings {
 
     pub fn workers_key(&self, projection: &str) -> String {
         format!("{}:workers:{projection}", self.prefix)
+    }
+
+    /// The Redis key of one partition consumer's delivered position.
+    pub fn progress_key(&self, projection: &str, partition: u32) -> String {
+        format!("{}:progress:{projection}:{partition}", self.prefix)
     }
 
     /// The checkpoint key of one partition of a projection.
