@@ -35,6 +35,10 @@ pub struct RuntimeSettings {
     pub max_attempts: u32,
     /// Fallback poll when no commit signal arrives.
     pub poll_interval: Duration,
+    /// After a small batch, wait this long before reading again so the next
+    /// batch is larger: fewer transactions per event under load, at the cost
+    /// of this much latency when idle.
+    pub linger: Duration,
 }
 
 impl Default for RuntimeSettings {
@@ -43,6 +47,7 @@ impl Default for RuntimeSettings {
             batch_size: 500,
             max_attempts: 5,
             poll_interval: Duration::from_millis(100),
+            linger: Duration::from_millis(5),
         }
     }
 }
@@ -285,7 +290,7 @@ impl ProjectorRuntime {
             }
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = commits.changed() => {}
+                _ = commits.changed() => tokio::time::sleep(self.applier.settings.linger).await,
                 _ = tokio::time::sleep(self.applier.settings.poll_interval) => {}
             }
             if *shutdown.borrow() {
@@ -347,28 +352,35 @@ async fn lock_checkpoint(
         );
         sea_orm::ConnectionTrait::execute_raw(txn, lock).await?;
     }
-    // The row must exist to be locked; inserting it blocks on a concurrent
-    // insert of the same key until that transaction ends. (SQLite has one
-    // writer and must not take its write lock this early: a process
-    // manager's command, on another connection, has to commit meanwhile.)
-    if postgres {
-        projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-            name: Set(key.to_owned()),
-            tx_id: Set(0),
-            position: Set(0),
-            updated_at: Set(Utc::now()),
-        })
-        .on_conflict(
-            OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+    let select = || {
+        let query = projection_checkpoints::Entity::find_by_id(key.to_owned());
+        if postgres { query.lock_exclusive() } else { query }
+    };
+    if let Some(row) = select().one(txn).await? {
+        return Ok(Position { tx: row.tx_id, pos: row.position });
     }
-    let mut query = projection_checkpoints::Entity::find_by_id(key.to_owned());
-    if postgres {
-        query = query.lock_exclusive();
+    // First use of this key. The row must exist to be locked; inserting it
+    // blocks on a concurrent insert of the same key until that transaction
+    // ends. (Not on SQLite: it has one writer anyway, and must not take its
+    // write lock this early, while a process manager's command on another
+    // connection has to commit.)
+    if !postgres {
+        return Ok(Position::START);
     }
-    Ok(query.one(txn).await?.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
+    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
+        name: Set(key.to_owned()),
+        tx_id: Set(0),
+        position: Set(0),
+        updated_at: Set(Utc::now()),
+    })
+    .on_conflict(OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned())
+    .exec_without_returning(txn)
+    .await?;
+    Ok(select()
+        .one(txn)
+        .await?
+        .map(|r| Position { tx: r.tx_id, pos: r.position })
+        .unwrap_or_default())
 }
 
 pub(crate) async fn save_checkpoint<C: sea_orm::ConnectionTrait>(

@@ -249,7 +249,9 @@ impl PartitionedProjector {
                     watermark = watermark.max(Some(w));
                 }
             }
-            self.applier.apply(&key, &events, None).await?;
+            if !events.is_empty() {
+                self.applier.apply(&key, &events, None).await?;
+            }
             if let Some(w) = watermark {
                 // Everything up to `w` in this partition is applied now.
                 record(&mut conn, &progress, w).await?;
@@ -261,6 +263,12 @@ impl PartitionedProjector {
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
             let _: i64 =
                 redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;
+            if !backlog && entries.len() < self.batch_size {
+                tokio::select! {
+                    _ = stop.changed() => {}
+                    _ = tokio::time::sleep(self.applier.settings.linger) => {}
+                }
+            }
         }
         Ok(())
     }

@@ -26,6 +26,9 @@ use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projector_runtime::{load_checkpoint, save_checkpoint};
 
+/// Pause after a wake-up so one batch carries the commits of a burst.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// The PostgreSQL channel the events trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "eventfold_events";
 
@@ -104,8 +107,8 @@ impl Relay {
             };
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = commits.changed() => {}
-                _ = wake_rx.changed() => {}
+                _ = commits.changed() => tokio::time::sleep(LINGER).await,
+                _ = wake_rx.changed() => tokio::time::sleep(LINGER).await,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
