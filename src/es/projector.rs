@@ -50,4 +50,18 @@ pub trait Projection: Send + Sync {
         txn: &DatabaseTransaction,
         event: &RecordedEvent,
     ) -> Result<Vec<Change>, ProjectionError>;
+
+    /// Applies events in order, as `apply` would one by one. Projections
+    /// override it to read and write each row once per batch.
+    async fn apply_batch(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[&RecordedEvent],
+    ) -> Result<Vec<Change>, ProjectionError> {
+        let mut changes = Vec::new();
+        for event in events {
+            changes.extend(self.apply(txn, event).await?);
+        }
+        Ok(changes)
+    }
 }

@@ -147,9 +147,11 @@ impl Applier {
         let checkpoint = lock_checkpoint(&txn, self.name(), key).await?;
         let mut changes = Vec::new();
         let mut reached = checkpoint;
-        for event in events.iter().filter(|e| e.position > checkpoint) {
-            changes.extend(self.projection.apply(&txn, event).await?);
-            reached = reached.max(event.position);
+        let fresh: Vec<&RecordedEvent> =
+            events.iter().filter(|e| e.position > checkpoint).collect();
+        if !fresh.is_empty() {
+            changes.extend(self.projection.apply_batch(&txn, &fresh).await?);
+            reached = reached.max(fresh.iter().map(|e| e.position).max().unwrap_or_default());
         }
         reached = reached.max(watermark.unwrap_or_default());
         if reached > checkpoint {

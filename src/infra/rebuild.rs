@@ -117,9 +117,8 @@ impl Rebuild {
         loop {
             let batch = self.store.read_committed(cursor, self.batch_size).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
-            for event in &batch {
-                self.projection.apply(&txn, event).await?;
-            }
+            let refs: Vec<_> = batch.iter().collect();
+            self.projection.apply_batch(&txn, &refs).await?;
             late += batch.len() as u64;
             cursor = last;
         }
@@ -174,9 +173,8 @@ impl Rebuild {
         loop {
             let batch = self.store.read_committed(cursor, self.batch_size).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
-            for event in &batch {
-                self.projection.apply(&txn, event).await?;
-            }
+            let refs: Vec<_> = batch.iter().collect();
+            self.projection.apply_batch(&txn, &refs).await?;
             applied += batch.len() as u64;
             cursor = last;
             progress(applied, total.max(applied));

@@ -28,22 +28,35 @@ impl Projection for AuditLogProjection {
         txn: &DatabaseTransaction,
         event: &RecordedEvent,
     ) -> Result<Vec<Change>, ProjectionError> {
-        log::Entity::insert(log::ActiveModel {
-            position: Set(event.position.pos),
-            tx_id: Set(event.position.tx),
-            event_id: Set(event.event_id),
-            stream_type: Set(event.stream.stream_type.clone()),
-            stream_id: Set(event.stream.stream_id),
-            version: Set(event.version),
-            event_type: Set(event.event_type.clone()),
-            schema_version: Set(event.schema_version),
-            payload: Set(event.payload.clone()),
-            metadata: Set(event.metadata.clone()),
-            recorded_at: Set(event.recorded_at),
-        })
-        .on_conflict(OnConflict::column(log::Column::Position).do_nothing().to_owned())
-        .exec_without_returning(txn)
-        .await?;
+        self.apply_batch(txn, &[event]).await
+    }
+
+    /// One multi-row insert per batch; a position already logged is skipped.
+    async fn apply_batch(
+        &self,
+        txn: &DatabaseTransaction,
+        events: &[&RecordedEvent],
+    ) -> Result<Vec<Change>, ProjectionError> {
+        // 11 parameters a row stays well under PostgreSQL's 65,535.
+        for chunk in events.chunks(1000) {
+            let rows = chunk.iter().map(|event| log::ActiveModel {
+                position: Set(event.position.pos),
+                tx_id: Set(event.position.tx),
+                event_id: Set(event.event_id),
+                stream_type: Set(event.stream.stream_type.clone()),
+                stream_id: Set(event.stream.stream_id),
+                version: Set(event.version),
+                event_type: Set(event.event_type.clone()),
+                schema_version: Set(event.schema_version),
+                payload: Set(event.payload.clone()),
+                metadata: Set(event.metadata.clone()),
+                recorded_at: Set(event.recorded_at),
+            });
+            log::Entity::insert_many(rows)
+                .on_conflict(OnConflict::column(log::Column::Position).do_nothing().to_owned())
+                .exec_without_returning(txn)
+                .await?;
+        }
         Ok(vec![])
     }
 }
