@@ -14,8 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{add_cents, to_cents};
-use crate::domain::bank::{BankAccount, BankEvent};
-use crate::es::aggregate::Aggregate;
+use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
@@ -52,14 +51,10 @@ impl Projection for BalanceHistoryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let events: Vec<_> =
-            events.iter().filter(|e| e.stream.stream_type == BankAccount::STREAM_TYPE).collect();
+        let (events, ids) = super::bank_events(events);
         if events.is_empty() {
             return Ok(vec![]);
         }
-        let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream.stream_id).collect();
-        ids.sort();
-        ids.dedup();
         let latest: Vec<(Uuid, Option<i64>)> = history::Entity::find()
             .select_only()
             .column(history::Column::AccountId)

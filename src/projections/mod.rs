@@ -7,7 +7,10 @@ use std::sync::Arc;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use crate::domain::bank::BankAccount;
+use crate::es::aggregate::Aggregate;
 use crate::es::command::CommandExecutor;
+use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
 
@@ -39,6 +42,21 @@ pub fn all(upcasters: Arc<Upcasters>, commands: Arc<CommandExecutor>) -> Vec<Arc
         Arc::new(OrdersWithDetailsProjection { upcasters: upcasters.clone() }),
         Arc::new(ShippingProcess { upcasters, commands }),
     ]
+}
+
+/// The bank account events of a batch, and the distinct accounts they touch.
+pub(crate) fn bank_events<'a>(
+    events: &[&'a RecordedEvent],
+) -> (Vec<&'a RecordedEvent>, Vec<uuid::Uuid>) {
+    let bank: Vec<&RecordedEvent> = events
+        .iter()
+        .copied()
+        .filter(|e| e.stream.stream_type == <BankAccount as Aggregate>::STREAM_TYPE)
+        .collect();
+    let mut ids: Vec<uuid::Uuid> = bank.iter().map(|e| e.stream.stream_id).collect();
+    ids.sort();
+    ids.dedup();
+    (bank, ids)
 }
 
 /// Money in read tables is integer cents; domain money has two decimals.

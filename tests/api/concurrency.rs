@@ -40,15 +40,7 @@ async fn two_servers_racing_on_one_account_lose_nothing() {
     // stream lock cannot help, so the store's version check and retries must.
     let app = spawn_app().await;
     let (id, _) = open_account(&app, "Ada", "0", "0").await;
-    let other = eventfold::app::start(eventfold::app::Config {
-        database_url: app.database_url.clone(),
-        listen: "127.0.0.1:0".into(),
-        role: eventfold::app::Role::Api,
-        ..eventfold::app::Config::embedded()
-    })
-    .await
-    .unwrap();
-    let other_url = format!("http://{}/graphql", other.addr.unwrap());
+    let (other, other_url) = api_twin(&app).await;
     let results = join_all((0..40).map(|i| {
         let (app, id, other_url) = (&app, id.clone(), other_url.clone());
         async move {
@@ -114,15 +106,7 @@ async fn the_same_command_id_sent_concurrently_appends_once() {
 #[tokio::test]
 async fn a_state_cached_by_one_server_never_rejects_what_another_made_possible() {
     let app = spawn_app().await;
-    let other = eventfold::app::start(eventfold::app::Config {
-        database_url: app.database_url.clone(),
-        listen: "127.0.0.1:0".into(),
-        role: eventfold::app::Role::Api,
-        ..eventfold::app::Config::embedded()
-    })
-    .await
-    .unwrap();
-    let other_url = format!("http://{}/graphql", other.addr.unwrap());
+    let (other, other_url) = api_twin(&app).await;
     // This server caches the account at balance 0, version 1...
     let (id, _) = open_account(&app, "Ada", "0", "0").await;
     // ...the other one deposits behind its back...

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
-use entity::events;
 use eventfold::domain::bank::{BankAccount, BankCommand, BankError, BankEvent};
 use eventfold::domain::money::Money;
 use eventfold::es::aggregate::Aggregate;
@@ -12,11 +10,7 @@ use eventfold::es::envelope::{EventMetadata, NewEvent, Position, StreamKey};
 use eventfold::es::store::{EventStore, StoreError, StreamAppend};
 use eventfold::es::unit_of_work::{MultiStreamCommand, UnitOfWork};
 use eventfold::infra::event_store::SeaEventStore;
-use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::{NotSet, Set},
-    ConnectionTrait, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, TransactionTrait};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -97,22 +91,7 @@ async fn a_reader_never_skips_an_event_that_commits_after_a_later_numbered_one()
 
     // Transaction A takes the smaller position but stays open...
     let slow = writer.begin().await.unwrap();
-    let early = events::ActiveModel {
-        position: NotSet,
-        tx_id: NotSet,
-        event_id: Set(Uuid::now_v7()),
-        stream_type: Set("Test".into()),
-        stream_id: Set(Uuid::now_v7()),
-        version: Set(1),
-        event_type: Set("Early".into()),
-        schema_version: Set(1),
-        payload: Set(json!({})),
-        metadata: Set(json!({})),
-        recorded_at: Set(Utc::now()),
-    }
-    .insert(&slow)
-    .await
-    .unwrap();
+    let early = raw_event("Test", Uuid::now_v7(), "Early").insert(&slow).await.unwrap();
 
     // ...while B, numbered after it, commits first.
     let late = store

@@ -291,3 +291,42 @@ fn drop_redis_keys(redis: RedisSettings) {
     })
     .join();
 }
+
+/// A raw event row (bypassing the domain), for tests that hold a
+/// transaction open or plant a bad event.
+pub(crate) fn raw_event(
+    stream_type: &str,
+    stream_id: Uuid,
+    event_type: &str,
+) -> entity::events::ActiveModel {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    entity::events::ActiveModel {
+        position: NotSet,
+        tx_id: NotSet,
+        event_id: Set(Uuid::now_v7()),
+        stream_type: Set(stream_type.into()),
+        stream_id: Set(stream_id),
+        version: Set(1),
+        event_type: Set(event_type.into()),
+        schema_version: Set(1),
+        payload: Set(json!({})),
+        metadata: Set(json!({})),
+        recorded_at: Set(chrono::Utc::now()),
+    }
+}
+
+/// A second, API-only server over the same database and Redis prefix:
+/// another process's executor, with its own locks and cache.
+pub(crate) async fn api_twin(app: &TestApp) -> (RunningApp, String) {
+    let twin = app::start(Config {
+        database_url: app.database_url.clone(),
+        listen: "127.0.0.1:0".into(),
+        role: app::Role::Api,
+        redis: app.redis.clone(),
+        ..Config::embedded()
+    })
+    .await
+    .expect("twin starts");
+    let url = format!("http://{}/graphql", twin.addr.expect("api role listens"));
+    (twin, url)
+}

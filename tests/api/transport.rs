@@ -6,14 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
-use entity::events;
 use eventfold::app::{self, Config, Role};
-use sea_orm::{
-    ActiveModelTrait,
-    ActiveValue::{NotSet, Set},
-    ConnectionTrait, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, TransactionTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -86,22 +80,7 @@ async fn the_relay_never_skips_an_event_committed_after_a_later_numbered_one() {
     let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
     let slow = writer.begin().await.unwrap();
     let early_stream = Uuid::now_v7();
-    events::ActiveModel {
-        position: NotSet,
-        tx_id: NotSet,
-        event_id: Set(Uuid::now_v7()),
-        stream_type: Set("Probe".into()),
-        stream_id: Set(early_stream),
-        version: Set(1),
-        event_type: Set("Early".into()),
-        schema_version: Set(1),
-        payload: Set(json!({})),
-        metadata: Set(json!({})),
-        recorded_at: Set(Utc::now()),
-    }
-    .insert(&slow)
-    .await
-    .unwrap();
+    raw_event("Probe", early_stream, "Early").insert(&slow).await.unwrap();
     // A later-numbered event commits first...
     let (id, _) = open_account(&app, "Ada", "1", "0").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
