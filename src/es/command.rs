@@ -2,8 +2,7 @@
 //! append with the loaded version as expectation, and on a lost race retry
 //! from a fresh load — unless the client pinned `expectedVersion`.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,6 +11,7 @@ use uuid::Uuid;
 use super::aggregate::{Aggregate, DomainEvent};
 use super::cache::AggregateCache;
 use super::envelope::{EventMetadata, NewEvent, Position, StreamKey};
+use super::locks::StreamLocks;
 
 pub use super::store::Outcome;
 use super::store::{CommandRecord, EventStore, Snapshot, StoreError, StreamAppend};
@@ -340,30 +340,4 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 1u64 << attempt.min(5);
     let jitter = u64::from(Uuid::new_v4().as_u128() as u8 % 8);
     Duration::from_millis((base + jitter).min(50))
-}
-
-/// One async mutex per stream, created on demand and dropped when unused.
-#[derive(Default)]
-struct StreamLocks {
-    map: Mutex<HashMap<StreamKey, Weak<tokio::sync::Mutex<()>>>>,
-}
-
-impl StreamLocks {
-    async fn lock(&self, stream: &StreamKey) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-            if map.len() > 1024 {
-                map.retain(|_, weak| weak.strong_count() > 0);
-            }
-            match map.get(stream).and_then(Weak::upgrade) {
-                Some(lock) => lock,
-                None => {
-                    let lock = Arc::new(tokio::sync::Mutex::new(()));
-                    map.insert(stream.clone(), Arc::downgrade(&lock));
-                    lock
-                }
-            }
-        };
-        lock.lock_owned().await
-    }
 }

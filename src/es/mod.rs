@@ -15,6 +15,7 @@ mod cache;
 pub mod changes;
 pub mod command;
 pub mod envelope;
+mod locks;
 pub mod partition;
 pub mod projector;
 pub mod store;

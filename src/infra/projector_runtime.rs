@@ -7,7 +7,7 @@
 //! is retried event by event; an event that keeps failing is parked in
 //! `dead_letters` with its error, and the projection goes on.
 //!
-//! [`ProjectorRuntime`] is the in-process transport: it reads the event log
+//! [`super::in_process::ProjectorRuntime`] is the in-process transport: it reads the event log
 //! directly, in commit order, woken by local commits.
 
 use std::collections::HashMap;
@@ -26,7 +26,6 @@ use tokio::sync::watch;
 use crate::es::changes::{Change, ChangeBus};
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::projector::{Projection, ProjectionError};
-use crate::es::store::EventStore;
 
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -132,7 +131,7 @@ impl Applier {
         }
     }
 
-    fn committed(&self, changes: Vec<Change>) {
+    pub(crate) fn committed(&self, changes: Vec<Change>) {
         self.monitor.progress.send_modify(|n| *n += 1);
         self.changes.publish(changes);
     }
@@ -222,100 +221,6 @@ impl Applier {
         self.monitor.set(name, "RUNNING", Some(error.to_string()));
         self.committed(vec![]);
         Ok(checkpoint.max(event.position))
-    }
-}
-
-impl Applier {
-    /// Applies this projection's parked events again, oldest first (after
-    /// the cause was fixed). Returns how many were applied and how many
-    /// failed again (those stay parked with the new error).
-    pub async fn retry_parked(&self, store: &dyn EventStore) -> anyhow::Result<(usize, usize)> {
-        use sea_orm::{ColumnTrait, ModelTrait, QueryFilter, QueryOrder};
-        let letters = dead_letters::Entity::find()
-            .filter(dead_letters::Column::Projection.eq(self.name()))
-            .order_by_asc(dead_letters::Column::Position)
-            .all(&self.read_db)
-            .await?;
-        let (mut applied, mut failed) = (0, 0);
-        for letter in letters {
-            let Some(event) = store.event_by_id(letter.event_id).await? else {
-                anyhow::bail!("parked event {} is not in the event store", letter.event_id);
-            };
-            let txn = self.read_db.begin().await?;
-            match self.projection.apply(&txn, &event).await {
-                Ok(changes) => {
-                    letter.delete(&txn).await?;
-                    txn.commit().await?;
-                    self.committed(changes);
-                    applied += 1;
-                }
-                Err(e) => {
-                    txn.rollback().await?;
-                    let attempts = letter.attempts + 1;
-                    let mut active: dead_letters::ActiveModel = letter.into();
-                    active.error = Set(e.to_string());
-                    active.attempts = Set(attempts);
-                    sea_orm::ActiveModelTrait::update(active, &self.read_db).await?;
-                    failed += 1;
-                }
-            }
-        }
-        Ok((applied, failed))
-    }
-}
-
-/// The in-process transport: reads the log in commit order straight from
-/// the event store.
-pub struct ProjectorRuntime {
-    pub store: Arc<dyn EventStore>,
-    pub applier: Applier,
-}
-
-impl ProjectorRuntime {
-    /// Runs until `shutdown` turns true.
-    pub async fn run(
-        self,
-        mut commits: watch::Receiver<u64>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        let name = self.applier.name();
-        let monitor = self.applier.monitor.clone();
-        monitor.set(name, "RUNNING", None);
-        let mut checkpoint = load_checkpoint(&self.applier.read_db, name).await?;
-        loop {
-            match self.catch_up(&mut checkpoint).await {
-                Ok(()) => monitor.set(name, "RUNNING", None),
-                Err(e) => {
-                    tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    monitor.set(name, "FAILING", Some(e.to_string()));
-                }
-            }
-            tokio::select! {
-                _ = shutdown.changed() => {}
-                _ = commits.changed() => tokio::time::sleep(self.applier.settings.linger).await,
-                _ = tokio::time::sleep(self.applier.settings.poll_interval) => {}
-            }
-            if *shutdown.borrow() {
-                break;
-            }
-        }
-        monitor.set(name, "STOPPED", None);
-        Ok(())
-    }
-
-    /// Applies everything visible after `checkpoint`.
-    pub async fn catch_up(&self, checkpoint: &mut Position) -> anyhow::Result<()> {
-        let batch_size = self.applier.settings.batch_size;
-        loop {
-            let batch = self.store.read_committed(*checkpoint, batch_size).await?;
-            if batch.is_empty() {
-                return Ok(());
-            }
-            *checkpoint = self.applier.apply(self.applier.name(), &batch, None).await?;
-            if (batch.len() as u64) < batch_size {
-                return Ok(());
-            }
-        }
     }
 }
 

@@ -6,29 +6,28 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
 use sea_orm::DatabaseConnection;
-use tokio::sync::{broadcast::error::RecvError, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::es::aggregate::{Aggregate, Rejection};
 use crate::es::changes::{ChangeBus, LocalChangeBus};
-use crate::es::command::{CommandContext, CommandExecutor, CommandSettings};
-use crate::es::envelope::Position;
+use crate::es::command::{CommandExecutor, CommandSettings};
 use crate::es::store::EventStore;
-use crate::graphql::{ApiError, ops::MutationPayload};
 use crate::infra::db;
 use crate::infra::event_store::SeaEventStore;
-use crate::infra::projector_runtime::{
-    Applier, ProjectionMonitor, ProjectorRuntime, RuntimeSettings,
-};
+use crate::infra::in_process::ProjectorRuntime;
+use crate::infra::projector_runtime::{Applier, ProjectionMonitor, RuntimeSettings};
 use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::RedisSettings;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::consumer::PartitionedProjector;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
+
+mod services;
+
+pub use services::Services;
 
 /// The embedded default: an SQLite file next to where the server runs.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
@@ -78,104 +77,6 @@ impl Config {
             lease_ttl: Duration::from_secs(5),
             invoice_base_url: "http://127.0.0.1:8000".into(),
         }
-    }
-}
-
-/// Everything a resolver needs, shared behind an `Arc`.
-pub struct Services {
-    pub commands: Arc<CommandExecutor>,
-    pub store: Arc<dyn EventStore>,
-    pub read_db: DatabaseConnection,
-    pub changes: Arc<dyn ChangeBus>,
-    pub monitor: Arc<ProjectionMonitor>,
-    pub read_your_writes: ReadYourWrites,
-    pub projection_names: Vec<&'static str>,
-    pub invoice_base_url: String,
-}
-
-/// Namespace for ids derived from client command ids.
-const COMMAND_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7466_6f6c_6400_0000_0000_0001);
-
-impl Services {
-    /// A new aggregate id: derived from the command id when there is one, so
-    /// a retried "create" targets the same stream and is deduplicated.
-    pub fn new_stream_id(&self, command_id: Option<Uuid>) -> Uuid {
-        match command_id {
-            Some(c) => Uuid::new_v5(&COMMAND_ID_NAMESPACE, c.as_bytes()),
-            None => Uuid::now_v7(),
-        }
-    }
-
-    pub async fn execute<A: Aggregate>(
-        &self,
-        id: Uuid,
-        command: A::Command,
-        command_id: Option<Uuid>,
-        expected_version: Option<i64>,
-    ) -> async_graphql::Result<MutationPayload>
-    where
-        A::Error: Rejection,
-    {
-        if expected_version.is_some_and(|v| v < 0) {
-            return Err(ApiError::validation("expectedVersion must not be negative").into());
-        }
-        let ctx = CommandContext { command_id, expected_version, ..Default::default() };
-        let outcome =
-            self.commands.execute::<A>(id, &command, &ctx).await.map_err(ApiError::from)?;
-        Ok(outcome.into())
-    }
-
-    /// Waits until `projections` reached `min_position` (if given).
-    pub async fn wait_for(
-        &self,
-        projections: &[&str],
-        min_position: Option<&str>,
-    ) -> Result<(), ApiError> {
-        let Some(raw) = min_position else { return Ok(()) };
-        let position: Position = raw.parse().map_err(|e: crate::es::envelope::BadPosition| {
-            ApiError::validation(format!("minPosition: {e}"))
-        })?;
-        Ok(self.read_your_writes.wait(projections, position).await?)
-    }
-
-    /// A stream of freshly loaded rows of `model`, one per announced change
-    /// (optionally of one id). If the subscriber falls behind, it skips to
-    /// the current row instead of replaying every missed change.
-    pub fn changed_rows<T, F, Fut>(
-        self: Arc<Self>,
-        model: &'static str,
-        id: Option<Uuid>,
-        load: F,
-    ) -> impl Stream<Item = T> + use<T, F, Fut>
-    where
-        T: Send + 'static,
-        F: Fn(Arc<Services>, Uuid) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Option<T>> + Send,
-    {
-        let receiver = self.changes.subscribe();
-        futures::stream::unfold(
-            (receiver, self, load),
-            move |(mut rx, services, load)| async move {
-                loop {
-                    let wanted = match rx.recv().await {
-                        Ok(change)
-                            if change.model == model && id.is_none_or(|i| i == change.id) =>
-                        {
-                            change.id
-                        }
-                        Ok(_) => continue,
-                        Err(RecvError::Lagged(_)) => match id {
-                            Some(id) => id,
-                            None => continue,
-                        },
-                        Err(RecvError::Closed) => return None,
-                    };
-                    if let Some(row) = load(services.clone(), wanted).await {
-                        return Some((row, (rx, services, load)));
-                    }
-                }
-            },
-        )
     }
 }
 
