@@ -37,6 +37,12 @@ pub trait Projection: Send + Sync {
     /// Stable name: the checkpoint key and the name shown by `projections`.
     fn name(&self) -> &'static str;
 
+    /// The stream types whose events this projection reads; `None` means
+    /// all. A transport may skip other events without a transaction.
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        None
+    }
+
     /// The read tables this projection owns alone: a rebuild replaces
     /// exactly these. Empty means the projection cannot be rebuilt.
     fn tables(&self) -> &'static [&'static str] {

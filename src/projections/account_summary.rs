@@ -95,6 +95,10 @@ impl Projection for AccountSummaryProjection {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["BankAccount"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["bank_account_summary_view"]
     }

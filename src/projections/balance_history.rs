@@ -32,6 +32,10 @@ impl Projection for BalanceHistoryProjection {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["BankAccount"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["account_balance_history"]
     }

@@ -28,6 +28,10 @@ impl Projection for CustomersProjection {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Customer"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["customers_view"]
     }

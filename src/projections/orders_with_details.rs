@@ -84,6 +84,10 @@ impl Projection for OrdersWithDetailsProjection {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Order", "Customer", "Invoice", "Shipment"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["orders_with_details_view", "order_view_customers"]
     }

@@ -29,6 +29,10 @@ impl Projection for ProductStockProjection {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Product"])
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &["product_stock_view"]
     }

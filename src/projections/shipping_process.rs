@@ -48,6 +48,10 @@ impl Projection for ShippingProcess {
         NAME
     }
 
+    fn stream_types(&self) -> Option<&'static [&'static str]> {
+        Some(&["Shipment"])
+    }
+
     async fn apply(
         &self,
         _txn: &DatabaseTransaction,

@@ -249,6 +249,11 @@ impl PartitionedProjector {
                     watermark = watermark.max(Some(w));
                 }
             }
+            // Events of streams this projection does not read need no
+            // transaction: the watermark below records that they passed.
+            if let Some(types) = self.applier.projection.stream_types() {
+                events.retain(|e| types.contains(&e.stream.stream_type.as_str()));
+            }
             if !events.is_empty() {
                 self.applier.apply(&key, &events, None).await?;
             }
