@@ -249,6 +249,7 @@ impl PartitionedProjector {
                     watermark = watermark.max(Some(w));
                 }
             }
+            let carried = events.len();
             // Events of streams this projection does not read need no
             // transaction: the watermark below records that they passed.
             if let Some(types) = self.applier.projection.stream_types() {
@@ -268,7 +269,9 @@ impl PartitionedProjector {
             let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
             let _: i64 =
                 redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;
-            if !backlog && entries.len() < self.batch_size {
+            // Linger only under load (several events per read): an idle
+            // partition answers at once, a busy one gathers bigger batches.
+            if !backlog && carried > 1 && entries.len() < self.batch_size {
                 tokio::select! {
                     _ = stop.changed() => {}
                     _ = tokio::time::sleep(self.applier.settings.linger) => {}

@@ -95,7 +95,11 @@ impl Relay {
                 }
                 self.publish_batch(c, &mut checkpoint).await
             };
-            let wait = match step.await {
+            let published = step.await;
+            // Linger after a wake-up only under load (the last batch carried
+            // several events), so an idle system publishes at once.
+            let linger = if matches!(published, Ok(n) if n > 1) { LINGER } else { Duration::ZERO };
+            let wait = match published {
                 Ok(n) if n == self.batch_size => continue,
                 Ok(_) if holding => Duration::from_millis(100),
                 Ok(_) => Duration::from_secs(1),
@@ -107,8 +111,8 @@ impl Relay {
             };
             tokio::select! {
                 _ = shutdown.changed() => {}
-                _ = commits.changed() => tokio::time::sleep(LINGER).await,
-                _ = wake_rx.changed() => tokio::time::sleep(LINGER).await,
+                _ = commits.changed() => tokio::time::sleep(linger).await,
+                _ = wake_rx.changed() => tokio::time::sleep(linger).await,
                 _ = tokio::time::sleep(wait) => {}
             }
         }
