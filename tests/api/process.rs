@@ -56,6 +56,10 @@ impl Server {
         );
     }
 
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown hook runs.
     pub(crate) fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -81,3 +81,27 @@ async fn rebuilding_an_unknown_projection_fails_clearly() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("no projection named"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn projections_status_prints_every_projection_with_its_lag() {
+    let app = spawn_app().await;
+    let (id, position) = open_account(&app, "Ada", "1", "0").await;
+    account_at(&app, &id, &position).await;
+    let redis = app.redis.clone().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(["projections", "status"])
+        .env("DATABASE_URL", &app.database_url)
+        .env("REDIS_URL", &redis.url)
+        .env("REDIS_PREFIX", &redis.prefix)
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let summary = stdout.lines().find(|l| l.starts_with("bank_account_summary")).expect("listed");
+    assert!(summary.ends_with(" 0"), "caught up, lag 0: {summary:?}");
+    for name in ["audit_log", "orders_with_details", "shipping_process"] {
+        assert!(stdout.contains(name), "{name} listed: {stdout}");
+    }
+    app.stop().await;
+}

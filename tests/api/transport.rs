@@ -120,6 +120,48 @@ async fn killing_the_relay_mid_load_converges() {
 }
 
 #[tokio::test]
+async fn a_standby_relay_takes_over_when_the_lease_holder_is_killed() {
+    let app = api_only().await;
+    let redis = app.redis.clone().unwrap();
+    let _projector = Server::start(&app.database_url, &redis, "projector");
+    let mut relays = [
+        Server::start(&app.database_url, &redis, "relay"),
+        Server::start(&app.database_url, &redis, "relay"),
+    ];
+    let ids = accounts(&app, 4).await;
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pids = [relays[0].pid(), relays[1].pid()];
+    let mut holder = None;
+    // Bounded: 200 tries, 100 ms apart. Owners are named host-pid-random.
+    for _ in 0..200 {
+        let owner: Option<String> =
+            redis::cmd("GET").arg(redis.lease_key("relay")).query_async(&mut conn).await.unwrap();
+        holder = owner.and_then(|o| pids.iter().position(|p| o.contains(&format!("-{p}-"))));
+        if holder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = holder.is_some();
+    assert!(found, "one relay holds the lease");
+    let load = Load::start(app.url("/graphql"), ids);
+    load.wait_for(30).await;
+    relays[holder.unwrap()].kill9();
+    load.wait_for(90).await;
+    load.stop().await;
+    assert_converged(&app).await;
+    let owner: Option<String> =
+        redis::cmd("GET").arg(redis.lease_key("relay")).query_async(&mut conn).await.unwrap();
+    let standby = relays[1 - holder.unwrap()].pid();
+    assert!(
+        owner.is_some_and(|o| o.contains(&format!("-{standby}-"))),
+        "the standby holds the lease now"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn killing_a_projector_mid_load_converges() {
     let app = api_only().await;
     let redis = app.redis.clone().unwrap();
