@@ -402,3 +402,44 @@ async fn the_in_process_transport_on_postgres_runs_the_bank_flow() {
     assert_converged(&app).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn streams_are_trimmed_once_every_group_has_acknowledged() {
+    let app = spawn_app().await;
+    let redis = app.redis.clone().unwrap();
+    let ids = accounts(&app, 8).await;
+    for id in &ids {
+        for _ in 0..20 {
+            app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+        }
+    }
+    assert_converged(&app).await;
+    // 168 events went through the four partitions (plus watermarks); the
+    // relay trims every 5 s below what every consumer group acknowledged.
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let trimmed = eventually(Duration::from_secs(20), || {
+        let mut conn = conn.clone();
+        let keys: Vec<String> = (0..redis.partitions).map(|p| redis.stream_key(p)).collect();
+        async move {
+            let mut total = 0;
+            for key in keys {
+                let len: i64 = redis::cmd("XLEN").arg(key).query_async(&mut conn).await.unwrap();
+                total += len;
+            }
+            total <= 8
+        }
+    })
+    .await;
+    let lens: Vec<i64> = {
+        let mut lens = Vec::new();
+        for p in 0..redis.partitions {
+            lens.push(
+                redis::cmd("XLEN").arg(redis.stream_key(p)).query_async(&mut conn).await.unwrap(),
+            );
+        }
+        lens
+    };
+    assert!(trimmed, "streams still hold {lens:?} entries");
+    app.stop().await;
+}

@@ -188,7 +188,6 @@ impl Relay {
                 let _: i64 = redis::cmd("XTRIM")
                     .arg(&key)
                     .arg("MINID")
-                    .arg("~")
                     .arg(floor)
                     .query_async(conn)
                     .await?;
