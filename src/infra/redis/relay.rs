@@ -185,12 +185,8 @@ impl Relay {
                 }
             }
             if let Some(floor) = floor {
-                let _: i64 = redis::cmd("XTRIM")
-                    .arg(&key)
-                    .arg("MINID")
-                    .arg(floor)
-                    .query_async(conn)
-                    .await?;
+                let _: i64 =
+                    redis::cmd("XTRIM").arg(&key).arg("MINID").arg(floor).query_async(conn).await?;
             }
         }
         Ok(())
