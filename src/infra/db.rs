@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
+    TransactionTrait,
+};
 
 /// Opens a pool for `url`. SQLite gets one connection: it has a single
 /// writer, and one connection makes transactions queue instead of failing
@@ -29,10 +32,27 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     Ok(db)
 }
 
-/// Applies every pending migration.
+/// Key of the advisory lock that serializes migrations between processes.
+const MIGRATION_LOCK: i64 = 0x6576_656e_7466_6f6c;
+
+/// Applies every pending migration. On PostgreSQL, processes started
+/// together (an API, a relay and projectors) take turns under an advisory
+/// lock, in one transaction, so two never create one table.
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    Migrator::up(db, None).await.context("Failed to migrate the database")
+    if !is_postgres(db) {
+        return Migrator::up(db, None).await.context("Failed to migrate the database");
+    }
+    let txn = db.begin().await.context("Failed to start the migration")?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [MIGRATION_LOCK.into()],
+    ))
+    .await
+    .context("Failed to take the migration lock")?;
+    Migrator::up(&txn, None).await.context("Failed to migrate the database")?;
+    txn.commit().await.context("Failed to commit the migration")
 }
 
 pub fn is_postgres(db: &DatabaseConnection) -> bool {

@@ -40,3 +40,28 @@ async fn every_migration_has_a_working_down() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn processes_started_together_on_a_fresh_database_migrate_one_at_a_time() {
+    let (admin, name) = fresh_postgres().await;
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    let url = format!("{base}/{name}");
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
+                .arg("migrate")
+                .env("DATABASE_URL", &url)
+                .output()
+        })
+        .collect();
+    for output in futures::future::join_all(runs).await {
+        let output = output.unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let db = eventfold::infra::db::connect(&url, 2).await.unwrap();
+    assert!(table_exists(&db, "events").await);
+    assert!(table_exists(&db, "orders_with_details_view").await);
+    db.close().await.ok();
+    let admin_db = sea_orm::Database::connect(&admin).await.unwrap();
+    admin_db.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await.ok();
+}
