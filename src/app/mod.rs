@@ -27,7 +27,7 @@ use crate::infra::redis::relay::Relay;
 
 mod services;
 
-pub use services::Services;
+pub use services::{ProjectionReport, Services, command_context};
 
 /// The embedded default: an SQLite file next to where the server runs.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";

@@ -3,8 +3,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use entity::dead_letters;
 use futures::Stream;
-use sea_orm::DatabaseConnection;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
@@ -27,6 +28,29 @@ pub struct Services {
     pub read_your_writes: ReadYourWrites,
     pub projection_names: Vec<&'static str>,
     pub invoice_base_url: String,
+}
+
+/// Lag is counted up to this many events.
+const LAG_CAP: u64 = 1_000_000;
+
+/// How far one projection is, for the API, the metrics and the CLI.
+pub struct ProjectionReport {
+    pub name: &'static str,
+    pub checkpoint: Position,
+    /// Committed events not yet applied, up to [`LAG_CAP`].
+    pub lag: u64,
+    pub dead_letters: Vec<dead_letters::Model>,
+}
+
+/// The context of a client command, with `expectedVersion` checked.
+pub fn command_context(
+    command_id: Option<Uuid>,
+    expected_version: Option<i64>,
+) -> Result<CommandContext, ApiError> {
+    if expected_version.is_some_and(|v| v < 0) {
+        return Err(ApiError::validation("expectedVersion must not be negative"));
+    }
+    Ok(CommandContext { command_id, expected_version, ..Default::default() })
 }
 
 /// Namespace for ids derived from client command ids.
@@ -52,13 +76,26 @@ impl Services {
     where
         A::Error: Rejection,
     {
-        if expected_version.is_some_and(|v| v < 0) {
-            return Err(ApiError::validation("expectedVersion must not be negative").into());
-        }
-        let ctx = CommandContext { command_id, expected_version, ..Default::default() };
+        let ctx = command_context(command_id, expected_version)?;
         let outcome =
             self.commands.execute::<A>(id, &command, &ctx).await.map_err(ApiError::from)?;
         Ok(outcome.into())
+    }
+
+    /// Progress of every projection: checkpoint, lag and parked events.
+    pub async fn projection_reports(&self) -> Result<Vec<ProjectionReport>, ApiError> {
+        let mut reports = Vec::with_capacity(self.projection_names.len());
+        for name in &self.projection_names {
+            let checkpoint = self.read_your_writes.checkpoint(name).await?;
+            let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
+            let dead_letters = dead_letters::Entity::find()
+                .filter(dead_letters::Column::Projection.eq(*name))
+                .order_by_asc(dead_letters::Column::Position)
+                .all(&self.read_db)
+                .await?;
+            reports.push(ProjectionReport { name, checkpoint, lag, dead_letters });
+        }
+        Ok(reports)
     }
 
     /// Waits until `projections` reached `min_position` (if given).

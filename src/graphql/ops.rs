@@ -4,11 +4,8 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::dead_letters;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::ApiError;
 use crate::app::Services;
 use crate::es::store::Outcome;
 
@@ -63,40 +60,34 @@ impl OpsQuery {
     /// Every projection with its progress and parked events.
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
         let services = ctx.data::<Arc<Services>>()?;
-        let mut out = Vec::new();
-        for name in &services.projection_names {
-            let checkpoint =
-                services.read_your_writes.checkpoint(name).await.map_err(ApiError::from)?;
-            let lag =
-                services.store.count_after(checkpoint, 1_000_000).await.map_err(ApiError::from)?;
-            let state = services.monitor.state(name);
-            let letters = dead_letters::Entity::find()
-                .filter(dead_letters::Column::Projection.eq(*name))
-                .order_by_asc(dead_letters::Column::Position)
-                .all(&services.read_db)
-                .await
-                .map_err(ApiError::from)?;
-            out.push(ProjectionInfo {
-                name: name.to_string(),
-                position: checkpoint.to_string(),
-                lag: lag as i64,
-                status: state.as_ref().map_or("REMOTE", |s| s.status).to_owned(),
-                last_error: state.and_then(|s| s.last_error),
-                dead_letters: letters
-                    .into_iter()
-                    .map(|d| DeadLetter {
-                        position: d.position,
-                        event_id: d.event_id,
-                        stream_type: d.stream_type,
-                        stream_id: d.stream_id,
-                        event_type: d.event_type,
-                        error: d.error,
-                        attempts: d.attempts,
-                        parked_at: d.parked_at,
-                    })
-                    .collect(),
-            });
-        }
+        let reports = services.projection_reports().await?;
+        let out = reports
+            .into_iter()
+            .map(|r| {
+                let state = services.monitor.state(r.name);
+                ProjectionInfo {
+                    name: r.name.to_owned(),
+                    position: r.checkpoint.to_string(),
+                    lag: r.lag as i64,
+                    status: state.as_ref().map_or("REMOTE", |s| s.status).to_owned(),
+                    last_error: state.and_then(|s| s.last_error),
+                    dead_letters: r
+                        .dead_letters
+                        .into_iter()
+                        .map(|d| DeadLetter {
+                            position: d.position,
+                            event_id: d.event_id,
+                            stream_type: d.stream_type,
+                            stream_id: d.stream_id,
+                            event_type: d.event_type,
+                            error: d.error,
+                            attempts: d.attempts,
+                            parked_at: d.parked_at,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
         Ok(out)
     }
 }

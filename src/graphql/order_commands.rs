@@ -72,10 +72,7 @@ pub struct UpdateShipmentStatusInput {
 }
 
 fn context(command_id: Option<Uuid>, expected_version: Option<i64>) -> Result<CommandContext> {
-    if expected_version.is_some_and(|v| v < 0) {
-        return Err(ApiError::validation("expectedVersion must not be negative").into());
-    }
-    Ok(CommandContext { command_id, expected_version, ..Default::default() })
+    Ok(crate::app::command_context(command_id, expected_version)?)
 }
 
 #[derive(Default)]

@@ -4,8 +4,6 @@
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use entity::dead_letters;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::AppState;
 
@@ -30,20 +28,17 @@ async fn render(state: &AppState) -> anyhow::Result<String> {
     let mut parked = String::from(
         "# HELP eventfold_projection_dead_letters Events parked after repeated failures.\n# TYPE eventfold_projection_dead_letters gauge\n",
     );
-    for name in &services.projection_names {
-        let checkpoint = services.read_your_writes.checkpoint(name).await?;
-        let behind = services.store.count_after(checkpoint, 1_000_000).await?;
-        let letters = dead_letters::Entity::find()
-            .filter(dead_letters::Column::Projection.eq(*name))
-            .count(&services.read_db)
-            .await?;
+    let reports = services.projection_reports().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    for r in reports {
+        let name = r.name;
         position.push_str(&format!(
             "eventfold_projection_position{{projection=\"{name}\"}} {}\n",
-            checkpoint.pos
+            r.checkpoint.pos
         ));
-        lag.push_str(&format!("eventfold_projection_lag{{projection=\"{name}\"}} {behind}\n"));
+        lag.push_str(&format!("eventfold_projection_lag{{projection=\"{name}\"}} {}\n", r.lag));
         parked.push_str(&format!(
-            "eventfold_projection_dead_letters{{projection=\"{name}\"}} {letters}\n"
+            "eventfold_projection_dead_letters{{projection=\"{name}\"}} {}\n",
+            r.dead_letters.len()
         ));
     }
     Ok(position + &lag + &parked)
