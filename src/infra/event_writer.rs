@@ -103,9 +103,9 @@ impl Writer {
         if together.len() == 1 {
             alone.insert(0, together.pop().expect("one"));
         } else if !together.is_empty() {
-            match self.try_group(&together).await {
+            let shared: Vec<&Pending> = together.iter().collect();
+            match self.try_group(&shared).await {
                 Ok(results) => {
-                    self.committed.send_modify(|n| *n += 1);
                     for (pending, result) in together.into_iter().zip(results) {
                         let _ = pending.reply.send(result);
                     }
@@ -117,14 +117,17 @@ impl Writer {
             }
         }
         for pending in alone {
-            let result = self.append_one(&pending.streams, pending.command.as_ref()).await;
+            let result = self.append_one(&pending).await;
             let _ = pending.reply.send(result);
         }
     }
 
+    /// Appends `group` in one transaction. Every expectation is checked
+    /// before the first write (see the module doc); appends whose streams
+    /// moved get their conflict and the others go in.
     async fn try_group(
         &self,
-        group: &[Pending],
+        group: &[&Pending],
     ) -> Result<Vec<Result<Outcome, StoreError>>, DbErr> {
         let txn = self.db.begin().await?;
         let keys: Vec<&StreamKey> =
@@ -134,11 +137,7 @@ impl Writer {
         let mut rows = Vec::new();
         let now = Utc::now();
         for pending in group {
-            let moved = pending.streams.iter().find_map(|s| {
-                let actual = current.get(&s.stream).copied().unwrap_or(0);
-                (actual != s.expected_version).then(|| conflict(s, actual))
-            });
-            if let Some(conflict) = moved {
+            if let Some(conflict) = first_conflict(&pending.streams, &current) {
                 results.push(Some(Err(conflict)));
             } else {
                 rows.extend(pending.streams.iter().flat_map(|s| rows_for(s, now)));
@@ -180,17 +179,15 @@ impl Writer {
             command_log::Entity::insert_many(logs).exec_without_returning(&txn).await?;
         }
         txn.commit().await?;
+        self.committed.send_modify(|n| *n += 1);
         Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
     }
 
     /// One append in its own transaction, with races mapped to conflicts.
-    async fn append_one(
-        &self,
-        streams: &[StreamAppend],
-        command: Option<&CommandRecord>,
-    ) -> Result<Outcome, StoreError> {
-        let err = match self.try_one(streams, command).await {
-            Ok(result) => return result,
+    async fn append_one(&self, pending: &Pending) -> Result<Outcome, StoreError> {
+        let (streams, command) = (&pending.streams, pending.command.as_ref());
+        let err = match self.try_group(&[pending]).await {
+            Ok(mut results) => return results.pop().expect("one append, one result"),
             Err(err) => err,
         };
         match err.sql_err() {
@@ -202,50 +199,11 @@ impl Writer {
                 let keys: Vec<_> = streams.iter().map(|s| &s.stream).collect();
                 let current =
                     current_versions(&self.db, &keys).await.map_err(StoreError::backend)?;
-                let moved = streams.iter().find_map(|s| {
-                    let actual = current.get(&s.stream).copied().unwrap_or(0);
-                    (actual != s.expected_version).then(|| conflict(s, actual))
-                });
+                let moved = first_conflict(streams, &current);
                 Err(moved.unwrap_or_else(|| conflict(&streams[0], streams[0].expected_version + 1)))
             }
             _ => Err(StoreError::backend(err)),
         }
-    }
-
-    async fn try_one(
-        &self,
-        streams: &[StreamAppend],
-        command: Option<&CommandRecord>,
-    ) -> Result<Result<Outcome, StoreError>, DbErr> {
-        let txn = self.db.begin().await?;
-        // Check every expectation before the first write: on PostgreSQL the
-        // transaction id is assigned at the first write, so every event this
-        // transaction depends on was committed by an older transaction.
-        let keys: Vec<_> = streams.iter().map(|s| &s.stream).collect();
-        let current = current_versions(&txn, &keys).await?;
-        for append in streams {
-            let actual = current.get(&append.stream).copied().unwrap_or(0);
-            if actual != append.expected_version {
-                return Ok(Err(conflict(append, actual)));
-            }
-        }
-        let now = Utc::now();
-        let rows: Vec<_> = streams.iter().flat_map(|s| rows_for(s, now)).collect();
-        let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
-        let last = inserted
-            .iter()
-            .map(|m| Position { tx: m.tx_id, pos: m.position })
-            .max()
-            .unwrap_or_default();
-        let outcome = outcome_of(streams, last);
-        if let Some(command) = command {
-            command_log::Entity::insert(log_row(command, outcome, now))
-                .exec_without_returning(&txn)
-                .await?;
-        }
-        txn.commit().await?;
-        self.committed.send_modify(|n| *n += 1);
-        Ok(Ok(outcome))
     }
 }
 
@@ -322,6 +280,17 @@ fn log_row(
         result: Set(serde_json::to_value(outcome).unwrap_or_default()),
         recorded_at: Set(now),
     }
+}
+
+/// The conflict of the first stream not at its expected version.
+fn first_conflict(
+    streams: &[StreamAppend],
+    current: &HashMap<StreamKey, i64>,
+) -> Option<StoreError> {
+    streams.iter().find_map(|s| {
+        let actual = current.get(&s.stream).copied().unwrap_or(0);
+        (actual != s.expected_version).then(|| conflict(s, actual))
+    })
 }
 
 fn conflict(append: &StreamAppend, actual: i64) -> StoreError {
