@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use migration::rebuild::{SHADOW, clean_up, prepare, swap};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement,
-    TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    Statement, TransactionTrait,
 };
 
 use super::projector_runtime::{Applier, ProjectionMonitor, RuntimeSettings, projection_lock_id};
@@ -113,15 +113,8 @@ impl Rebuild {
             [projection_lock_id(self.projection.name()).into()],
         ))
         .await?;
-        let mut late = 0;
-        loop {
-            let batch = self.store.read_committed(cursor, self.batch_size).await?;
-            let Some(last) = batch.last().map(|e| e.position) else { break };
-            let refs: Vec<_> = batch.iter().collect();
-            self.projection.apply_batch(&txn, &refs).await?;
-            late += batch.len() as u64;
-            cursor = last;
-        }
+        let late;
+        (cursor, late) = self.replay(&txn, cursor, |_| {}).await?;
         swap(&txn, self.projection.tables()).await?;
         let name = self.projection.name();
         txn.execute_raw(Statement::from_sql_and_values(
@@ -159,6 +152,27 @@ impl Rebuild {
         Ok((cursor, late))
     }
 
+    /// Applies every committed event after `cursor` inside `txn`; returns
+    /// the new cursor and how many events it applied.
+    async fn replay(
+        &self,
+        txn: &DatabaseTransaction,
+        mut cursor: Position,
+        mut progress: impl FnMut(u64),
+    ) -> anyhow::Result<(Position, u64)> {
+        let mut applied = 0;
+        loop {
+            let batch = self.store.read_committed(cursor, self.batch_size).await?;
+            let Some(last) = batch.last().map(|e| e.position) else { break };
+            let refs: Vec<_> = batch.iter().collect();
+            self.projection.apply_batch(txn, &refs).await?;
+            applied += batch.len() as u64;
+            cursor = last;
+            progress(applied);
+        }
+        Ok((cursor, applied))
+    }
+
     async fn in_place(
         &self,
         started: Instant,
@@ -169,16 +183,9 @@ impl Rebuild {
         for table in self.projection.tables() {
             txn.execute_unprepared(&format!("DELETE FROM {table}")).await?;
         }
-        let (mut cursor, mut applied) = (Position::START, 0u64);
-        loop {
-            let batch = self.store.read_committed(cursor, self.batch_size).await?;
-            let Some(last) = batch.last().map(|e| e.position) else { break };
-            let refs: Vec<_> = batch.iter().collect();
-            self.projection.apply_batch(&txn, &refs).await?;
-            applied += batch.len() as u64;
-            cursor = last;
-            progress(applied, total.max(applied));
-        }
+        let (cursor, applied) = self
+            .replay(&txn, Position::START, |applied| progress(applied, total.max(applied)))
+            .await?;
         for key in &self.checkpoint_keys {
             super::projector_runtime::save_checkpoint(&txn, key, cursor).await?;
         }
