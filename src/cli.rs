@@ -52,8 +52,11 @@ pub async fn rebuild(config: Config, name: &str) -> anyhow::Result<()> {
     let built = app::build(&config).await?;
     let services = built.services;
     let projection = find(name, &services)?;
+    // The replay reads the log on connections of its own: on SQLite the
+    // in-place rebuild holds the application's only connection meanwhile.
+    let log_db = crate::infra::db::connect(&config.database_url, 2).await?;
     let rebuild = crate::infra::rebuild::Rebuild {
-        store: services.store.clone(),
+        store: Arc::new(crate::infra::event_store::SeaEventStore::new(log_db)),
         read_url: config.read_database_url.clone().unwrap_or(config.database_url.clone()),
         read_db: services.read_db.clone(),
         checkpoint_keys: services.read_your_writes.keys(name),

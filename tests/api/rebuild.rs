@@ -105,3 +105,29 @@ async fn projections_status_prints_every_projection_with_its_lag() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn on_the_embedded_default_a_rebuild_replays_in_place() {
+    let app = spawn_embedded().await;
+    let (id, _) = open_account(&app, "Ada", "10", "0").await;
+    let res = app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "5" } })).await.ok();
+    account_at(&app, &id, res["depositMoney"]["position"].as_str().unwrap()).await;
+    app.db
+        .execute_unprepared("UPDATE bank_account_summary_view SET balance_cents = 1")
+        .await
+        .unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
+        .args(["projections", "rebuild", "bank_account_summary"])
+        .env("DATABASE_URL", &app.database_url)
+        .env_remove("REDIS_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("rebuilt bank_account_summary: 2 events")
+    );
+    let account = app.gql(ACCOUNT, json!({ "id": id })).await.ok();
+    assert_eq!(account["account"]["balance"], "15.00");
+    app.stop().await;
+}
