@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use crate::app::{self, Config};
 use crate::es::projector::Projection;
+use crate::infra::projection_runtime::Applier;
+use crate::service::Services;
 
 /// Prints every projection's checkpoint and lag.
 pub async fn print_status(config: Config) -> anyhow::Result<()> {
     let services = app::build(&config).await?.services;
     println!("{:<28} {:>16} {:>10}", "projection", "position", "lag");
-    let reports = services.projection_reports().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let reports = services.projection_reports().await?;
     for r in reports {
         println!("{:<28} {:>16} {:>10}", r.name, r.checkpoint, r.lag);
     }
@@ -22,7 +24,7 @@ pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()
     let built = app::build(&config).await?;
     let services = built.services;
     let projection = find(name, &services)?;
-    let applier = crate::infra::projector_runtime::Applier {
+    let applier = Applier {
         read_db: services.read_db.clone(),
         projection,
         changes: services.changes.clone(),
@@ -38,9 +40,9 @@ pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()
     Ok(())
 }
 
-fn find(name: &str, services: &app::Services) -> anyhow::Result<Arc<dyn Projection>> {
+fn find(name: &str, services: &Services) -> anyhow::Result<Arc<dyn Projection>> {
     let upcasters = Arc::new(crate::domain::upcasters());
-    let all = crate::projections::all(upcasters, services.commands.clone());
+    let all = app::projections(upcasters, services.commands.clone());
     let names: Vec<_> = all.iter().map(|p| p.name()).collect();
     all.into_iter()
         .find(|p| p.name() == name)

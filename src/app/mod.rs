@@ -1,10 +1,10 @@
-//! Wiring: configuration, the shared services behind every resolver, and
-//! starting the HTTP server and the projectors with a shutdown signal.
+//! Startup wiring: the only place that knows every layer. It connects and
+//! migrates the databases, assembles the services, and starts the HTTP
+//! server, the relay and the projection runners with a shutdown signal.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -13,71 +13,33 @@ use uuid::Uuid;
 
 use crate::es::changes::{ChangeBus, LocalChangeBus};
 use crate::es::command::{CommandExecutor, CommandSettings};
+use crate::es::projector::Projection;
 use crate::es::store::EventStore;
+use crate::es::upcast::Upcasters;
 use crate::infra::db;
 use crate::infra::event_store::SeaEventStore;
-use crate::infra::in_process::ProjectorRuntime;
-use crate::infra::projector_runtime::{Applier, ProjectionMonitor, RuntimeSettings};
+use crate::infra::projection_runtime::{
+    Applier, InProcessRunner, PartitionedRunner, ProjectionMonitor, RuntimeSettings,
+};
 use crate::infra::read_your_writes::ReadYourWrites;
-use crate::infra::redis::RedisSettings;
 use crate::infra::redis::changes::RedisChangeBus;
-use crate::infra::redis::consumer::PartitionedProjector;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
+use crate::service::Services;
 
-mod services;
+mod config;
 
-pub use services::{ProjectionReport, Services, command_context};
+pub use config::{Config, Role, defaults};
 
-/// The embedded default: an SQLite file next to where the server runs.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
-
-/// Which parts of the system this process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Role {
-    /// API, relay and projectors in one process.
-    All,
-    /// Only the GraphQL/HTTP API.
-    Api,
-    /// Only the projectors.
-    Projector,
-    /// Only the relay from the events table to Redis Streams.
-    Relay,
-}
-
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub database_url: String,
-    pub read_database_url: Option<String>,
-    pub listen: String,
-    pub role: Role,
-    pub snapshot_every: i64,
-    pub min_position_timeout: Duration,
-    pub pool_size: u32,
-    /// Redis Streams transport; `None` means the in-process transport.
-    pub redis: Option<RedisSettings>,
-    /// How long a projection partition lease lasts without renewal.
-    pub lease_ttl: Duration,
-    /// Where invoice documents are served: invoice URLs are
-    /// `{invoice_base_url}/invoices/{invoice_id}.pdf`.
-    pub invoice_base_url: String,
-}
-
-impl Config {
-    pub fn embedded() -> Self {
-        Config {
-            database_url: DEFAULT_DATABASE_URL.into(),
-            read_database_url: None,
-            listen: "127.0.0.1:8000".into(),
-            role: Role::All,
-            snapshot_every: 50,
-            min_position_timeout: Duration::from_secs(5),
-            pool_size: 16,
-            redis: None,
-            lease_ttl: Duration::from_secs(5),
-            invoice_base_url: "http://127.0.0.1:8000".into(),
-        }
-    }
+/// Every projection of the application, in the order they are started: the
+/// read models, then the process managers (which execute with `commands`).
+pub fn projections(
+    upcasters: Arc<Upcasters>,
+    commands: Arc<CommandExecutor>,
+) -> Vec<Arc<dyn Projection>> {
+    let mut all = crate::read_models::all(upcasters.clone());
+    all.extend(crate::processes::all(upcasters, commands));
+    all
 }
 
 /// A started application: its address and its tasks.
@@ -125,6 +87,15 @@ pub struct Built {
     pub shutdown: watch::Sender<bool>,
 }
 
+fn executor(
+    config: &Config,
+    store: Arc<dyn EventStore>,
+    upcasters: Arc<Upcasters>,
+) -> Arc<CommandExecutor> {
+    let settings = CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() };
+    Arc::new(CommandExecutor::new(store, upcasters, settings))
+}
+
 /// Connects, migrates and assembles the services (no task is started).
 pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let write_db = db::connect(&config.database_url, config.pool_size).await?;
@@ -143,7 +114,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let store: Arc<dyn EventStore> = sea_store;
     let upcasters = Arc::new(crate::domain::upcasters());
     let monitor = Arc::new(ProjectionMonitor::default());
-    let changes: Arc<dyn ChangeBus> = match &config.redis {
+    let redis = config.redis();
+    let changes: Arc<dyn ChangeBus> = match &redis {
         Some(redis) => {
             let client = redis::Client::open(redis.url.as_str())
                 .map_err(|e| anyhow::anyhow!("Invalid REDIS_URL: {e}"))?;
@@ -151,13 +123,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         }
         None => Arc::new(LocalChangeBus::new(1024)),
     };
-    let commands = Arc::new(CommandExecutor::new(
-        store.clone(),
-        upcasters.clone(),
-        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
-    ));
+    let commands = executor(config, store.clone(), upcasters.clone());
     let projection_names =
-        crate::projections::all(upcasters, commands.clone()).iter().map(|p| p.name()).collect();
+        projections(upcasters, commands.clone()).iter().map(|p| p.name()).collect();
     let services = Arc::new(Services {
         commands,
         store,
@@ -167,11 +135,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         read_your_writes: ReadYourWrites {
             read_db,
             monitor,
-            timeout: config.min_position_timeout,
-            redis: match &config.redis {
-                Some(r) => Some(RedisProgress::new(r.clone())?),
-                None => None,
-            },
+            timeout: config.min_position_timeout(),
+            redis: redis.map(RedisProgress::new).transpose()?,
         },
         projection_names,
         invoice_base_url: config.invoice_base_url.clone(),
@@ -191,17 +156,13 @@ fn worker_id() -> String {
 async fn process_executor(
     config: &Config,
     services: &Services,
-    upcasters: Arc<crate::es::upcast::Upcasters>,
+    upcasters: Arc<Upcasters>,
 ) -> anyhow::Result<Arc<CommandExecutor>> {
     if !config.database_url.starts_with("sqlite:") {
         return Ok(services.commands.clone());
     }
     let own = db::connect(&config.database_url, 1).await?;
-    Ok(Arc::new(CommandExecutor::new(
-        Arc::new(SeaEventStore::new(own)),
-        upcasters,
-        CommandSettings { snapshot_every: config.snapshot_every, ..Default::default() },
-    )))
+    Ok(executor(config, Arc::new(SeaEventStore::new(own)), upcasters))
 }
 
 /// Connects, migrates and starts the parts `config.role` asks for.
@@ -209,12 +170,13 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let Built { services, write_db, commits, shutdown } = build(&config).await?;
     let mut tasks = JoinSet::new();
     let runs = |role: Role| config.role == Role::All || config.role == role;
-    if config.role == Role::Relay && config.redis.is_none() {
+    let redis = config.redis();
+    if config.role == Role::Relay && redis.is_none() {
         anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
     }
     let worker = worker_id();
     if runs(Role::Relay)
-        && let Some(redis) = &config.redis
+        && let Some(redis) = &redis
     {
         let relay = Relay {
             store: services.store.clone(),
@@ -223,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             client: redis::Client::open(redis.url.as_str())?,
             settings: redis.clone(),
             owner: worker.clone(),
+            lease_ttl: config.lease_ttl(),
             batch_size: 1000,
             max_unread: 100_000,
         };
@@ -232,7 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     if runs(Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
         let commands = process_executor(&config, &services, upcasters.clone()).await?;
-        for projection in crate::projections::all(upcasters, commands) {
+        for projection in projections(upcasters, commands) {
             let applier = Applier {
                 read_db: services.read_db.clone(),
                 projection: projection.clone(),
@@ -242,24 +205,24 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             };
             let name = format!("projector {}", projection.name());
             let stop = shutdown.subscribe();
-            match &config.redis {
+            match &redis {
                 Some(redis) => {
-                    let worker = Arc::new(PartitionedProjector {
+                    let runner = Arc::new(PartitionedRunner {
                         applier,
                         store: services.store.clone(),
                         write_db: write_db.clone(),
                         client: redis::Client::open(redis.url.as_str())?,
                         settings: redis.clone(),
                         worker_id: worker.clone(),
-                        lease_ttl: config.lease_ttl,
+                        lease_ttl: config.lease_ttl(),
                         batch_size: 500,
                     });
-                    tasks.spawn(async move { (name, worker.run(stop).await) });
+                    tasks.spawn(async move { (name, runner.run(stop).await) });
                 }
                 None => {
-                    let runtime = ProjectorRuntime { store: services.store.clone(), applier };
+                    let runner = InProcessRunner { store: services.store.clone(), applier };
                     let commits = commits.clone();
-                    tasks.spawn(async move { (name, runtime.run(commits, stop).await) });
+                    tasks.spawn(async move { (name, runner.run(commits, stop).await) });
                 }
             }
         }

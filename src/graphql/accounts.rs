@@ -1,22 +1,16 @@
 //! Bank accounts: mutations, queries and the `accountUpdated` subscription.
 
-use std::sync::Arc;
-
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use entity::{account_balance_history as history, bank_account_summary_view as view};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rust_decimal::Decimal;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::pagination::{connection, page_size};
-use super::{ApiError, ops::MutationPayload};
-use crate::app::Services;
-use crate::domain::bank::{BankAccount, BankCommand};
-use crate::domain::money::Money;
-use crate::projections::{account_summary, balance_history, from_cents};
+use super::pagination::{connection, id_cursor, page_size};
+use super::payload::{MutationPayload, options, payload};
+use super::{ApiError, services};
+use crate::service::{AccountSummary, OpenAccount};
 
 /// A bank account as the summary read model shows it.
 #[derive(SimpleObject, Clone)]
@@ -33,18 +27,18 @@ pub struct Account {
     pub version: i64,
 }
 
-impl From<view::Model> for Account {
-    fn from(m: view::Model) -> Self {
+impl From<AccountSummary> for Account {
+    fn from(a: AccountSummary) -> Self {
         Account {
-            id: m.account_id,
-            owner: m.owner,
-            balance: from_cents(m.balance_cents),
-            overdraft_limit: from_cents(m.overdraft_limit_cents),
-            total_deposits: from_cents(m.total_deposits_cents),
-            total_withdrawals: from_cents(m.total_withdrawals_cents),
-            opened_at: m.opened_at,
-            last_transaction_at: m.last_transaction_at,
-            version: m.version,
+            id: a.id,
+            owner: a.owner,
+            balance: a.balance,
+            overdraft_limit: a.overdraft_limit,
+            total_deposits: a.total_deposits,
+            total_withdrawals: a.total_withdrawals,
+            opened_at: a.opened_at,
+            last_transaction_at: a.last_transaction_at,
+            version: a.version,
         }
     }
 }
@@ -88,10 +82,6 @@ pub struct WriteCheckInput {
 #[derive(Default)]
 pub struct AccountMutation;
 
-fn positive(amount: Decimal, field: &'static str) -> Result<Money, ApiError> {
-    Money::positive(amount, field).map_err(|e| ApiError::validation(e.to_string()))
-}
-
 #[Object]
 impl AccountMutation {
     /// Opens a new account. With a `commandId`, the account id is derived
@@ -101,16 +91,13 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: OpenAccountInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = BankCommand::OpenAccount {
+        let open = OpenAccount {
             owner: input.owner,
-            initial_deposit: Money::non_negative(input.initial_deposit, "initialDeposit")
-                .map_err(|e| ApiError::validation(e.to_string()))?,
-            overdraft_limit: Money::non_negative(input.overdraft_limit, "overdraftLimit")
-                .map_err(|e| ApiError::validation(e.to_string()))?,
+            initial_deposit: input.initial_deposit,
+            overdraft_limit: input.overdraft_limit,
         };
-        let id = services.new_stream_id(input.command_id);
-        services.execute::<BankAccount>(id, command, input.command_id, input.expected_version).await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.open_account(open, options).await)
     }
 
     async fn deposit_money(
@@ -118,16 +105,8 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: DepositMoneyInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = BankCommand::DepositMoney { amount: positive(input.amount, "amount")? };
-        services
-            .execute::<BankAccount>(
-                input.account_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.deposit_money(input.account_id, input.amount, options).await)
     }
 
     async fn withdraw_money(
@@ -135,16 +114,8 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: WithdrawMoneyInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = BankCommand::WithdrawMoney { amount: positive(input.amount, "amount")? };
-        services
-            .execute::<BankAccount>(
-                input.account_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.withdraw_money(input.account_id, input.amount, options).await)
     }
 
     async fn write_check(
@@ -152,28 +123,16 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: WriteCheckInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = BankCommand::WriteCheck {
-            check_number: input.check_number,
-            amount: positive(input.amount, "amount")?,
-        };
-        services
-            .execute::<BankAccount>(
-                input.account_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        let services = services(ctx)?;
+        payload(
+            services.write_check(input.account_id, input.check_number, input.amount, options).await,
+        )
     }
 }
 
 #[derive(Default)]
 pub struct AccountQuery;
-
-async fn load_account(services: &Services, id: Uuid) -> Result<Option<Account>, ApiError> {
-    Ok(view::Entity::find_by_id(id).one(&services.read_db).await?.map(Account::from))
-}
 
 #[Object]
 impl AccountQuery {
@@ -184,9 +143,8 @@ impl AccountQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Account>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[account_summary::NAME], min_position.as_deref()).await?;
-        Ok(load_account(services, id).await?)
+        let account = services(ctx)?.account(id, min_position.as_deref()).await;
+        Ok(account.map_err(ApiError::from)?.map(Account::from))
     }
 
     /// Accounts in id order (ids are time-ordered UUIDs).
@@ -197,18 +155,10 @@ impl AccountQuery {
         after: Option<String>,
         min_position: Option<String>,
     ) -> Result<Connection<String, Account>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[account_summary::NAME], min_position.as_deref()).await?;
-        let limit = page_size(first)?;
-        let mut query = view::Entity::find().order_by_asc(view::Column::AccountId);
-        if let Some(after) = &after {
-            let after = Uuid::parse_str(after)
-                .map_err(|_| ApiError::validation("after is not a cursor from this list"))?;
-            query = query.filter(view::Column::AccountId.gt(after));
-        }
-        let rows = query.limit(limit + 1).all(&services.read_db).await.map_err(ApiError::from)?;
-        let rows = rows.into_iter().map(|m| (m.account_id.to_string(), Account::from(m))).collect();
-        Ok(connection(rows, limit, after.is_some()))
+        let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
+        let page = services(ctx)?.accounts(cursor, limit, min_position.as_deref()).await;
+        let page = page.map_err(ApiError::from)?;
+        Ok(connection(page, after.is_some(), |a| (a.id.to_string(), Account::from(a))))
     }
 
     /// The balance right after the last event recorded at or before `at`;
@@ -220,30 +170,8 @@ impl AccountQuery {
         at: DateTime<Utc>,
         min_position: Option<String>,
     ) -> Result<Option<Decimal>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[balance_history::NAME], min_position.as_deref()).await?;
-        let db = &services.read_db;
-        let row = history::Entity::find()
-            .filter(history::Column::AccountId.eq(id))
-            .filter(history::Column::RecordedAt.lte(at))
-            .order_by_desc(history::Column::Version)
-            .one(db)
-            .await
-            .map_err(ApiError::from)?;
-        if let Some(row) = row {
-            return Ok(Some(from_cents(row.balance_cents)));
-        }
-        let exists = history::Entity::find()
-            .filter(history::Column::AccountId.eq(id))
-            .one(db)
-            .await
-            .map_err(ApiError::from)?
-            .is_some();
-        if exists {
-            Ok(None)
-        } else {
-            Err(ApiError::not_found(format!("account {id} not found")).into())
-        }
+        let balance = services(ctx)?.account_balance_at(id, at, min_position.as_deref()).await;
+        Ok(balance.map_err(ApiError::from)?)
     }
 }
 
@@ -258,9 +186,6 @@ impl AccountSubscription {
         ctx: &Context<'_>,
         id: Uuid,
     ) -> Result<impl Stream<Item = Account>> {
-        let services = ctx.data::<Arc<Services>>()?.clone();
-        Ok(services.changed_rows("account", Some(id), move |services, id| async move {
-            load_account(&services, id).await.ok().flatten()
-        }))
+        Ok(services(ctx)?.clone().account_updates(id).map(Account::from))
     }
 }

@@ -1,19 +1,13 @@
 //! Stream history from the audit log read table.
 
-use std::sync::Arc;
-
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Json, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::audit_log as log;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::ApiError;
-use super::pagination::{connection, page_size};
-use crate::app::Services;
-use crate::es::envelope::Position;
-use crate::projections::audit_log;
+use super::pagination::{bad_cursor, connection, page_size};
+use super::{ApiError, services};
+use crate::service::LoggedEvent;
 
 /// One stored event, as recorded.
 #[derive(SimpleObject)]
@@ -28,6 +22,23 @@ pub struct AuditEvent {
     pub payload: Json<serde_json::Value>,
     pub metadata: Json<serde_json::Value>,
     pub recorded_at: DateTime<Utc>,
+}
+
+impl From<LoggedEvent> for AuditEvent {
+    fn from(e: LoggedEvent) -> Self {
+        AuditEvent {
+            position: e.position.to_string(),
+            event_id: e.event_id,
+            stream_type: e.stream_type,
+            stream_id: e.stream_id,
+            version: e.version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            payload: Json(e.payload),
+            metadata: Json(e.metadata),
+            recorded_at: e.recorded_at,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -45,42 +56,15 @@ impl AuditQuery {
         after: Option<String>,
         min_position: Option<String>,
     ) -> Result<Connection<String, AuditEvent>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[audit_log::NAME], min_position.as_deref()).await?;
         let limit = page_size(first)?;
         let after_version = match &after {
-            Some(c) => c
-                .parse::<i64>()
-                .map_err(|_| ApiError::validation("after is not a cursor from this list"))?,
+            Some(c) => c.parse::<i64>().map_err(|_| bad_cursor())?,
             None => 0,
         };
-        let rows = log::Entity::find()
-            .filter(log::Column::StreamType.eq(stream_type))
-            .filter(log::Column::StreamId.eq(stream_id))
-            .filter(log::Column::Version.gt(after_version))
-            .order_by_asc(log::Column::Version)
-            .limit(limit + 1)
-            .all(&services.read_db)
+        let page = services(ctx)?
+            .stream_events(&stream_type, stream_id, after_version, limit, min_position.as_deref())
             .await
             .map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|m| {
-                let node = AuditEvent {
-                    position: Position { tx: m.tx_id, pos: m.position }.to_string(),
-                    event_id: m.event_id,
-                    stream_type: m.stream_type,
-                    stream_id: m.stream_id,
-                    version: m.version,
-                    event_type: m.event_type,
-                    schema_version: m.schema_version,
-                    payload: Json(m.payload),
-                    metadata: Json(m.metadata),
-                    recorded_at: m.recorded_at,
-                };
-                (m.version.to_string(), node)
-            })
-            .collect();
-        Ok(connection(rows, limit, after.is_some()))
+        Ok(connection(page, after.is_some(), |e| (e.version.to_string(), AuditEvent::from(e))))
     }
 }

@@ -1,19 +1,14 @@
 //! Customers: registration, email changes and the `customers_view` queries.
 
-use std::sync::Arc;
-
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
-use entity::customers_view as view;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::pagination::{connection, page_size};
-use super::{ApiError, ops::MutationPayload};
-use crate::app::Services;
-use crate::domain::customer::{Customer as CustomerAggregate, CustomerCommand};
-use crate::projections::customers;
+use super::pagination::{connection, id_cursor, page_size};
+use super::payload::{MutationPayload, options, payload};
+use super::{ApiError, services};
+use crate::service::CustomerSummary;
 
 /// A customer as `customers_view` shows it.
 #[derive(SimpleObject, Clone)]
@@ -27,14 +22,14 @@ pub struct Customer {
     pub version: i64,
 }
 
-impl From<view::Model> for Customer {
-    fn from(m: view::Model) -> Self {
+impl From<CustomerSummary> for Customer {
+    fn from(c: CustomerSummary) -> Self {
         Customer {
-            id: m.customer_id,
-            name: m.name,
-            email: m.email,
-            registered_at: m.registered_at,
-            version: m.version,
+            id: c.id,
+            name: c.name,
+            email: c.email,
+            registered_at: c.registered_at,
+            version: c.version,
         }
     }
 }
@@ -67,12 +62,8 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: RegisterCustomerInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = CustomerCommand::RegisterCustomer { name: input.name, email: input.email };
-        let id = services.new_stream_id(input.command_id);
-        services
-            .execute::<CustomerAggregate>(id, command, input.command_id, input.expected_version)
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.register_customer(input.name, input.email, options).await)
     }
 
     async fn change_customer_email(
@@ -80,16 +71,8 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: ChangeCustomerEmailInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = CustomerCommand::ChangeCustomerEmail { email: input.email };
-        services
-            .execute::<CustomerAggregate>(
-                input.customer_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.change_customer_email(input.customer_id, input.email, options).await)
     }
 }
 
@@ -105,11 +88,8 @@ impl CustomerQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Customer>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[customers::NAME], min_position.as_deref()).await?;
-        let row =
-            view::Entity::find_by_id(id).one(&services.read_db).await.map_err(ApiError::from)?;
-        Ok(row.map(Customer::from))
+        let customer = services(ctx)?.customer(id, min_position.as_deref()).await;
+        Ok(customer.map_err(ApiError::from)?.map(Customer::from))
     }
 
     /// Customers in id order (ids are time-ordered UUIDs).
@@ -120,21 +100,9 @@ impl CustomerQuery {
         after: Option<String>,
         min_position: Option<String>,
     ) -> Result<Connection<String, Customer>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[customers::NAME], min_position.as_deref()).await?;
-        let limit = page_size(first)?;
-        let mut query = view::Entity::find().order_by_asc(view::Column::CustomerId);
-        if let Some(after) = &after {
-            query = query.filter(view::Column::CustomerId.gt(cursor(after)?));
-        }
-        let rows = query.limit(limit + 1).all(&services.read_db).await.map_err(ApiError::from)?;
-        let rows =
-            rows.into_iter().map(|m| (m.customer_id.to_string(), Customer::from(m))).collect();
-        Ok(connection(rows, limit, after.is_some()))
+        let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
+        let page = services(ctx)?.customers(cursor, limit, min_position.as_deref()).await;
+        let page = page.map_err(ApiError::from)?;
+        Ok(connection(page, after.is_some(), |c| (c.id.to_string(), Customer::from(c))))
     }
-}
-
-/// Parses an `after` cursor of the id-ordered lists.
-pub(crate) fn cursor(after: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(after).map_err(|_| ApiError::validation("after is not a cursor from this list"))
 }

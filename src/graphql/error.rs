@@ -10,10 +10,8 @@ use async_graphql::{ErrorExtensions, Response, ServerError};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
-use crate::es::aggregate::{Rejection, RejectionKind};
-use crate::es::command::CommandError;
-use crate::es::store::StoreError;
-use crate::infra::read_your_writes::WaitError;
+use crate::es::aggregate::RejectionKind;
+use crate::service::ServiceError;
 
 /// A client-facing error. Deliberately not `Display`, so that converting it
 /// always goes through [`From<ApiError> for async_graphql::Error`].
@@ -32,12 +30,8 @@ impl ApiError {
         Self::new("VALIDATION_ERROR", message)
     }
 
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new("NOT_FOUND", message)
-    }
-
     /// Logs the cause and returns an error that reveals nothing about it.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
         let reference = uuid::Uuid::new_v4();
         tracing::error!(%reference, error = %cause, "internal error");
         Self::new("INTERNAL", format!("internal error (reference {reference})"))
@@ -50,48 +44,27 @@ impl From<ApiError> for async_graphql::Error {
     }
 }
 
-impl From<sea_orm::DbErr> for ApiError {
-    fn from(err: sea_orm::DbErr) -> Self {
-        ApiError::internal(err)
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        let code = match &err {
+            ServiceError::Invalid(_) | ServiceError::CommandIdReused(_) => "VALIDATION_ERROR",
+            ServiceError::Rejected { kind, .. } => rejection_code(*kind),
+            ServiceError::NotFound(_) => "NOT_FOUND",
+            ServiceError::Conflict { .. } => "CONCURRENCY_CONFLICT",
+            ServiceError::Timeout(_) => "TIMEOUT",
+            ServiceError::Store(_) | ServiceError::Read(_) => return ApiError::internal(&err),
+        };
+        ApiError::new(code, err.to_string())
     }
 }
 
-impl From<StoreError> for ApiError {
-    fn from(err: StoreError) -> Self {
-        match err {
-            StoreError::Conflict { .. } => ApiError::new("CONCURRENCY_CONFLICT", err.to_string()),
-            other => ApiError::internal(other),
-        }
-    }
-}
-
-impl From<WaitError> for ApiError {
-    fn from(err: WaitError) -> Self {
-        match err {
-            WaitError::Timeout(_) => ApiError::new("TIMEOUT", err.to_string()),
-            WaitError::Db(e) => ApiError::internal(e),
-        }
-    }
-}
-
-pub fn rejection_code(kind: RejectionKind) -> &'static str {
+fn rejection_code(kind: RejectionKind) -> &'static str {
     match kind {
         RejectionKind::Validation => "VALIDATION_ERROR",
         RejectionKind::InvalidState => "INVALID_STATE",
         RejectionKind::NotFound => "NOT_FOUND",
         RejectionKind::InsufficientFunds => "INSUFFICIENT_FUNDS",
         RejectionKind::InsufficientStock => "INSUFFICIENT_STOCK",
-    }
-}
-
-impl<E: Rejection + std::fmt::Display> From<CommandError<E>> for ApiError {
-    fn from(err: CommandError<E>) -> Self {
-        match err {
-            CommandError::Rejected(e) => ApiError::new(rejection_code(e.kind()), e.to_string()),
-            CommandError::Conflict { .. } => ApiError::new("CONCURRENCY_CONFLICT", err.to_string()),
-            CommandError::CommandIdReused(_) => ApiError::validation(err.to_string()),
-            CommandError::Store(e) => e.into(),
-        }
     }
 }
 

@@ -1,7 +1,11 @@
 //! The GraphQL API: one resolver module per context, merged into one schema.
-//! Resolvers read only read tables; mutations go through the command executor.
+//! Resolvers turn GraphQL input into service calls and service results into
+//! GraphQL types; the services decide, read and wait. Failures become codes
+//! in one place, [`error`].
 
-use async_graphql::{MergedObject, MergedSubscription, Schema};
+use std::sync::Arc;
+
+use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
 
 pub mod accounts;
 pub mod audit;
@@ -11,9 +15,12 @@ pub mod ops;
 pub mod order_commands;
 pub mod orders;
 pub mod pagination;
+pub mod payload;
 pub mod products;
 
 pub use error::ApiError;
+
+use crate::service::Services;
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -50,7 +57,17 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
         .limit_complexity(5_000)
 }
 
+/// The schema serving `services`.
+pub fn schema(services: Arc<Services>) -> AppSchema {
+    schema_builder().data(services).finish()
+}
+
 /// The SDL served by the API, as written to `schema.graphql`.
 pub fn sdl() -> String {
     schema_builder().finish().sdl()
+}
+
+/// The services every resolver calls.
+fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Services>> {
+    ctx.data::<Arc<Services>>()
 }

@@ -1,31 +1,10 @@
-//! Operational queries and the payload shared by all mutations.
-
-use std::sync::Arc;
+//! Operational queries: projections with their progress and parked events.
 
 use async_graphql::{Context, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::app::Services;
-use crate::es::store::Outcome;
-
-/// What every mutation returns.
-#[derive(SimpleObject)]
-pub struct MutationPayload {
-    /// The aggregate the command acted on.
-    pub id: Uuid,
-    /// The stream's version after the command.
-    pub version: i64,
-    /// Global position of the command's last event; pass it as
-    /// `minPosition` to read your own write.
-    pub position: String,
-}
-
-impl From<Outcome> for MutationPayload {
-    fn from(o: Outcome) -> Self {
-        MutationPayload { id: o.id, version: o.version, position: o.position.to_string() }
-    }
-}
+use super::{ApiError, services};
 
 #[derive(SimpleObject)]
 pub struct DeadLetter {
@@ -59,33 +38,29 @@ pub struct OpsQuery;
 impl OpsQuery {
     /// Every projection with its progress and parked events.
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let reports = services.projection_reports().await?;
+        let reports = services(ctx)?.projection_reports().await.map_err(ApiError::from)?;
         let out = reports
             .into_iter()
-            .map(|r| {
-                let state = services.monitor.state(r.name);
-                ProjectionInfo {
-                    name: r.name.to_owned(),
-                    position: r.checkpoint.to_string(),
-                    lag: r.lag as i64,
-                    status: state.as_ref().map_or("REMOTE", |s| s.status).to_owned(),
-                    last_error: state.and_then(|s| s.last_error),
-                    dead_letters: r
-                        .dead_letters
-                        .into_iter()
-                        .map(|d| DeadLetter {
-                            position: d.position,
-                            event_id: d.event_id,
-                            stream_type: d.stream_type,
-                            stream_id: d.stream_id,
-                            event_type: d.event_type,
-                            error: d.error,
-                            attempts: d.attempts,
-                            parked_at: d.parked_at,
-                        })
-                        .collect(),
-                }
+            .map(|r| ProjectionInfo {
+                name: r.name.to_owned(),
+                position: r.checkpoint.to_string(),
+                lag: r.lag as i64,
+                status: r.state.as_ref().map_or("REMOTE", |s| s.status.as_str()).to_owned(),
+                last_error: r.state.and_then(|s| s.last_error),
+                dead_letters: r
+                    .dead_letters
+                    .into_iter()
+                    .map(|d| DeadLetter {
+                        position: d.position,
+                        event_id: d.event_id,
+                        stream_type: d.stream_type,
+                        stream_id: d.stream_id,
+                        event_type: d.event_type,
+                        error: d.error,
+                        attempts: d.attempts,
+                        parked_at: d.parked_at,
+                    })
+                    .collect(),
             })
             .collect();
         Ok(out)

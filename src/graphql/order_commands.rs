@@ -1,20 +1,13 @@
 //! Order, invoice and shipment mutations. Creating and cancelling an order
-//! change the product streams in the same append (see `crate::commands`).
-
-use std::sync::Arc;
+//! change the product streams in the same append.
 
 use async_graphql::{Context, InputObject, Object, Result};
 use uuid::Uuid;
 
 use super::orders::ShipmentStatus;
-use super::products::quantity;
-use super::{ApiError, ops::MutationPayload};
-use crate::app::Services;
-use crate::commands::fulfilment::{create_shipment, issue_invoice};
-use crate::commands::orders::{CreateOrder, OrderItem, cancel_order, create_order};
-use crate::domain::order::{Order, OrderCommand};
-use crate::domain::shipment::{Shipment, ShipmentCommand};
-use crate::es::command::CommandContext;
+use super::payload::{MutationPayload, options, payload};
+use super::services;
+use crate::service::OrderLineRequest;
 
 #[derive(InputObject)]
 pub struct OrderItemInput {
@@ -71,10 +64,6 @@ pub struct UpdateShipmentStatusInput {
     pub expected_version: Option<i64>,
 }
 
-fn context(command_id: Option<Uuid>, expected_version: Option<i64>) -> Result<CommandContext> {
-    Ok(crate::app::command_context(command_id, expected_version)?)
-}
-
 #[derive(Default)]
 pub struct OrderMutation;
 
@@ -88,26 +77,13 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CreateOrderInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let context = context(input.command_id, input.expected_version)?;
-        let items = input
+        let options = options(input.command_id, input.expected_version);
+        let lines: Vec<OrderLineRequest> = input
             .items
             .iter()
-            .map(|i| {
-                Ok(OrderItem {
-                    product_id: i.product_id,
-                    quantity: quantity(i.quantity, "quantity")?,
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        let command = CreateOrder {
-            order_id: services.new_stream_id(input.command_id),
-            customer_id: input.customer_id,
-            items,
-        };
-        let outcome =
-            create_order(&services.commands, command, &context).await.map_err(ApiError::from)?;
-        Ok(outcome.into())
+            .map(|i| OrderLineRequest { product_id: i.product_id, quantity: i.quantity })
+            .collect();
+        payload(services(ctx)?.create_order(input.customer_id, &lines, options).await)
     }
 
     async fn confirm_order(
@@ -115,15 +91,8 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: ConfirmOrderInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services
-            .execute::<Order>(
-                input.order_id,
-                OrderCommand::ConfirmOrder,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.confirm_order(input.order_id, options).await)
     }
 
     /// Cancels a pending or confirmed order and releases its stock in the
@@ -133,12 +102,8 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CancelOrderInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let context = context(input.command_id, input.expected_version)?;
-        let outcome = cancel_order(&services.commands, input.order_id, input.reason, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(outcome.into())
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.cancel_order(input.order_id, input.reason, options).await)
     }
 
     /// Issues the order's one invoice. The payload's id is the invoice
@@ -149,13 +114,8 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: IssueInvoiceInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let context = context(input.command_id, input.expected_version)?;
-        let outcome =
-            issue_invoice(&services.commands, input.order_id, &services.invoice_base_url, &context)
-                .await
-                .map_err(ApiError::from)?;
-        Ok(outcome.into())
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.issue_invoice(input.order_id, options).await)
     }
 
     /// Creates the shipment of a confirmed order; the payload's id is the
@@ -165,12 +125,8 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CreateShipmentInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let context = context(input.command_id, input.expected_version)?;
-        let outcome = create_shipment(&services.commands, input.order_id, input.carrier, &context)
-            .await
-            .map_err(ApiError::from)?;
-        Ok(outcome.into())
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.create_shipment(input.order_id, input.carrier, options).await)
     }
 
     /// Moves a shipment along its legal transitions; the order follows
@@ -180,15 +136,8 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: UpdateShipmentStatusInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let command = ShipmentCommand::UpdateShipmentStatus { status: input.status.domain() };
-        services
-            .execute::<Shipment>(
-                input.shipment_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        let status = input.status.into();
+        payload(services(ctx)?.update_shipment_status(input.shipment_id, status, options).await)
     }
 }

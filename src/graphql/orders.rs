@@ -1,25 +1,18 @@
 //! Orders as `orders_with_details_view` shows them: one row per order with
 //! customer, items, invoice and shipping, so a page of orders is one query.
 
-use std::sync::Arc;
-
 use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use entity::orders_with_details_view as view;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rust_decimal::Decimal;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::ApiError;
-use super::customers::cursor;
-use super::pagination::{connection, page_size};
-use crate::app::Services;
+use super::pagination::{connection, id_cursor, page_size};
+use super::{ApiError, services};
 use crate::domain::order::OrderStatus as DomainOrderStatus;
 use crate::domain::shipment::ShipmentStatus as DomainShipmentStatus;
-use crate::projections::from_cents;
-use crate::projections::orders_with_details::{self, ItemRow};
+use crate::service::{OrderDetails, OrderFilter};
 
 /// Where an order is in its life.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -31,9 +24,9 @@ pub enum OrderStatus {
     Cancelled,
 }
 
-impl OrderStatus {
-    fn domain(self) -> DomainOrderStatus {
-        match self {
+impl From<OrderStatus> for DomainOrderStatus {
+    fn from(status: OrderStatus) -> Self {
+        match status {
             OrderStatus::Pending => DomainOrderStatus::Pending,
             OrderStatus::Confirmed => DomainOrderStatus::Confirmed,
             OrderStatus::Shipped => DomainOrderStatus::Shipped,
@@ -41,11 +34,17 @@ impl OrderStatus {
             OrderStatus::Cancelled => DomainOrderStatus::Cancelled,
         }
     }
+}
 
-    fn parse(stored: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Shipped, Self::Delivered, Self::Cancelled]
-            .into_iter()
-            .find(|s| s.domain().as_str() == stored)
+impl From<DomainOrderStatus> for OrderStatus {
+    fn from(status: DomainOrderStatus) -> Self {
+        match status {
+            DomainOrderStatus::Pending => OrderStatus::Pending,
+            DomainOrderStatus::Confirmed => OrderStatus::Confirmed,
+            DomainOrderStatus::Shipped => OrderStatus::Shipped,
+            DomainOrderStatus::Delivered => OrderStatus::Delivered,
+            DomainOrderStatus::Cancelled => OrderStatus::Cancelled,
+        }
     }
 }
 
@@ -60,9 +59,9 @@ pub enum ShipmentStatus {
     Lost,
 }
 
-impl ShipmentStatus {
-    pub(crate) fn domain(self) -> DomainShipmentStatus {
-        match self {
+impl From<ShipmentStatus> for DomainShipmentStatus {
+    fn from(status: ShipmentStatus) -> Self {
+        match status {
             ShipmentStatus::Created => DomainShipmentStatus::Created,
             ShipmentStatus::InTransit => DomainShipmentStatus::InTransit,
             ShipmentStatus::OutForDelivery => DomainShipmentStatus::OutForDelivery,
@@ -71,12 +70,18 @@ impl ShipmentStatus {
             ShipmentStatus::Lost => DomainShipmentStatus::Lost,
         }
     }
+}
 
-    fn parse(stored: &str) -> Option<Self> {
-        use ShipmentStatus::*;
-        [Created, InTransit, OutForDelivery, Delivered, Returned, Lost]
-            .into_iter()
-            .find(|s| s.domain().as_str() == stored)
+impl From<DomainShipmentStatus> for ShipmentStatus {
+    fn from(status: DomainShipmentStatus) -> Self {
+        match status {
+            DomainShipmentStatus::Created => ShipmentStatus::Created,
+            DomainShipmentStatus::InTransit => ShipmentStatus::InTransit,
+            DomainShipmentStatus::OutForDelivery => ShipmentStatus::OutForDelivery,
+            DomainShipmentStatus::Delivered => ShipmentStatus::Delivered,
+            DomainShipmentStatus::Returned => ShipmentStatus::Returned,
+            DomainShipmentStatus::Lost => ShipmentStatus::Lost,
+        }
     }
 }
 
@@ -130,40 +135,20 @@ pub struct Order {
     pub updated_at: DateTime<Utc>,
 }
 
-fn corrupt(what: &str, id: Uuid) -> ApiError {
-    ApiError::internal(format!("orders_with_details_view row {id} has an unreadable {what}"))
-}
-
-impl TryFrom<view::Model> for Order {
-    type Error = ApiError;
-
-    fn try_from(m: view::Model) -> Result<Self, ApiError> {
-        let id = m.order_id;
-        let items: Vec<ItemRow> =
-            serde_json::from_value(m.items).map_err(|_| corrupt("items", id))?;
-        let invoice = match (m.invoice_id, m.invoice_url, m.invoice_issued_at) {
-            (Some(id), Some(url), Some(issued_at)) => Some(Invoice { id, url, issued_at }),
-            _ => None,
-        };
-        let shipping = match (m.shipping_id, m.shipping_carrier, m.shipping_tracking_code) {
-            (Some(id), Some(carrier), Some(tracking_code)) => {
-                let status = m.shipping_status.as_deref().and_then(ShipmentStatus::parse);
-                let status = status.ok_or_else(|| corrupt("shipping status", id))?;
-                Some(Shipping { id, carrier, tracking_code, status })
-            }
-            _ => None,
-        };
-        Ok(Order {
-            id,
-            status: OrderStatus::parse(&m.status).ok_or_else(|| corrupt("status", id))?,
-            total: from_cents(m.total_cents),
-            created_at: m.created_at,
+impl From<OrderDetails> for Order {
+    fn from(o: OrderDetails) -> Self {
+        Order {
+            id: o.id,
+            status: o.status.into(),
+            total: o.total,
+            created_at: o.created_at,
             customer: OrderCustomer {
-                id: m.customer_id,
-                name: m.customer_name,
-                email: m.customer_email,
+                id: o.customer.id,
+                name: o.customer.name,
+                email: o.customer.email,
             },
-            items: items
+            items: o
+                .items
                 .into_iter()
                 .map(|i| OrderItem {
                     product_id: i.product_id,
@@ -172,17 +157,17 @@ impl TryFrom<view::Model> for Order {
                     unit_price: i.unit_price,
                 })
                 .collect(),
-            invoice,
-            shipping,
-            version: m.version,
-            updated_at: m.updated_at,
-        })
+            invoice: o.invoice.map(|i| Invoice { id: i.id, url: i.url, issued_at: i.issued_at }),
+            shipping: o.shipping.map(|s| Shipping {
+                id: s.id,
+                carrier: s.carrier,
+                tracking_code: s.tracking_code,
+                status: s.status.into(),
+            }),
+            version: o.version,
+            updated_at: o.updated_at,
+        }
     }
-}
-
-async fn load_order(services: &Services, id: Uuid) -> Result<Option<Order>, ApiError> {
-    let row = view::Entity::find_by_id(id).one(&services.read_db).await?;
-    row.map(Order::try_from).transpose()
 }
 
 #[derive(Default)]
@@ -197,9 +182,8 @@ impl OrderQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Order>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[orders_with_details::NAME], min_position.as_deref()).await?;
-        Ok(load_order(services, id).await?)
+        let order = services(ctx)?.order(id, min_position.as_deref()).await;
+        Ok(order.map_err(ApiError::from)?.map(Order::from))
     }
 
     /// Orders in id (creation) order, optionally of one customer and/or in
@@ -213,25 +197,11 @@ impl OrderQuery {
         status: Option<OrderStatus>,
         min_position: Option<String>,
     ) -> Result<Connection<String, Order>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[orders_with_details::NAME], min_position.as_deref()).await?;
-        let limit = page_size(first)?;
-        let mut query = view::Entity::find().order_by_asc(view::Column::OrderId);
-        if let Some(after) = &after {
-            query = query.filter(view::Column::OrderId.gt(cursor(after)?));
-        }
-        if let Some(customer_id) = customer_id {
-            query = query.filter(view::Column::CustomerId.eq(customer_id));
-        }
-        if let Some(status) = status {
-            query = query.filter(view::Column::Status.eq(status.domain().as_str()));
-        }
-        let rows = query.limit(limit + 1).all(&services.read_db).await.map_err(ApiError::from)?;
-        let rows = rows
-            .into_iter()
-            .map(|m| Ok((m.order_id.to_string(), Order::try_from(m)?)))
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok(connection(rows, limit, after.is_some()))
+        let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
+        let filter = OrderFilter { customer_id, status: status.map(Into::into) };
+        let page = services(ctx)?.orders(cursor, limit, filter, min_position.as_deref()).await;
+        let page = page.map_err(ApiError::from)?;
+        Ok(connection(page, after.is_some(), |o| (o.id.to_string(), Order::from(o))))
     }
 }
 
@@ -247,9 +217,6 @@ impl OrderSubscription {
         ctx: &Context<'_>,
         id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Order>> {
-        let services = ctx.data::<Arc<Services>>()?.clone();
-        Ok(services.changed_rows("order", id, move |services, id| async move {
-            load_order(&services, id).await.ok().flatten()
-        }))
+        Ok(services(ctx)?.clone().order_updates(id).map(Order::from))
     }
 }

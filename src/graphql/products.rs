@@ -1,24 +1,17 @@
 //! Products and stock: registration, stock changes, the `product_stock_view`
 //! queries and the `productStockChanged` subscription.
 
-use std::sync::Arc;
-
 use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
-use entity::product_stock_view as view;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use rust_decimal::Decimal;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use super::customers::cursor;
-use super::pagination::{connection, page_size};
-use super::{ApiError, ops::MutationPayload};
-use crate::app::Services;
-use crate::domain::money::Money;
-use crate::domain::product::{Product as ProductAggregate, ProductCommand};
-use crate::projections::{from_cents, product_stock};
+use super::pagination::{connection, id_cursor, page_size};
+use super::payload::{MutationPayload, options, payload};
+use super::{ApiError, services};
+use crate::service::ProductStock;
 
 /// A product as `product_stock_view` shows it.
 #[derive(SimpleObject, Clone)]
@@ -35,16 +28,16 @@ pub struct Product {
     pub version: i64,
 }
 
-impl From<view::Model> for Product {
-    fn from(m: view::Model) -> Self {
+impl From<ProductStock> for Product {
+    fn from(p: ProductStock) -> Self {
         Product {
-            id: m.product_id,
-            name: m.name,
-            price: from_cents(m.price_cents),
-            stock: m.stock,
-            reserved: m.reserved,
-            last_updated: m.last_updated,
-            version: m.version,
+            id: p.id,
+            name: p.name,
+            price: p.price,
+            stock: p.stock,
+            reserved: p.reserved,
+            last_updated: p.last_updated,
+            version: p.version,
         }
     }
 }
@@ -68,13 +61,6 @@ pub struct ChangeStockInput {
     pub expected_version: Option<i64>,
 }
 
-/// A count from the API as the domain's unsigned quantity; the domain
-/// checks the range.
-pub(crate) fn quantity(value: i32, field: &str) -> Result<u32, ApiError> {
-    u32::try_from(value)
-        .map_err(|_| ApiError::validation(format!("{field} must be between 1 and 1000000")))
-}
-
 #[derive(Default)]
 pub struct ProductMutation;
 
@@ -87,14 +73,8 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: RegisterProductInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let price = Money::positive(input.price, "price")
-            .map_err(|e| ApiError::validation(e.to_string()))?;
-        let command = ProductCommand::RegisterProduct { name: input.name, price };
-        let id = services.new_stream_id(input.command_id);
-        services
-            .execute::<ProductAggregate>(id, command, input.command_id, input.expected_version)
-            .await
+        let options = options(input.command_id, input.expected_version);
+        payload(services(ctx)?.register_product(input.name, input.price, options).await)
     }
 
     async fn increase_stock(
@@ -102,17 +82,11 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: ChangeStockInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let amount = quantity(input.amount, "amount")?;
-        let command = ProductCommand::IncreaseStock { amount, reason: input.reason };
-        services
-            .execute::<ProductAggregate>(
-                input.product_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        let services = services(ctx)?;
+        payload(
+            services.increase_stock(input.product_id, input.amount, input.reason, options).await,
+        )
     }
 
     /// Removes available stock; never more than is available.
@@ -121,26 +95,16 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: ChangeStockInput,
     ) -> Result<MutationPayload> {
-        let services = ctx.data::<Arc<Services>>()?;
-        let amount = quantity(input.amount, "amount")?;
-        let command = ProductCommand::DecreaseStock { amount, reason: input.reason };
-        services
-            .execute::<ProductAggregate>(
-                input.product_id,
-                command,
-                input.command_id,
-                input.expected_version,
-            )
-            .await
+        let options = options(input.command_id, input.expected_version);
+        let services = services(ctx)?;
+        payload(
+            services.decrease_stock(input.product_id, input.amount, input.reason, options).await,
+        )
     }
 }
 
 #[derive(Default)]
 pub struct ProductQuery;
-
-async fn load_product(services: &Services, id: Uuid) -> Result<Option<Product>, ApiError> {
-    Ok(view::Entity::find_by_id(id).one(&services.read_db).await?.map(Product::from))
-}
 
 #[Object]
 impl ProductQuery {
@@ -151,9 +115,8 @@ impl ProductQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Product>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[product_stock::NAME], min_position.as_deref()).await?;
-        Ok(load_product(services, id).await?)
+        let product = services(ctx)?.product(id, min_position.as_deref()).await;
+        Ok(product.map_err(ApiError::from)?.map(Product::from))
     }
 
     /// Products in id order (ids are time-ordered UUIDs).
@@ -164,16 +127,10 @@ impl ProductQuery {
         after: Option<String>,
         min_position: Option<String>,
     ) -> Result<Connection<String, Product>> {
-        let services = ctx.data::<Arc<Services>>()?;
-        services.wait_for(&[product_stock::NAME], min_position.as_deref()).await?;
-        let limit = page_size(first)?;
-        let mut query = view::Entity::find().order_by_asc(view::Column::ProductId);
-        if let Some(after) = &after {
-            query = query.filter(view::Column::ProductId.gt(cursor(after)?));
-        }
-        let rows = query.limit(limit + 1).all(&services.read_db).await.map_err(ApiError::from)?;
-        let rows = rows.into_iter().map(|m| (m.product_id.to_string(), Product::from(m))).collect();
-        Ok(connection(rows, limit, after.is_some()))
+        let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
+        let page = services(ctx)?.products(cursor, limit, min_position.as_deref()).await;
+        let page = page.map_err(ApiError::from)?;
+        Ok(connection(page, after.is_some(), |p| (p.id.to_string(), Product::from(p))))
     }
 }
 
@@ -188,9 +145,6 @@ impl ProductSubscription {
         ctx: &Context<'_>,
         id: Uuid,
     ) -> Result<impl Stream<Item = Product>> {
-        let services = ctx.data::<Arc<Services>>()?.clone();
-        Ok(services.changed_rows("product", Some(id), move |services, id| async move {
-            load_product(&services, id).await.ok().flatten()
-        }))
+        Ok(services(ctx)?.clone().product_updates(id).map(Product::from))
     }
 }

@@ -28,7 +28,7 @@ async fn render(state: &AppState) -> anyhow::Result<String> {
     let mut parked = String::from(
         "# HELP eventfold_projection_dead_letters Events parked after repeated failures.\n# TYPE eventfold_projection_dead_letters gauge\n",
     );
-    let reports = services.projection_reports().await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let reports = services.projection_reports().await?;
     for r in reports {
         let name = r.name;
         position.push_str(&format!(

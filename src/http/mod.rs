@@ -13,8 +13,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::app::Services;
 use crate::graphql::AppSchema;
+use crate::service::Services;
 
 mod metrics;
 mod negotiate;
@@ -28,7 +28,7 @@ struct AppState {
 }
 
 pub fn router(services: Arc<Services>) -> Router {
-    let schema = crate::graphql::schema_builder().data(services.clone()).finish();
+    let schema = crate::graphql::schema(services.clone());
     let state = AppState { schema: schema.clone(), services };
     Router::new()
         .route("/", get(graphiql))
@@ -45,7 +45,7 @@ async fn graphiql() -> Html<String> {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.services.read_db.ping().await {
+    match state.services.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use entity::projection_checkpoints;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
-use super::projector_runtime::ProjectionMonitor;
+use super::projection_runtime::ProjectionMonitor;
 use super::redis::RedisSettings;
 use super::redis::progress::RedisProgress;
 use crate::es::envelope::Position;

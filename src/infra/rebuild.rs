@@ -22,7 +22,8 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use super::projector_runtime::{Applier, ProjectionMonitor, RuntimeSettings, projection_lock_id};
+use super::projection_runtime::checkpoint::{projection_lock_id, save_checkpoint};
+use super::projection_runtime::{Applier, ProjectionMonitor, RuntimeSettings};
 use crate::es::changes::LocalChangeBus;
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
@@ -187,7 +188,7 @@ impl Rebuild {
             .replay(&txn, Position::START, |applied| progress(applied, total.max(applied)))
             .await?;
         for key in &self.checkpoint_keys {
-            super::projector_runtime::save_checkpoint(&txn, key, cursor).await?;
+            save_checkpoint(&txn, key, cursor).await?;
         }
         txn.commit().await?;
         Ok(RebuildReport { events: applied, elapsed: started.elapsed(), position: cursor })

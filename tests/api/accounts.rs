@@ -315,8 +315,7 @@ async fn internal_errors_do_not_leak_sql() {
 
 #[tokio::test]
 async fn a_min_position_the_projections_never_reach_times_out_with_a_clear_code() {
-    let app =
-        spawn_app_with(|c| c.min_position_timeout = std::time::Duration::from_millis(300)).await;
+    let app = spawn_app_with(|c| c.min_position_timeout_ms = 300).await;
     let (id, _) = open_account(&app, "Ada", "1", "0").await;
     let started = std::time::Instant::now();
     let res = app.gql(ACCOUNT, json!({ "id": id, "p": "999999999.999999999" })).await;

@@ -7,7 +7,7 @@ use entity::{account_balance_history, audit_log, bank_account_summary_view, even
 use eventfold::domain::bank::{BankAccount, BankEvent};
 use eventfold::es::aggregate::Aggregate;
 use eventfold::es::envelope::{Position, RecordedEvent, StreamKey};
-use eventfold::projections::to_cents;
+use eventfold::read_models::to_cents;
 use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
 use serde_json::json;
 

@@ -95,7 +95,7 @@ pub(crate) async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp 
     let (admin, name) = fresh_postgres().await;
     let url = with_database(&admin, &name);
     spawn(url, Store::Postgres { admin, name }, |c| {
-        c.redis = Some(redis);
+        c.use_redis(redis);
         adjust(c);
     })
     .await
@@ -133,7 +133,7 @@ async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> T
         ..Config::embedded()
     };
     adjust(&mut config);
-    let redis = config.redis.clone();
+    let redis = config.redis();
     let running = app::start(config).await.expect("app starts");
     let addr = running.addr.expect("api role listens");
     let db = eventfold::infra::db::connect(&url, 4).await.expect("test connection");
@@ -318,15 +318,16 @@ pub(crate) fn raw_event(
 /// A second, API-only server over the same database and Redis prefix:
 /// another process's executor, with its own locks and cache.
 pub(crate) async fn api_twin(app: &TestApp) -> (RunningApp, String) {
-    let twin = app::start(Config {
+    let mut config = Config {
         database_url: app.database_url.clone(),
         listen: "127.0.0.1:0".into(),
         role: app::Role::Api,
-        redis: app.redis.clone(),
         ..Config::embedded()
-    })
-    .await
-    .expect("twin starts");
+    };
+    if let Some(redis) = app.redis.clone() {
+        config.use_redis(redis);
+    }
+    let twin = app::start(config).await.expect("twin starts");
     let url = format!("http://{}/graphql", twin.addr.expect("api role listens"));
     (twin, url)
 }

@@ -7,7 +7,7 @@ use eventfold::es::envelope::Position;
 use eventfold::es::projector::Projection;
 use eventfold::es::store::EventStore;
 use eventfold::infra::event_store::SeaEventStore;
-use eventfold::projections::ShippingProcess;
+use eventfold::processes::ShippingProcess;
 use sea_orm::TransactionTrait;
 use serde_json::json;
 

@@ -228,7 +228,7 @@ async fn a_redis_restart_mid_load_loses_nothing() {
         })
         .await
     );
-    let app = spawn_app_with(|c| c.redis.as_mut().unwrap().url = url.clone()).await;
+    let app = spawn_app_with(|c| c.redis_url = Some(url.clone())).await;
     let ids = accounts(&app, 8).await;
     let load = Load::start(app.url("/graphql"), ids);
     load.wait_for(40).await;
@@ -365,15 +365,14 @@ async fn two_projector_workers_split_the_partitions_and_one_takes_over_when_the_
 #[tokio::test]
 async fn a_subscription_on_one_server_sees_a_mutation_made_through_another() {
     let writer = spawn_app().await;
-    let reader = app::start(Config {
+    let mut config = Config {
         database_url: writer.database_url.clone(),
         listen: "127.0.0.1:0".into(),
         role: Role::Api,
-        redis: writer.redis.clone(),
         ..Config::embedded()
-    })
-    .await
-    .unwrap();
+    };
+    config.use_redis(writer.redis.clone().unwrap());
+    let reader = app::start(config).await.unwrap();
     let (id, position) = open_account(&writer, "Ada", "1", "0").await;
     account_at(&writer, &id, &position).await;
     let mut ws = WsClient::connect_to(reader.addr.unwrap(), false).await;

@@ -4,15 +4,14 @@
 //!
 //! - [`relay`]: tails the events table in commit order and publishes each
 //!   event to its partition stream, followed by a watermark.
-//! - [`consumer`]: projection workers on consumer groups, one lease per
-//!   partition, acknowledging only after the read-side commit.
+//! - The partition consumers live with the rest of the projection runtime,
+//!   in [`crate::infra::projection_runtime`].
 //! - [`lease`]: expiring ownership of a key.
 //! - [`changes`]: the change bus over pub/sub.
 
 use std::time::Duration;
 
 pub mod changes;
-pub mod consumer;
 pub mod lease;
 pub mod progress;
 pub mod relay;

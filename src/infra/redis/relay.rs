@@ -24,7 +24,7 @@ use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
 use crate::es::envelope::Position;
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
-use crate::infra::projector_runtime::{load_checkpoint, save_checkpoint};
+use crate::infra::projection_runtime::checkpoint::{load_checkpoint, save_checkpoint};
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
 const LINGER: Duration = Duration::from_millis(2);
@@ -40,6 +40,8 @@ pub struct Relay {
     pub client: redis::Client,
     pub settings: RedisSettings,
     pub owner: String,
+    /// How long the relay lease lives without renewal (`LEASE_TTL_MS`).
+    pub lease_ttl: Duration,
     pub batch_size: u64,
     /// Entries kept in a stream no consumer group reads.
     pub max_unread: u64,
@@ -56,7 +58,7 @@ impl Relay {
         let lease = Lease {
             key: self.settings.lease_key("relay"),
             owner: self.owner.clone(),
-            ttl: Duration::from_secs(5),
+            ttl: self.lease_ttl,
         };
         let mut conn: Option<MultiplexedConnection> = None;
         let mut holding = false;

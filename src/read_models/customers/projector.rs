@@ -15,6 +15,7 @@ use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
+use crate::read_models::ReadModel;
 
 pub const NAME: &str = "customers";
 
@@ -83,6 +84,6 @@ impl Projection for CustomersProjection {
                 )));
             }
         }
-        Ok(vec![Change { model: "customer".into(), id }])
+        Ok(vec![ReadModel::Customer.changed(id)])
     }
 }

@@ -12,12 +12,12 @@ use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{add_cents, to_cents};
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
+use crate::read_models::{ReadModel, add_cents, to_cents};
 
 pub const NAME: &str = "bank_account_summary";
 
@@ -116,7 +116,7 @@ impl Projection for AccountSummaryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let (events, ids) = super::bank_events(events);
+        let (events, ids) = crate::read_models::bank_events(events);
         if events.is_empty() {
             return Ok(vec![]);
         }
@@ -156,6 +156,6 @@ impl Projection for AccountSummaryProjection {
             )
             .exec_without_returning(txn)
             .await?;
-        Ok(changed.into_iter().map(|id| Change { model: "account".into(), id }).collect())
+        Ok(changed.into_iter().map(|id| ReadModel::Account.changed(id)).collect())
     }
 }

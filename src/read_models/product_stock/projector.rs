@@ -9,13 +9,13 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, DatabaseTransaction, EntityTrait, IntoActiveModel,
 };
 
-use super::{add_cents, to_cents};
 use crate::domain::product::{Product, ProductEvent};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
+use crate::read_models::{ReadModel, add_cents, to_cents};
 
 pub const NAME: &str = "product_stock";
 
@@ -90,6 +90,6 @@ impl Projection for ProductStockProjection {
                 )));
             }
         }
-        Ok(vec![Change { model: "product".into(), id }])
+        Ok(vec![ReadModel::Product.changed(id)])
     }
 }

@@ -12,27 +12,29 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::streams::{StreamAutoClaimReply, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::lease::Lease;
-use super::progress::record;
-use super::{RELAY_CHECKPOINT, RedisSettings};
+use super::applier::Applier;
+use super::checkpoint::load_checkpoint;
+use super::monitor::ProjectionStatus;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
-use crate::infra::projector_runtime::{Applier, load_checkpoint};
+use crate::infra::redis::lease::Lease;
+use crate::infra::redis::progress::record;
+use crate::infra::redis::{RELAY_CHECKPOINT, RedisSettings, connection};
 
 /// How often a watermark also moves the partition's database checkpoint
 /// (which bounds how far back a restarted consumer catches up from).
 const PERSIST_WATERMARK_EVERY: Duration = Duration::from_secs(5);
 
-pub struct PartitionedProjector {
+pub struct PartitionedRunner {
     pub applier: Applier,
     pub store: Arc<dyn EventStore>,
     pub write_db: DatabaseConnection,
@@ -49,7 +51,7 @@ struct Owned {
     task: JoinHandle<()>,
 }
 
-impl PartitionedProjector {
+impl PartitionedRunner {
     fn name(&self) -> &'static str {
         self.applier.name()
     }
@@ -57,7 +59,7 @@ impl PartitionedProjector {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut owned: HashMap<u32, Owned> = HashMap::new();
         let mut conn: Option<MultiplexedConnection> = None;
-        self.applier.monitor.set(self.name(), "RUNNING", None);
+        self.applier.monitor.set(self.name(), ProjectionStatus::Running, None);
         while !*shutdown.borrow() {
             if let Err(e) = self.coordinate(&mut conn, &mut owned).await {
                 tracing::warn!(projection = self.name(), error = %e, "lease coordination failed");
@@ -75,7 +77,7 @@ impl PartitionedProjector {
                 let _ = o.lease.release(c).await;
             }
         }
-        self.applier.monitor.set(self.name(), "STOPPED", None);
+        self.applier.monitor.set(self.name(), ProjectionStatus::Stopped, None);
         Ok(())
     }
 
@@ -86,7 +88,7 @@ impl PartitionedProjector {
         owned: &mut HashMap<u32, Owned>,
     ) -> anyhow::Result<()> {
         if conn.is_none() {
-            *conn = Some(super::connection(&self.client).await?);
+            *conn = Some(connection(&self.client).await?);
         }
         let c = conn.as_mut().expect("connected above");
         let workers = self.settings.workers_key(self.name());
@@ -157,7 +159,11 @@ impl PartitionedProjector {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(projection = self.name(), partition, error = %format!("{e:#}"), "partition consumer failed; restarting");
-                    self.applier.monitor.set(self.name(), "FAILING", Some(e.to_string()));
+                    self.applier.monitor.set(
+                        self.name(),
+                        ProjectionStatus::Failing,
+                        Some(e.to_string()),
+                    );
                     tokio::select! {
                         _ = stop.changed() => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -167,108 +173,45 @@ impl PartitionedProjector {
         }
     }
 
+    /// Consumes one partition until `stop`: join the group, claim what the
+    /// previous owner left pending, catch up from the store, then read,
+    /// apply and acknowledge batch after batch.
     async fn consume(
         &self,
         partition: u32,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let stream = self.settings.stream_key(partition);
-        let group = self.name();
-        let key = RedisSettings::checkpoint_key(group, partition);
-        let mut conn = super::connection(&self.client).await?;
-        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&stream)
-            .arg(group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(e.into());
-        }
-        // Whatever the previous owner left unacknowledged is ours now.
-        let mut start = "0-0".to_owned();
-        loop {
-            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-                .arg(&stream)
-                .arg(group)
-                .arg(&self.worker_id)
-                .arg(0)
-                .arg(&start)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("JUSTID")
-                .query_async(&mut conn)
-                .await?;
-            if claimed.next_stream_id == "0-0" {
-                break;
-            }
-            start = claimed.next_stream_id;
-        }
+        let mut part = Partition {
+            stream: self.settings.stream_key(partition),
+            checkpoint_key: RedisSettings::checkpoint_key(self.name(), partition),
+            progress_key: self.settings.progress_key(self.name(), partition),
+            conn: connection(&self.client).await?,
+        };
+        self.join_group(&mut part).await?;
+        self.claim_pending(&mut part).await?;
         // Entries may be missing from Redis (trimmed, or lost in a restart);
         // the store has everything the relay has published.
         let published = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
-        self.catch_up_from_store(partition, &key, published).await?;
-        self.applier.monitor.set(self.name(), "RUNNING", None);
+        self.catch_up_from_store(partition, &part.checkpoint_key, published).await?;
+        self.applier.monitor.set(self.name(), ProjectionStatus::Running, None);
+        record(&mut part.conn, &part.progress_key, published).await?;
 
-        let progress = self.settings.progress_key(group, partition);
-        record(&mut conn, &progress, published).await?;
-        let mut persisted = std::time::Instant::now();
+        let mut persisted = Instant::now();
+        // First re-read what this consumer already holds, then new entries.
         let mut backlog = true;
         while !*stop.borrow() {
-            let mut read = redis::cmd("XREADGROUP");
-            read.arg("GROUP").arg(group).arg(&self.worker_id).arg("COUNT").arg(self.batch_size);
-            if !backlog {
-                read.arg("BLOCK").arg(1000);
-            }
-            read.arg("STREAMS").arg(&stream).arg(if backlog { "0" } else { ">" });
-            let reply: Option<StreamReadReply> = tokio::select! {
-                r = read.query_async(&mut conn) => r?,
+            let entries = tokio::select! {
+                read = self.read_batch(&mut part, backlog) => read?,
                 _ = stop.changed() => return Ok(()),
             };
-            let entries =
-                reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default();
             if entries.is_empty() {
                 backlog = false;
                 continue;
             }
-            let mut events = Vec::with_capacity(entries.len());
-            let mut watermark: Option<Position> = None;
-            for entry in &entries {
-                if let Some(raw) = entry.get::<String>("e") {
-                    match serde_json::from_str::<RecordedEvent>(&raw) {
-                        Ok(event) => events.push(event),
-                        Err(e) => {
-                            tracing::error!(entry = %entry.id, error = %e, "unreadable stream entry skipped")
-                        }
-                    }
-                } else if let Some(w) = entry.get::<String>("w").and_then(|w| w.parse().ok()) {
-                    watermark = watermark.max(Some(w));
-                }
-            }
-            let carried = events.len();
-            // Events of streams this projection does not read need no
-            // transaction: the watermark below records that they passed.
-            if let Some(types) = self.applier.projection.stream_types() {
-                events.retain(|e| types.contains(&e.stream.stream_type.as_str()));
-            }
-            if !events.is_empty() {
-                self.applier.apply(&key, &events, None).await?;
-            }
-            if let Some(w) = watermark {
-                // Everything up to `w` in this partition is applied now.
-                record(&mut conn, &progress, w).await?;
-                if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
-                    self.applier.apply(&key, &[], Some(w)).await?;
-                    persisted = std::time::Instant::now();
-                }
-            }
-            let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-            let _: i64 =
-                redis::cmd("XACK").arg(&stream).arg(group).arg(&ids).query_async(&mut conn).await?;
+            let batch = decode(&entries);
+            let carried = batch.events.len();
+            self.apply_batch(&mut part, batch, &mut persisted).await?;
+            self.acknowledge(&mut part, &entries).await?;
             // Linger only under load (several events per read): an idle
             // partition answers at once, a busy one gathers bigger batches.
             if !backlog && carried > 1 && entries.len() < self.batch_size {
@@ -278,6 +221,101 @@ impl PartitionedProjector {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Creates the projection's consumer group on the partition stream
+    /// (and the stream), unless it exists.
+    async fn join_group(&self, part: &mut Partition) -> anyhow::Result<()> {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&part.stream)
+            .arg(self.name())
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut part.conn)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Takes over whatever the previous owner left unacknowledged.
+    async fn claim_pending(&self, part: &mut Partition) -> anyhow::Result<()> {
+        let mut start = "0-0".to_owned();
+        loop {
+            let claimed: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(&part.stream)
+                .arg(self.name())
+                .arg(&self.worker_id)
+                .arg(0)
+                .arg(&start)
+                .arg("COUNT")
+                .arg(1000)
+                .arg("JUSTID")
+                .query_async(&mut part.conn)
+                .await?;
+            if claimed.next_stream_id == "0-0" {
+                return Ok(());
+            }
+            start = claimed.next_stream_id;
+        }
+    }
+
+    /// Reads up to `batch_size` entries: this consumer's pending ones while
+    /// `backlog`, else new ones (blocking up to a second).
+    async fn read_batch(
+        &self,
+        part: &mut Partition,
+        backlog: bool,
+    ) -> anyhow::Result<Vec<StreamId>> {
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP").arg(self.name()).arg(&self.worker_id).arg("COUNT").arg(self.batch_size);
+        if !backlog {
+            read.arg("BLOCK").arg(1000);
+        }
+        read.arg("STREAMS").arg(&part.stream).arg(if backlog { "0" } else { ">" });
+        let reply: Option<StreamReadReply> = read.query_async(&mut part.conn).await?;
+        Ok(reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default())
+    }
+
+    /// Applies the batch's events with the checkpoint, then records the
+    /// batch's watermark (in Redis each time, in the database now and then).
+    async fn apply_batch(
+        &self,
+        part: &mut Partition,
+        mut batch: Batch,
+        persisted: &mut Instant,
+    ) -> anyhow::Result<()> {
+        // Events of streams this projection does not read need no
+        // transaction: the watermark below records that they passed.
+        if let Some(types) = self.applier.projection.stream_types() {
+            batch.events.retain(|e| types.contains(&e.stream.stream_type.as_str()));
+        }
+        if !batch.events.is_empty() {
+            self.applier.apply(&part.checkpoint_key, &batch.events, None).await?;
+        }
+        if let Some(w) = batch.watermark {
+            // Everything up to `w` in this partition is applied now.
+            record(&mut part.conn, &part.progress_key, w).await?;
+            if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
+                self.applier.apply(&part.checkpoint_key, &[], Some(w)).await?;
+                *persisted = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges entries whose effects are committed.
+    async fn acknowledge(&self, part: &mut Partition, entries: &[StreamId]) -> anyhow::Result<()> {
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let _: i64 = redis::cmd("XACK")
+            .arg(&part.stream)
+            .arg(self.name())
+            .arg(&ids)
+            .query_async(&mut part.conn)
+            .await?;
         Ok(())
     }
 
@@ -305,4 +343,37 @@ impl PartitionedProjector {
         self.applier.apply(key, &[], Some(until)).await?;
         Ok(())
     }
+}
+
+/// One partition as its consumer sees it.
+struct Partition {
+    stream: String,
+    checkpoint_key: String,
+    progress_key: String,
+    conn: MultiplexedConnection,
+}
+
+/// What a read carried: events, and the latest watermark among them.
+struct Batch {
+    events: Vec<RecordedEvent>,
+    watermark: Option<Position>,
+}
+
+/// Decodes entries: `e` carries an event, `w` a watermark. An entry that
+/// cannot be read is logged and skipped.
+fn decode(entries: &[StreamId]) -> Batch {
+    let mut batch = Batch { events: Vec::with_capacity(entries.len()), watermark: None };
+    for entry in entries {
+        if let Some(raw) = entry.get::<String>("e") {
+            match serde_json::from_str::<RecordedEvent>(&raw) {
+                Ok(event) => batch.events.push(event),
+                Err(e) => {
+                    tracing::error!(entry = %entry.id, error = %e, "unreadable stream entry skipped")
+                }
+            }
+        } else if let Some(w) = entry.get::<String>("w").and_then(|w| w.parse().ok()) {
+            batch.watermark = batch.watermark.max(Some(w));
+        }
+    }
+    batch
 }

@@ -1,21 +1,23 @@
-//! The in-process transport: projectors read the event log directly, in
+//! The in-process transport: a projection reads the event log directly, in
 //! commit order, woken by local commits (and polling for other writers).
 
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::projector_runtime::{Applier, load_checkpoint};
+use super::applier::Applier;
+use super::checkpoint::load_checkpoint;
+use super::monitor::ProjectionStatus;
 use crate::es::envelope::Position;
 use crate::es::store::EventStore;
 
 /// Drives one projection straight from the event store.
-pub struct ProjectorRuntime {
+pub struct InProcessRunner {
     pub store: Arc<dyn EventStore>,
     pub applier: Applier,
 }
 
-impl ProjectorRuntime {
+impl InProcessRunner {
     /// Runs until `shutdown` turns true.
     pub async fn run(
         self,
@@ -24,14 +26,14 @@ impl ProjectorRuntime {
     ) -> anyhow::Result<()> {
         let name = self.applier.name();
         let monitor = self.applier.monitor.clone();
-        monitor.set(name, "RUNNING", None);
+        monitor.set(name, ProjectionStatus::Running, None);
         let mut checkpoint = load_checkpoint(&self.applier.read_db, name).await?;
         loop {
             match self.catch_up(&mut checkpoint).await {
-                Ok(()) => monitor.set(name, "RUNNING", None),
+                Ok(()) => monitor.set(name, ProjectionStatus::Running, None),
                 Err(e) => {
                     tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    monitor.set(name, "FAILING", Some(e.to_string()));
+                    monitor.set(name, ProjectionStatus::Failing, Some(e.to_string()));
                 }
             }
             tokio::select! {
@@ -43,12 +45,12 @@ impl ProjectorRuntime {
                 break;
             }
         }
-        monitor.set(name, "STOPPED", None);
+        monitor.set(name, ProjectionStatus::Stopped, None);
         Ok(())
     }
 
     /// Applies everything visible after `checkpoint`.
-    pub async fn catch_up(&self, checkpoint: &mut Position) -> anyhow::Result<()> {
+    async fn catch_up(&self, checkpoint: &mut Position) -> anyhow::Result<()> {
         let batch_size = self.applier.settings.batch_size;
         loop {
             let batch = self.store.read_committed(*checkpoint, batch_size).await?;

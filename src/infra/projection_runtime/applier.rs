@@ -1,28 +1,23 @@
-//! Applies events to one projection, effectively exactly once.
-//!
-//! [`Applier`] is shared by both transports: it applies a batch and the new
-//! checkpoint in one read-database transaction (skipping what the checkpoint
-//! already covers), then announces the changed rows. A crash before commit
-//! replays the batch, a crash after it resumes past it. A batch that fails
-//! is retried event by event; an event that keeps failing is parked in
-//! `dead_letters` with its error, and the projection goes on.
-//!
-//! [`super::in_process::ProjectorRuntime`] is the in-process transport: it reads the event log
-//! directly, in commit order, woken by local commits.
+//! Applies events to one projection, effectively exactly once: a batch and
+//! the new checkpoint in one read-database transaction (skipping what the
+//! checkpoint already covers), then the changed rows are announced. A crash
+//! before commit replays the batch, a crash after it resumes past it. A
+//! batch that fails is retried event by event; an event that keeps failing
+//! is parked in `dead_letters` with its error, and the projection goes on.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use entity::{dead_letters, projection_checkpoints};
+use entity::dead_letters;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect, TransactionTrait,
+    DatabaseConnection, EntityTrait, TransactionTrait,
 };
-use tokio::sync::watch;
 
+use super::checkpoint::{lock_checkpoint, save_checkpoint};
+use super::monitor::{ProjectionMonitor, ProjectionStatus};
 use crate::es::changes::{Change, ChangeBus};
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::projector::{Projection, ProjectionError};
@@ -48,39 +43,6 @@ impl Default for RuntimeSettings {
             poll_interval: Duration::from_millis(100),
             linger: Duration::from_millis(5),
         }
-    }
-}
-
-/// Live state of the projections running in this process.
-#[derive(Default)]
-pub struct ProjectionMonitor {
-    states: Mutex<HashMap<&'static str, RunState>>,
-    /// Bumped after every checkpoint commit, for read-your-writes waiters.
-    progress: watch::Sender<u64>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct RunState {
-    pub status: &'static str,
-    pub last_error: Option<String>,
-}
-
-impl ProjectionMonitor {
-    pub fn set(&self, name: &'static str, status: &'static str, last_error: Option<String>) {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = states.entry(name).or_default();
-        entry.status = status;
-        if last_error.is_some() {
-            entry.last_error = last_error;
-        }
-    }
-
-    pub fn state(&self, name: &str) -> Option<RunState> {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    pub fn progress(&self) -> watch::Receiver<u64> {
-        self.progress.subscribe()
     }
 }
 
@@ -131,8 +93,8 @@ impl Applier {
         }
     }
 
-    pub(crate) fn committed(&self, changes: Vec<Change>) {
-        self.monitor.progress.send_modify(|n| *n += 1);
+    pub(super) fn committed(&self, changes: Vec<Change>) {
+        self.monitor.advanced();
         self.changes.publish(changes);
     }
 
@@ -218,99 +180,8 @@ impl Applier {
             save_checkpoint(&txn, key, event.position).await?;
         }
         txn.commit().await?;
-        self.monitor.set(name, "RUNNING", Some(error.to_string()));
+        self.monitor.set(name, ProjectionStatus::Running, Some(error.to_string()));
         self.committed(vec![]);
         Ok(checkpoint.max(event.position))
     }
-}
-
-pub async fn load_checkpoint(db: &DatabaseConnection, key: &str) -> anyhow::Result<Position> {
-    let row = projection_checkpoints::Entity::find_by_id(key.to_owned()).one(db).await?;
-    Ok(row.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
-}
-
-/// The advisory lock a rebuild takes exclusively to swap a projection's
-/// tables while no applier of it is mid-transaction.
-pub fn projection_lock_id(projection: &str) -> i64 {
-    // FNV-1a: stable across processes and releases.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in projection.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash as i64
-}
-
-/// Reads the checkpoint inside `txn`, holding its row lock on PostgreSQL so
-/// two appliers of one key (say, a worker that lost its lease and the one
-/// that took over) serialize instead of applying an event twice. Also takes
-/// the projection's advisory lock in shared mode (see rebuilds).
-async fn lock_checkpoint(
-    txn: &DatabaseTransaction,
-    projection: &str,
-    key: &str,
-) -> Result<Position, sea_orm::DbErr> {
-    let postgres = sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres;
-    if postgres {
-        let lock = sea_orm::Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock_shared($1)",
-            [projection_lock_id(projection).into()],
-        );
-        sea_orm::ConnectionTrait::execute_raw(txn, lock).await?;
-    }
-    let select = || {
-        let query = projection_checkpoints::Entity::find_by_id(key.to_owned());
-        if postgres { query.lock_exclusive() } else { query }
-    };
-    if let Some(row) = select().one(txn).await? {
-        return Ok(Position { tx: row.tx_id, pos: row.position });
-    }
-    // First use of this key. The row must exist to be locked; inserting it
-    // blocks on a concurrent insert of the same key until that transaction
-    // ends. (Not on SQLite: it has one writer anyway, and must not take its
-    // write lock this early, while a process manager's command on another
-    // connection has to commit.)
-    if !postgres {
-        return Ok(Position::START);
-    }
-    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-        name: Set(key.to_owned()),
-        tx_id: Set(0),
-        position: Set(0),
-        updated_at: Set(Utc::now()),
-    })
-    .on_conflict(OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned())
-    .exec_without_returning(txn)
-    .await?;
-    Ok(select()
-        .one(txn)
-        .await?
-        .map(|r| Position { tx: r.tx_id, pos: r.position })
-        .unwrap_or_default())
-}
-
-pub(crate) async fn save_checkpoint<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    key: &str,
-    position: Position,
-) -> Result<(), sea_orm::DbErr> {
-    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-        name: Set(key.to_owned()),
-        tx_id: Set(position.tx),
-        position: Set(position.pos),
-        updated_at: Set(Utc::now()),
-    })
-    .on_conflict(
-        OnConflict::column(projection_checkpoints::Column::Name)
-            .update_columns([
-                projection_checkpoints::Column::TxId,
-                projection_checkpoints::Column::Position,
-                projection_checkpoints::Column::UpdatedAt,
-            ])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
 }

@@ -13,12 +13,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{add_cents, to_cents};
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
+use crate::read_models::{add_cents, to_cents};
 
 pub const NAME: &str = "account_balance_history";
 
@@ -55,7 +55,7 @@ impl Projection for BalanceHistoryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let (events, ids) = super::bank_events(events);
+        let (events, ids) = crate::read_models::bank_events(events);
         if events.is_empty() {
             return Ok(vec![]);
         }

@@ -28,7 +28,6 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::to_cents;
 use crate::domain::customer::{Customer, CustomerEvent};
 use crate::domain::invoice::{Invoice, InvoiceEvent};
 use crate::domain::order::{Order, OrderEvent, OrderLine, OrderStatus};
@@ -38,13 +37,14 @@ use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
+use crate::read_models::{ReadModel, to_cents};
 
 pub const NAME: &str = "orders_with_details";
 
 /// One element of the `items` JSON column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ItemRow {
+pub(super) struct ItemRow {
     pub product_id: Uuid,
     pub product_name: String,
     pub quantity: i64,
@@ -68,7 +68,7 @@ pub struct OrdersWithDetailsProjection {
 }
 
 fn changed(ids: impl IntoIterator<Item = Uuid>) -> Vec<Change> {
-    ids.into_iter().map(|id| Change { model: "order".into(), id }).collect()
+    ids.into_iter().map(|id| ReadModel::Order.changed(id)).collect()
 }
 
 fn missing(event: &RecordedEvent, what: &str) -> ProjectionError {

@@ -1,0 +1,160 @@
+//! The one settings type. Every setting is declared once, with its flag, its
+//! environment variable and its named default in [`defaults`]; the command
+//! line parses it, and [`Config::embedded`] is the same declaration read
+//! with no flags and no environment (what tests start from).
+
+use std::time::Duration;
+
+use clap::{Args, FromArgMatches};
+
+use crate::infra::redis::RedisSettings;
+
+/// The default of every setting.
+pub mod defaults {
+    /// The embedded default: an SQLite file next to where the server runs.
+    pub const DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
+    pub const LISTEN_ADDR: &str = "127.0.0.1:8000";
+    pub const REDIS_PREFIX: &str = "eventfold";
+    pub const PARTITIONS: u32 = 4;
+    pub const LEASE_TTL_MS: u64 = 5_000;
+    pub const SNAPSHOT_EVERY: i64 = 50;
+    pub const MIN_POSITION_TIMEOUT_MS: u64 = 5_000;
+    pub const INVOICE_BASE_URL: &str = "http://127.0.0.1:8000";
+    pub const DATABASE_POOL_SIZE: u32 = 16;
+}
+
+/// Which parts of the system this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// API, relay and projectors in one process.
+    All,
+    /// Only the GraphQL/HTTP API.
+    Api,
+    /// Only the projectors.
+    Projector,
+    /// Only the relay from the events table to Redis Streams.
+    Relay,
+}
+
+/// Everything a process can be told, by flag or environment.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Event store (and, unless READ_DATABASE_URL is set, read store).
+    #[arg(long, env = "DATABASE_URL", default_value = defaults::DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Optional separate database for the read tables.
+    #[arg(long, env = "READ_DATABASE_URL", global = true)]
+    pub read_database_url: Option<String>,
+    /// Connections per database pool (SQLite always uses one).
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = defaults::DATABASE_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub pool_size: u32,
+    /// Redis for the event transport; without it, the in-process transport.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key and channel.
+    #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX, global = true)]
+    pub redis_prefix: String,
+    /// Number of partition streams (must be the same for every process).
+    #[arg(long, env = "PARTITIONS", default_value_t = defaults::PARTITIONS,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub partitions: u32,
+    /// How long the relay lease and each partition lease live without
+    /// renewal, in milliseconds.
+    #[arg(long, env = "LEASE_TTL_MS", default_value_t = defaults::LEASE_TTL_MS,
+          value_parser = clap::value_parser!(u64).range(500..), global = true)]
+    pub lease_ttl_ms: u64,
+    /// The HTTP address the API listens on.
+    #[arg(long = "listen", env = "LISTEN_ADDR", default_value = defaults::LISTEN_ADDR, global = true)]
+    pub listen: String,
+    /// Which parts this process runs.
+    #[arg(long, value_enum, default_value_t = Role::All, global = true)]
+    pub role: Role,
+    /// Snapshot every N events per stream (0: never).
+    #[arg(long, env = "SNAPSHOT_EVERY", default_value_t = defaults::SNAPSHOT_EVERY,
+          value_parser = clap::value_parser!(i64).range(0..), global = true)]
+    pub snapshot_every: i64,
+    /// Longest a query waits for `minPosition`, in milliseconds.
+    #[arg(long, env = "MIN_POSITION_TIMEOUT_MS", default_value_t = defaults::MIN_POSITION_TIMEOUT_MS, global = true)]
+    pub min_position_timeout_ms: u64,
+    /// Base URL of invoice documents (`{base}/invoices/{id}.pdf`).
+    #[arg(long, env = "INVOICE_BASE_URL", default_value = defaults::INVOICE_BASE_URL, global = true)]
+    pub invoice_base_url: String,
+}
+
+impl Config {
+    /// Every setting at its default, whatever the environment says: the
+    /// embedded SQLite file and the in-process transport.
+    pub fn embedded() -> Self {
+        let matches = without_env().get_matches_from(["eventfold"]);
+        // The defaults are constants of this file; parsing them cannot fail
+        // unless this file is wrong, which the tests below catch.
+        Config::from_arg_matches(&matches).expect("the declared defaults parse")
+    }
+
+    /// The Redis transport, if `REDIS_URL` is set.
+    pub fn redis(&self) -> Option<RedisSettings> {
+        self.redis_url.as_ref().map(|url| RedisSettings {
+            url: url.clone(),
+            prefix: self.redis_prefix.clone(),
+            partitions: self.partitions,
+        })
+    }
+
+    /// Selects the Redis transport `settings` describe.
+    pub fn use_redis(&mut self, settings: RedisSettings) {
+        self.redis_url = Some(settings.url);
+        self.redis_prefix = settings.prefix;
+        self.partitions = settings.partitions;
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    pub fn min_position_timeout(&self) -> Duration {
+        Duration::from_millis(self.min_position_timeout_ms)
+    }
+}
+
+/// The settings as a command that ignores the environment.
+fn without_env() -> clap::Command {
+    Config::augment_args(clap::Command::new("eventfold"))
+        .mut_args(|arg| arg.env(None::<&'static str>))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_config_is_every_named_default() {
+        let c = Config::embedded();
+        assert_eq!(c.database_url, defaults::DATABASE_URL);
+        assert_eq!(c.read_database_url, None);
+        assert!(c.redis().is_none());
+        assert_eq!(c.redis_prefix, defaults::REDIS_PREFIX);
+        assert_eq!(c.partitions, defaults::PARTITIONS);
+        assert_eq!(c.lease_ttl(), Duration::from_millis(defaults::LEASE_TTL_MS));
+        assert_eq!(c.listen, defaults::LISTEN_ADDR);
+        assert_eq!(c.role, Role::All);
+        assert_eq!(c.snapshot_every, defaults::SNAPSHOT_EVERY);
+        assert_eq!(c.min_position_timeout_ms, defaults::MIN_POSITION_TIMEOUT_MS);
+        assert_eq!(c.invoice_base_url, defaults::INVOICE_BASE_URL);
+        assert_eq!(c.pool_size, defaults::DATABASE_POOL_SIZE);
+    }
+
+    #[test]
+    fn a_lease_shorter_than_half_a_second_is_refused() {
+        let command = without_env();
+        assert!(
+            command.clone().try_get_matches_from(["eventfold", "--lease-ttl-ms", "499"]).is_err()
+        );
+        let matches =
+            command.try_get_matches_from(["eventfold", "--lease-ttl-ms", "1500"]).unwrap();
+        assert_eq!(
+            Config::from_arg_matches(&matches).unwrap().lease_ttl(),
+            Duration::from_millis(1500)
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! The projection runtime: what drives a [`Projection`](crate::es::projector::Projection)
+//! over a transport, in one home.
+//!
+//! - [`Applier`]: applies a batch of events and the checkpoint in one
+//!   read-database transaction, retries, parks poison events. Shared by both
+//!   runners and by the rebuild.
+//! - [`InProcessRunner`]: the embedded transport; reads the event log
+//!   directly, in commit order, woken by local commits.
+//! - [`PartitionedRunner`]: the production transport; Redis consumer groups,
+//!   one lease per partition.
+//! - [`ProjectionMonitor`]: the live [`ProjectionStatus`] of each projection
+//!   running in this process, and the progress signal read-your-writes waits on.
+//! - [`checkpoint`] and [`dead_letters`]: the runtime's own tables.
+
+mod applier;
+pub mod checkpoint;
+pub mod dead_letters;
+mod in_process;
+mod monitor;
+mod partitioned;
+
+pub use applier::{Applier, RuntimeSettings};
+pub use in_process::InProcessRunner;
+pub use monitor::{ProjectionMonitor, ProjectionStatus, RunState};
+pub use partitioned::PartitionedRunner;
