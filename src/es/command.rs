@@ -2,6 +2,7 @@
 //! append with the loaded version as expectation, and on a lost race retry
 //! from a fresh load — unless the client pinned `expectedVersion`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,6 +62,19 @@ impl<E> CommandError<E> {
     }
 }
 
+impl CommandContext {
+    /// The metadata stamped on every event the command appends.
+    pub(crate) fn event_metadata(&self) -> EventMetadata {
+        EventMetadata {
+            command_id: self.command_id,
+            correlation_id: self.correlation_id.or(self.command_id).unwrap_or_else(Uuid::now_v7),
+            causation_id: self.causation_id,
+            actor: self.actor.clone(),
+            partition_key: None,
+        }
+    }
+}
+
 /// Settings of the command executor.
 #[derive(Debug, Clone)]
 pub struct CommandSettings {
@@ -75,6 +89,35 @@ pub struct CommandSettings {
 impl Default for CommandSettings {
     fn default() -> Self {
         CommandSettings { snapshot_every: 50, max_retries: 30, cache_capacity: 10_000 }
+    }
+}
+
+/// When a stream gets a new snapshot: each time its version crosses a
+/// multiple of `every` (never when `every` is 0).
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotPolicy {
+    pub every: i64,
+}
+
+impl SnapshotPolicy {
+    /// The snapshot due after a command moved a stream from version
+    /// `before` to `after`, leaving it in `state`, if any.
+    pub fn due<A: Aggregate>(&self, state: &A, before: i64, after: i64) -> Option<Snapshot> {
+        if self.every <= 0 || before / self.every == after / self.every {
+            return None;
+        }
+        match serde_json::to_value(state) {
+            Ok(state) => Some(Snapshot {
+                version: after,
+                state_version: A::STATE_VERSION,
+                state,
+                taken_at: Utc::now(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "snapshot not serializable");
+                None
+            }
+        }
     }
 }
 
@@ -113,10 +156,6 @@ impl CommandExecutor {
     /// Drops a cached state (after another path wrote the stream).
     pub(crate) fn evict_cached(&self, stream: &StreamKey) {
         self.cache.evict(stream);
-    }
-
-    pub(crate) fn settings(&self) -> &CommandSettings {
-        &self.settings
     }
 
     /// Queues behind other commands of this process on `stream`.
@@ -160,29 +199,47 @@ impl CommandExecutor {
         // Commands on one stream in this process queue up instead of racing;
         // races with other processes are settled by the store.
         let _guard = self.locks.lock(&stream).await;
-        let mut attempt = 0;
+        self.with_retries(&stream, ctx, || self.attempt::<A>(id, &stream, command, ctx)).await
+    }
+
+    /// Runs `attempt` until it succeeds or fails for good. A lost
+    /// optimistic-concurrency race is retried from a fresh load, with
+    /// backoff, unless the client pinned `expectedVersion` or the retries
+    /// ran out. A command whose `commandId` already has a result (stored by
+    /// an earlier request, or by another process that won the race with the
+    /// same id) returns that result and appends nothing.
+    pub(crate) async fn with_retries<E, F, Fut>(
+        &self,
+        own: &StreamKey,
+        ctx: &CommandContext,
+        mut attempt: F,
+    ) -> Result<Outcome, CommandError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Outcome, CommandError<E>>>,
+    {
+        let mut retries = 0;
         loop {
-            if let Some(done) = self.previous_result(&stream, ctx).await? {
+            if let Some(done) = self.previous_result(own, ctx).await? {
                 return Ok(done);
             }
-            match self.attempt::<A>(id, &stream, command, ctx).await {
+            match attempt().await {
                 Err(CommandError::Store(StoreError::Conflict { expected, actual, .. })) => {
-                    if ctx.expected_version.is_some() || attempt >= self.settings.max_retries {
+                    if ctx.expected_version.is_some() || retries >= self.settings.max_retries {
                         return Err(CommandError::Conflict { expected, actual });
                     }
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
+                    retries += 1;
+                    tokio::time::sleep(backoff(retries)).await;
                 }
-                Err(CommandError::Store(StoreError::DuplicateCommand(_))) => {
-                    // Another process won with the same command id: loop
-                    // round to return its stored result.
-                }
+                // Another process won with the same command id: loop round
+                // to return its stored result.
+                Err(CommandError::Store(StoreError::DuplicateCommand(_))) => {}
                 other => return other,
             }
         }
     }
 
-    pub(crate) async fn previous_result<E>(
+    async fn previous_result<E>(
         &self,
         stream: &StreamKey,
         ctx: &CommandContext,
@@ -234,13 +291,7 @@ impl CommandExecutor {
             };
             return Ok(Outcome { id, version: loaded.version, position });
         }
-        let metadata = EventMetadata {
-            command_id: ctx.command_id,
-            correlation_id: ctx.correlation_id.or(ctx.command_id).unwrap_or_else(Uuid::now_v7),
-            causation_id: ctx.causation_id,
-            actor: ctx.actor.clone(),
-            partition_key: None,
-        };
+        let metadata = ctx.event_metadata();
         let mut state = loaded.state;
         for event in &events {
             state.apply(event);
@@ -274,7 +325,8 @@ impl CommandExecutor {
             }
         };
         debug_assert_eq!(outcome.version, version);
-        self.maybe_snapshot(stream, loaded.version, version, &state).await;
+        let snapshot = self.snapshot_policy().due(&state, loaded.version, version);
+        self.save_snapshots(snapshot.map(|s| (stream.clone(), s))).await;
         self.cache.put(stream, state, version, Some(outcome.position));
         Ok(outcome)
     }
@@ -294,29 +346,20 @@ impl CommandExecutor {
         loaded.state.handle(command).map_err(CommandError::Rejected)
     }
 
-    async fn maybe_snapshot<A: Aggregate>(
+    pub(crate) fn snapshot_policy(&self) -> SnapshotPolicy {
+        SnapshotPolicy { every: self.settings.snapshot_every }
+    }
+
+    /// Saves snapshots taken after an append. A snapshot that cannot be
+    /// saved only costs load time, so failures are logged, not returned.
+    pub(crate) async fn save_snapshots(
         &self,
-        stream: &StreamKey,
-        before: i64,
-        after: i64,
-        state: &A,
+        snapshots: impl IntoIterator<Item = (StreamKey, Snapshot)>,
     ) {
-        let every = self.settings.snapshot_every;
-        if every <= 0 || before / every == after / every {
-            return;
-        }
-        let snapshot = match serde_json::to_value(state) {
-            Ok(state) => Snapshot {
-                version: after,
-                state_version: A::STATE_VERSION,
-                state,
-                taken_at: Utc::now(),
-            },
-            Err(e) => return tracing::warn!(error = %e, "snapshot not serializable"),
-        };
-        if let Err(e) = self.store.save_snapshot(stream, snapshot).await {
-            // A missing snapshot only costs load time.
-            tracing::warn!(error = %e, "snapshot not saved");
+        for (stream, snapshot) in snapshots {
+            if let Err(e) = self.store.save_snapshot(&stream, snapshot).await {
+                tracing::warn!(error = %e, "snapshot not saved");
+            }
         }
     }
 }

@@ -14,13 +14,10 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use uuid::Uuid;
 
 use super::aggregate::Aggregate;
-use super::command::{
-    CommandContext, CommandError, CommandExecutor, Outcome, backoff, to_new_event,
-};
+use super::command::{CommandContext, CommandError, CommandExecutor, Outcome, to_new_event};
 use super::envelope::{EventMetadata, NewEvent, Position, StreamKey};
 use super::store::{CommandRecord, Snapshot, StoreError, StreamAppend};
 
@@ -107,7 +104,7 @@ impl<'a, E> UnitOfWork<'a, E> {
             .into());
         }
         self.ensure_loaded::<A>(&stream).await?;
-        let every = self.executor.settings().snapshot_every;
+        let policy = self.executor.snapshot_policy();
         let entry = self.entries.get_mut(&stream).ok_or_else(|| mismatch(&stream))?;
         let Entry { state, version, pending, snapshot, .. } = entry;
         let state = state.downcast_mut::<A>().ok_or_else(|| mismatch(&stream))?;
@@ -119,14 +116,8 @@ impl<'a, E> UnitOfWork<'a, E> {
         for event in &events {
             pending.push(to_new_event(event, &metadata)?);
         }
-        let after = *version + pending.len() as i64;
-        if !events.is_empty() && every > 0 && *version / every != after / every {
-            *snapshot = serde_json::to_value(&*state).ok().map(|state| Snapshot {
-                version: after,
-                state_version: A::STATE_VERSION,
-                state,
-                taken_at: Utc::now(),
-            });
+        if !events.is_empty() {
+            *snapshot = policy.due(&*state, *version, *version + pending.len() as i64);
         }
         Ok(events)
     }
@@ -204,19 +195,6 @@ impl<'a, E> UnitOfWork<'a, E> {
     }
 }
 
-impl CommandContext {
-    /// The metadata stamped on every event the command appends.
-    pub(crate) fn event_metadata(&self) -> EventMetadata {
-        EventMetadata {
-            command_id: self.command_id,
-            correlation_id: self.correlation_id.or(self.command_id).unwrap_or_else(Uuid::now_v7),
-            causation_id: self.causation_id,
-            actor: self.actor.clone(),
-            partition_key: None,
-        }
-    }
-}
-
 impl CommandExecutor {
     /// Executes a command over several aggregates with one atomic append.
     pub async fn execute_many<C: MultiStreamCommand>(
@@ -241,25 +219,7 @@ impl CommandExecutor {
         for stream in &sorted {
             guards.push(self.lock_stream(stream).await);
         }
-        let mut attempt = 0;
-        loop {
-            if let Some(done) = self.previous_result(&own, ctx).await? {
-                return Ok(done);
-            }
-            match self.attempt_many(command, &streams, ctx).await {
-                Err(CommandError::Store(StoreError::Conflict { expected, actual, .. })) => {
-                    if ctx.expected_version.is_some() || attempt >= self.settings().max_retries {
-                        return Err(CommandError::Conflict { expected, actual });
-                    }
-                    attempt += 1;
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-                // Another process won with the same command id: loop round
-                // to return its stored result.
-                Err(CommandError::Store(StoreError::DuplicateCommand(_))) => {}
-                other => return other,
-            }
-        }
+        self.with_retries(&own, ctx, || self.attempt_many(command, &streams, ctx)).await
     }
 
     async fn attempt_many<C: MultiStreamCommand>(
@@ -297,12 +257,7 @@ impl CommandExecutor {
             self.evict_cached(stream);
         }
         let outcome = appended?;
-        for (stream, snapshot) in snapshots {
-            if let Err(e) = self.store().save_snapshot(&stream, snapshot).await {
-                // A missing snapshot only costs load time.
-                tracing::warn!(error = %e, "snapshot not saved");
-            }
-        }
+        self.save_snapshots(snapshots).await;
         Ok(outcome)
     }
 }
