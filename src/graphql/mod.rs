@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, Schema};
+use async_graphql::{Context, MergedObject, MergedSubscription, SDLExportOptions, Schema};
 
 pub mod accounts;
 pub mod audit;
@@ -62,9 +62,10 @@ pub fn schema(services: Arc<Services>) -> AppSchema {
     schema_builder().data(services).finish()
 }
 
-/// The SDL served by the API, as written to `schema.graphql`.
+/// The SDL served by the API, as written to `schema.graphql`: what
+/// introspection shows, `@specifiedBy` URLs of the custom scalars included.
 pub fn sdl() -> String {
-    schema_builder().finish().sdl()
+    schema_builder().finish().sdl_with_options(SDLExportOptions::new().include_specified_by())
 }
 
 /// The services every resolver calls.

@@ -11,6 +11,7 @@ mod http;
 mod process;
 mod rebuild;
 mod schema;
+mod settings;
 mod shop_flow;
 mod shop_helpers;
 mod shop_migration;
