@@ -7,9 +7,12 @@ use serde::{Serialize, de::DeserializeOwned};
 /// An event as the domain defines it: a past-tense fact with a stable type
 /// string and a schema version. Stored type strings are never renamed; an old
 /// shape is upcast on read (see [`crate::es::upcast`]).
+///
+/// The type string has one declaration: the implementor is a serde enum
+/// tagged `#[serde(tag = "type", content = "data")]`, and the variant's tag is
+/// what [`encode`](crate::es::upcast::encode) stores in the `event_type`
+/// column and what decoding matches on, so the two cannot drift apart.
 pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
-    /// The stable name stored in the `event_type` column.
-    fn event_type(&self) -> &'static str;
     /// The version of this event's payload shape, stored beside it.
     fn schema_version(&self) -> i32 {
         1

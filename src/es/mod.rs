@@ -9,6 +9,7 @@
 //! - [`unit_of_work`]: the same over several streams with one atomic append.
 //! - [`projector`]: the projection contract and its runtime.
 //! - [`changes`]: announcements of changed read-model rows.
+//! - `testing` (tests only): helpers that store events without a database.
 
 pub mod aggregate;
 mod cache;
@@ -19,5 +20,7 @@ mod locks;
 pub mod partition;
 pub mod projector;
 pub mod store;
+#[cfg(test)]
+pub mod testing;
 pub mod unit_of_work;
 pub mod upcast;

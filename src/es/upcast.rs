@@ -81,25 +81,39 @@ impl Upcasters {
     }
 }
 
-/// Splits a domain event into its stored type string and payload. Domain
-/// events are serde enums tagged `type` with content `data`.
+/// Splits a domain event into its stored type string and payload.
+///
+/// Domain events are serde enums tagged `type` with content `data`, and the
+/// tag is the stored type: [`Upcasters::decode`] rebuilds the same
+/// `{"type", "data"}` shape, so what is written is exactly what is read. An
+/// event serialized in any other shape (untagged, externally or internally
+/// tagged) is an error rather than a row that could never be decoded.
 pub fn encode<E: DomainEvent>(event: &E) -> Result<(String, Value), serde_json::Error> {
-    let value = serde_json::to_value(event)?;
-    let payload = match value {
-        Value::Object(mut map) => map.remove("data").unwrap_or(Value::Object(Default::default())),
-        other => other,
+    let not_tagged = || {
+        <serde_json::Error as serde::ser::Error>::custom(
+            "a domain event must serialize as {\"type\": string, \"data\"?: payload}",
+        )
     };
-    Ok((event.event_type().to_owned(), payload))
+    let Value::Object(mut map) = serde_json::to_value(event)? else {
+        return Err(not_tagged());
+    };
+    let Some(Value::String(event_type)) = map.remove("type") else {
+        return Err(not_tagged());
+    };
+    // A unit variant has no `data`; it is stored as the empty payload `{}`.
+    let payload = map.remove("data").unwrap_or_else(|| Value::Object(Default::default()));
+    if !map.is_empty() {
+        return Err(not_tagged());
+    }
+    Ok((event_type, payload))
 }
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
     use serde::{Deserialize, Serialize};
-    use uuid::Uuid;
 
     use super::*;
-    use crate::es::envelope::{Position, StreamKey};
+    use crate::es::testing::stored;
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     #[serde(tag = "type", content = "data")]
@@ -108,35 +122,36 @@ mod tests {
         Fields { n: u32 },
     }
 
-    impl DomainEvent for Probe {
-        fn event_type(&self) -> &'static str {
-            match self {
-                Probe::Unit => "Unit",
-                Probe::Fields { .. } => "Fields",
-            }
-        }
-    }
-
-    fn stored(event: &Probe) -> RecordedEvent {
-        let (event_type, payload) = encode(event).unwrap();
-        RecordedEvent {
-            position: Position::START,
-            event_id: Uuid::now_v7(),
-            stream: StreamKey::new("Probe", Uuid::now_v7()),
-            version: 1,
-            event_type,
-            schema_version: 1,
-            payload,
-            metadata: json!({}),
-            recorded_at: Utc::now(),
-        }
-    }
+    impl DomainEvent for Probe {}
 
     #[test]
     fn unit_and_struct_variants_round_trip_through_the_stored_shape() {
-        for event in [Probe::Unit, Probe::Fields { n: 3 }] {
-            let decoded: Probe = Upcasters::default().decode(&stored(&event)).unwrap();
+        for (event, name) in [(Probe::Unit, "Unit"), (Probe::Fields { n: 3 }, "Fields")] {
+            let stored = stored(&event);
+            assert_eq!(stored.event_type, name);
+            let decoded: Probe = Upcasters::default().decode(&stored).unwrap();
             assert_eq!(decoded, event);
         }
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    enum ExternallyTagged {
+        Fields { n: u32 },
+    }
+
+    impl DomainEvent for ExternallyTagged {}
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(tag = "type")]
+    enum InternallyTagged {
+        Fields { n: u32 },
+    }
+
+    impl DomainEvent for InternallyTagged {}
+
+    #[test]
+    fn an_event_not_tagged_type_and_data_is_refused_rather_than_stored() {
+        assert!(encode(&ExternallyTagged::Fields { n: 3 }).is_err());
+        assert!(encode(&InternallyTagged::Fields { n: 3 }).is_err());
     }
 }

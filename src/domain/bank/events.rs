@@ -13,13 +13,4 @@ pub enum BankEvent {
     CheckWritten { check_number: String, amount: Money },
 }
 
-impl DomainEvent for BankEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            BankEvent::AccountOpened { .. } => "AccountOpened",
-            BankEvent::MoneyDeposited { .. } => "MoneyDeposited",
-            BankEvent::MoneyWithdrawn { .. } => "MoneyWithdrawn",
-            BankEvent::CheckWritten { .. } => "CheckWritten",
-        }
-    }
-}
+impl DomainEvent for BankEvent {}

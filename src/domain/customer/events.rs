@@ -21,13 +21,6 @@ pub enum CustomerEvent {
 }
 
 impl DomainEvent for CustomerEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            CustomerEvent::CustomerRegistered { .. } => "CustomerRegistered",
-            CustomerEvent::CustomerEmailChanged { .. } => "CustomerEmailChanged",
-        }
-    }
-
     fn schema_version(&self) -> i32 {
         match self {
             CustomerEvent::CustomerRegistered { .. } => 2,

@@ -20,10 +20,4 @@ pub enum InvoiceEvent {
     },
 }
 
-impl DomainEvent for InvoiceEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            InvoiceEvent::InvoiceIssued { .. } => "InvoiceIssued",
-        }
-    }
-}
+impl DomainEvent for InvoiceEvent {}

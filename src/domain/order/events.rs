@@ -75,14 +75,4 @@ pub enum OrderEvent {
     },
 }
 
-impl DomainEvent for OrderEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            OrderEvent::OrderCreated { .. } => "OrderCreated",
-            OrderEvent::OrderConfirmed => "OrderConfirmed",
-            OrderEvent::OrderCancelled { .. } => "OrderCancelled",
-            OrderEvent::OrderShipped { .. } => "OrderShipped",
-            OrderEvent::OrderDelivered { .. } => "OrderDelivered",
-        }
-    }
-}
+impl DomainEvent for OrderEvent {}

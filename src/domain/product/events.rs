@@ -32,14 +32,4 @@ pub enum ProductEvent {
     },
 }
 
-impl DomainEvent for ProductEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            ProductEvent::ProductRegistered { .. } => "ProductRegistered",
-            ProductEvent::StockIncreased { .. } => "StockIncreased",
-            ProductEvent::StockDecreased { .. } => "StockDecreased",
-            ProductEvent::StockReserved { .. } => "StockReserved",
-            ProductEvent::StockReleased { .. } => "StockReleased",
-        }
-    }
-}
+impl DomainEvent for ProductEvent {}

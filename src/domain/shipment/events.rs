@@ -77,11 +77,4 @@ pub enum ShipmentEvent {
     },
 }
 
-impl DomainEvent for ShipmentEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            ShipmentEvent::ShipmentCreated { .. } => "ShipmentCreated",
-            ShipmentEvent::ShipmentStatusChanged { .. } => "ShipmentStatusChanged",
-        }
-    }
-}
+impl DomainEvent for ShipmentEvent {}
