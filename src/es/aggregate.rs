@@ -74,7 +74,9 @@ pub trait Rejection {
     fn kind(&self) -> RejectionKind;
 }
 
-/// Given/when/then helper for aggregate tests: fold `given`, run `when`.
+/// The state of a stream holding `events`, folded from the default state as
+/// a load without a snapshot does. Aggregate tests build their histories on
+/// it (`es::testing::AggregateTest`).
 pub fn given<A: Aggregate>(events: &[A::Event]) -> A {
     let mut state = A::default();
     for event in events {

@@ -9,7 +9,8 @@
 //! - [`unit_of_work`]: the same over several streams with one atomic append.
 //! - [`projector`]: the projection contract and its runtime.
 //! - [`changes`]: announcements of changed read-model rows.
-//! - `testing` (tests only): helpers that store events without a database.
+//! - `testing` (tests only): given/when/then for aggregates, and stored
+//!   events without a database.
 
 pub mod aggregate;
 mod cache;

@@ -140,8 +140,10 @@ impl Aggregate for BankAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::es::aggregate::given;
+    use crate::es::testing::AggregateTest;
     use std::str::FromStr;
+
+    type AccountTest = AggregateTest<BankAccount>;
 
     fn money(s: &str) -> Money {
         Money::non_negative(Decimal::from_str(s).unwrap(), "test").unwrap()
@@ -165,98 +167,88 @@ mod tests {
 
     #[test]
     fn opening_a_new_account_records_owner_deposit_and_overdraft() {
-        let events = given::<BankAccount>(&[]).handle(&open_cmd("  Ada ")).unwrap();
-        assert_eq!(
-            events,
-            vec![BankEvent::AccountOpened {
+        AccountTest::given_no_events().when(&open_cmd("  Ada ")).then_expect_events(&[
+            BankEvent::AccountOpened {
                 owner: "Ada".into(),
                 initial_deposit: money("100"),
-                overdraft_limit: money("50")
-            }]
-        );
+                overdraft_limit: money("50"),
+            },
+        ]);
     }
 
     #[test]
     fn opening_twice_is_an_invalid_state() {
-        let err = given::<BankAccount>(&[opened("1", "0")]).handle(&open_cmd("Ada")).unwrap_err();
-        assert_eq!(err, BankError::AlreadyOpened);
-        assert_eq!(err.kind(), RejectionKind::InvalidState);
+        AccountTest::given(&[opened("1", "0")])
+            .when(&open_cmd("Ada"))
+            .then_expect_rejection(BankError::AlreadyOpened)
+            .then_expect_rejection_kind(RejectionKind::InvalidState);
     }
 
     #[test]
     fn an_empty_owner_is_a_validation_error() {
-        let err = given::<BankAccount>(&[]).handle(&open_cmd("   ")).unwrap_err();
-        assert_eq!(err.kind(), RejectionKind::Validation);
+        AccountTest::given_no_events()
+            .when(&open_cmd("   "))
+            .then_expect_rejection_kind(RejectionKind::Validation);
     }
 
     #[test]
     fn commands_on_an_unopened_account_are_invalid_state() {
-        let account = given::<BankAccount>(&[]);
+        let account = AccountTest::given_no_events();
         for command in [
             BankCommand::DepositMoney { amount: money("1") },
             BankCommand::WithdrawMoney { amount: money("1") },
             BankCommand::WriteCheck { check_number: "1".into(), amount: money("1") },
         ] {
-            assert_eq!(account.handle(&command).unwrap_err(), BankError::NotOpened);
+            account.when(&command).then_expect_rejection(BankError::NotOpened);
         }
     }
 
     #[test]
     fn deposits_add_to_the_balance() {
-        let account = given::<BankAccount>(&[
+        let account = AccountTest::given(&[
             opened("10", "0"),
             BankEvent::MoneyDeposited { amount: money("5.25") },
         ]);
-        assert_eq!(account.balance, Decimal::from_str("15.25").unwrap());
-        let events = account.handle(&BankCommand::DepositMoney { amount: money("1") }).unwrap();
-        assert_eq!(events, vec![BankEvent::MoneyDeposited { amount: money("1") }]);
+        assert_eq!(account.state().balance, Decimal::from_str("15.25").unwrap());
+        account
+            .when(&BankCommand::DepositMoney { amount: money("1") })
+            .then_expect_events(&[BankEvent::MoneyDeposited { amount: money("1") }]);
     }
 
     #[test]
     fn withdrawing_up_to_balance_plus_overdraft_is_allowed() {
-        let account = given::<BankAccount>(&[opened("100", "50")]);
-        let events = account.handle(&BankCommand::WithdrawMoney { amount: money("150") }).unwrap();
-        assert_eq!(events, vec![BankEvent::MoneyWithdrawn { amount: money("150") }]);
-        let mut after = account.clone();
-        after.apply(&events[0]);
-        assert_eq!(after.balance, Decimal::from(-50));
+        AccountTest::given(&[opened("100", "50")])
+            .when(&BankCommand::WithdrawMoney { amount: money("150") })
+            .then_expect_events(&[BankEvent::MoneyWithdrawn { amount: money("150") }])
+            .then_state(|account| assert_eq!(account.balance, Decimal::from(-50)));
     }
 
     #[test]
     fn withdrawing_more_than_balance_plus_overdraft_is_insufficient_funds() {
-        let account = given::<BankAccount>(&[opened("100", "50")]);
-        let err =
-            account.handle(&BankCommand::WithdrawMoney { amount: money("150.01") }).unwrap_err();
-        assert_eq!(err.kind(), RejectionKind::InsufficientFunds);
+        AccountTest::given(&[opened("100", "50")])
+            .when(&BankCommand::WithdrawMoney { amount: money("150.01") })
+            .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
     }
 
     #[test]
     fn a_check_beyond_available_funds_is_insufficient_funds() {
-        let account = given::<BankAccount>(&[
-            opened("10", "0"),
-            BankEvent::MoneyWithdrawn { amount: money("5") },
-        ]);
-        let err = account
-            .handle(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("5.01") })
-            .unwrap_err();
-        assert_eq!(err.kind(), RejectionKind::InsufficientFunds);
+        AccountTest::given(&[opened("10", "0"), BankEvent::MoneyWithdrawn { amount: money("5") }])
+            .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("5.01") })
+            .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
     }
 
     #[test]
     fn a_check_number_is_used_once() {
-        let account = given::<BankAccount>(&[
+        let account = AccountTest::given(&[
             opened("100", "0"),
             BankEvent::CheckWritten { check_number: "7".into(), amount: money("1") },
         ]);
-        assert_eq!(account.balance, Decimal::from(99));
-        let err = account
-            .handle(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("1") })
-            .unwrap_err();
-        assert_eq!(err, BankError::DuplicateCheck("7".into()));
-        assert!(
-            account
-                .handle(&BankCommand::WriteCheck { check_number: "8".into(), amount: money("1") })
-                .is_ok()
-        );
+        assert_eq!(account.state().balance, Decimal::from(99));
+        account
+            .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("1") })
+            .then_expect_rejection(BankError::DuplicateCheck("7".into()));
+        account
+            .when(&BankCommand::WriteCheck { check_number: "8".into(), amount: money("1") })
+            .then_expect_accepted();
     }
 }

@@ -7,8 +7,11 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::money::Money;
 use crate::domain::order::OrderStatus;
-use crate::es::aggregate::{Aggregate, Rejection, RejectionKind, given};
+use crate::es::aggregate::RejectionKind;
+use crate::es::testing::AggregateTest;
 use crate::es::upcast::encode;
+
+type InvoiceTest = AggregateTest<Invoice>;
 
 fn money(s: &str) -> Money {
     Money::non_negative(Decimal::from_str(s).unwrap(), "test").unwrap()
@@ -43,35 +46,38 @@ fn issued() -> InvoiceEvent {
 
 #[test]
 fn issuing_for_a_confirmed_order_records_id_total_url_and_the_given_time() {
-    let events = given::<Invoice>(&[]).handle(&issue(OrderStatus::Confirmed, URL)).unwrap();
-    assert_eq!(events, vec![issued()]);
-    let invoice = given::<Invoice>(&events);
-    assert_eq!(invoice.invoice_id, Some(Uuid::from_u128(1)));
-    assert_eq!(invoice.issued_at, Some(at()));
+    InvoiceTest::given_no_events()
+        .when(&issue(OrderStatus::Confirmed, URL))
+        .then_expect_events(&[issued()])
+        .then_state(|invoice| {
+            assert_eq!(invoice.invoice_id, Some(Uuid::from_u128(1)));
+            assert_eq!(invoice.issued_at, Some(at()));
+        });
 }
 
 #[test]
 fn shipped_and_delivered_orders_can_still_be_invoiced() {
     for status in [OrderStatus::Shipped, OrderStatus::Delivered] {
-        assert_eq!(given::<Invoice>(&[]).handle(&issue(status, URL)).unwrap(), vec![issued()]);
+        InvoiceTest::given_no_events().when(&issue(status, URL)).then_expect_events(&[issued()]);
     }
 }
 
 #[test]
 fn pending_and_cancelled_orders_cannot_be_invoiced() {
     for status in [OrderStatus::Pending, OrderStatus::Cancelled] {
-        let err = given::<Invoice>(&[]).handle(&issue(status, URL)).unwrap_err();
-        assert_eq!(err, InvoiceError::OrderNotInvoiceable(status));
-        assert_eq!(err.kind(), RejectionKind::InvalidState);
+        InvoiceTest::given_no_events()
+            .when(&issue(status, URL))
+            .then_expect_rejection(InvoiceError::OrderNotInvoiceable(status))
+            .then_expect_rejection_kind(RejectionKind::InvalidState);
     }
 }
 
 #[test]
 fn issuing_twice_for_an_order_is_an_invalid_state() {
-    let err =
-        given::<Invoice>(&[issued()]).handle(&issue(OrderStatus::Confirmed, URL)).unwrap_err();
-    assert_eq!(err, InvoiceError::AlreadyIssued(Uuid::from_u128(1)));
-    assert_eq!(err.kind(), RejectionKind::InvalidState);
+    InvoiceTest::given(&[issued()])
+        .when(&issue(OrderStatus::Confirmed, URL))
+        .then_expect_rejection(InvoiceError::AlreadyIssued(Uuid::from_u128(1)))
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
 }
 
 #[test]
@@ -79,9 +85,10 @@ fn a_zero_total_is_a_validation_error() {
     let mut command = issue(OrderStatus::Confirmed, URL);
     let InvoiceCommand::IssueInvoice { total, .. } = &mut command;
     *total = Money::ZERO;
-    let err = given::<Invoice>(&[]).handle(&command).unwrap_err();
-    assert_eq!(err, InvoiceError::TotalNotPositive);
-    assert_eq!(err.kind(), RejectionKind::Validation);
+    InvoiceTest::given_no_events()
+        .when(&command)
+        .then_expect_rejection(InvoiceError::TotalNotPositive)
+        .then_expect_rejection_kind(RejectionKind::Validation);
 }
 
 #[test]
@@ -96,15 +103,15 @@ fn a_url_that_is_not_absolute_http_is_a_validation_error() {
         "https://a b",
         &long,
     ] {
-        let err = given::<Invoice>(&[]).handle(&issue(OrderStatus::Confirmed, url)).unwrap_err();
-        assert_eq!(err, InvoiceError::InvalidUrl, "{url:?}");
-        assert_eq!(err.kind(), RejectionKind::Validation);
+        InvoiceTest::given_no_events()
+            .when(&issue(OrderStatus::Confirmed, url))
+            .then_expect_rejection(InvoiceError::InvalidUrl)
+            .then_expect_rejection_kind(RejectionKind::Validation);
     }
     let padded = format!("  {URL} ");
-    assert_eq!(
-        given::<Invoice>(&[]).handle(&issue(OrderStatus::Confirmed, &padded)).unwrap(),
-        vec![issued()]
-    );
+    InvoiceTest::given_no_events()
+        .when(&issue(OrderStatus::Confirmed, &padded))
+        .then_expect_events(&[issued()]);
 }
 
 #[test]
@@ -113,7 +120,7 @@ fn invoice_issued_has_a_stable_type_and_round_trips() {
     let json = serde_json::to_value(issued()).unwrap();
     assert_eq!(json["data"]["issued_at"], "2025-01-16T14:30:00Z");
     assert_eq!(serde_json::from_value::<InvoiceEvent>(json).unwrap(), issued());
-    let invoice = given::<Invoice>(&[issued()]);
-    let snapshot = serde_json::to_value(&invoice).unwrap();
-    assert_eq!(serde_json::from_value::<Invoice>(snapshot).unwrap(), invoice);
+    let invoice = InvoiceTest::given(&[issued()]);
+    let snapshot = serde_json::to_value(invoice.state()).unwrap();
+    assert_eq!(&serde_json::from_value::<Invoice>(snapshot).unwrap(), invoice.state());
 }

@@ -39,7 +39,8 @@ pub enum OrderCommand {
 }
 
 impl OrderCommand {
-    fn name(&self) -> &'static str {
+    /// The name an [`OrderError::IllegalTransition`] reports.
+    pub(super) fn name(&self) -> &'static str {
         match self {
             OrderCommand::CreateOrder { .. } => "CreateOrder",
             OrderCommand::ConfirmOrder => "ConfirmOrder",

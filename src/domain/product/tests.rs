@@ -6,8 +6,11 @@ use uuid::Uuid;
 use super::*;
 use crate::domain::input::MAX_QUANTITY;
 use crate::domain::money::Money;
-use crate::es::aggregate::{Aggregate, Rejection, RejectionKind, given};
+use crate::es::aggregate::RejectionKind;
+use crate::es::testing::AggregateTest;
 use crate::es::upcast::encode;
+
+type ProductTest = AggregateTest<Product>;
 
 fn money(s: &str) -> Money {
     Money::non_negative(Decimal::from_str(s).unwrap(), "test").unwrap()
@@ -40,164 +43,166 @@ fn reserve(n: u128, quantity: u32) -> ProductCommand {
 #[test]
 fn registering_records_the_trimmed_name_and_the_price() {
     let command = ProductCommand::RegisterProduct { name: " Widget ".into(), price: money("9.99") };
-    assert_eq!(given::<Product>(&[]).handle(&command).unwrap(), vec![registered()]);
+    ProductTest::given_no_events().when(&command).then_expect_events(&[registered()]);
 }
 
 #[test]
 fn registering_twice_is_an_invalid_state() {
     let command = ProductCommand::RegisterProduct { name: "Widget".into(), price: money("1") };
-    let err = given::<Product>(&[registered()]).handle(&command).unwrap_err();
-    assert_eq!(err, ProductError::AlreadyRegistered);
-    assert_eq!(err.kind(), RejectionKind::InvalidState);
+    ProductTest::given(&[registered()])
+        .when(&command)
+        .then_expect_rejection(ProductError::AlreadyRegistered)
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
 }
 
 #[test]
 fn a_zero_price_or_an_empty_name_is_a_validation_error() {
-    let product = given::<Product>(&[]);
+    let product = ProductTest::given_no_events();
     let free = ProductCommand::RegisterProduct { name: "Widget".into(), price: Money::ZERO };
-    assert_eq!(product.handle(&free).unwrap_err(), ProductError::PriceNotPositive);
+    product.when(&free).then_expect_rejection(ProductError::PriceNotPositive);
     let unnamed = ProductCommand::RegisterProduct { name: " ".into(), price: money("1") };
-    let err = product.handle(&unnamed).unwrap_err();
-    assert_eq!(err, ProductError::InvalidText("name"));
-    assert_eq!(err.kind(), RejectionKind::Validation);
+    product
+        .when(&unnamed)
+        .then_expect_rejection(ProductError::InvalidText("name"))
+        .then_expect_rejection_kind(RejectionKind::Validation);
 }
 
 #[test]
 fn stock_commands_on_an_unregistered_product_are_not_found() {
-    let product = given::<Product>(&[]);
+    let product = ProductTest::given_no_events();
     for command in [
         ProductCommand::IncreaseStock { amount: 1, reason: "r".into() },
         decrease(1),
         reserve(1, 1),
         ProductCommand::ReleaseStock { order_id: order(1) },
     ] {
-        let err = product.handle(&command).unwrap_err();
-        assert_eq!(err, ProductError::NotFound);
-        assert_eq!(err.kind(), RejectionKind::NotFound);
+        product
+            .when(&command)
+            .then_expect_rejection(ProductError::NotFound)
+            .then_expect_rejection_kind(RejectionKind::NotFound);
     }
 }
 
 #[test]
 fn stock_follows_the_seed_example_of_one_hundred_minus_twenty_five_plus_fifty() {
-    let product = given::<Product>(&[
+    let product = ProductTest::given(&[
         registered(),
         increased(100),
         ProductEvent::StockDecreased { amount: 25, reason: "online order #12345".into() },
         ProductEvent::StockIncreased { amount: 50, reason: "customer return".into() },
     ]);
-    assert_eq!(product.available, 125);
-    assert_eq!(product.on_hand(), 125);
+    assert_eq!(product.state().available, 125);
+    assert_eq!(product.state().on_hand(), 125);
 }
 
 #[test]
 fn increasing_stock_records_amount_and_trimmed_reason() {
     let command =
         ProductCommand::IncreaseStock { amount: 100, reason: " supplier delivery ".into() };
-    let events = given::<Product>(&[registered()]).handle(&command).unwrap();
-    assert_eq!(events, vec![increased(100)]);
+    ProductTest::given(&[registered()]).when(&command).then_expect_events(&[increased(100)]);
 }
 
 #[test]
 fn zero_or_more_than_a_million_units_per_operation_is_a_validation_error() {
-    let product = given::<Product>(&[registered(), increased(MAX_QUANTITY)]);
+    let product = ProductTest::given(&[registered(), increased(MAX_QUANTITY)]);
     for amount in [0, MAX_QUANTITY + 1] {
         let up = ProductCommand::IncreaseStock { amount, reason: "r".into() };
-        assert_eq!(product.handle(&up).unwrap_err(), ProductError::InvalidQuantity("amount"));
-        assert_eq!(
-            product.handle(&decrease(amount)).unwrap_err().kind(),
-            RejectionKind::Validation
-        );
-        let err = product.handle(&reserve(1, amount)).unwrap_err();
-        assert_eq!(err, ProductError::InvalidQuantity("quantity"));
+        product.when(&up).then_expect_rejection(ProductError::InvalidQuantity("amount"));
+        product.when(&decrease(amount)).then_expect_rejection_kind(RejectionKind::Validation);
+        product
+            .when(&reserve(1, amount))
+            .then_expect_rejection(ProductError::InvalidQuantity("quantity"));
     }
-    assert!(product.handle(&decrease(MAX_QUANTITY)).is_ok());
+    product.when(&decrease(MAX_QUANTITY)).then_expect_accepted();
 }
 
 #[test]
 fn an_empty_or_overlong_reason_is_a_validation_error() {
-    let product = given::<Product>(&[registered(), increased(10)]);
+    let product = ProductTest::given(&[registered(), increased(10)]);
     for reason in ["  ".to_owned(), "r".repeat(201)] {
         let command = ProductCommand::DecreaseStock { amount: 1, reason };
-        assert_eq!(product.handle(&command).unwrap_err(), ProductError::InvalidText("reason"));
+        product.when(&command).then_expect_rejection(ProductError::InvalidText("reason"));
     }
 }
 
 #[test]
 fn decreasing_up_to_the_available_stock_is_allowed() {
-    let product = given::<Product>(&[registered(), increased(10)]);
-    let events = product.handle(&decrease(10)).unwrap();
-    assert_eq!(
-        events,
-        vec![ProductEvent::StockDecreased { amount: 10, reason: "online sale".into() }]
-    );
-    let mut after = product.clone();
-    after.apply(&events[0]);
-    assert_eq!(after.available, 0);
+    ProductTest::given(&[registered(), increased(10)])
+        .when(&decrease(10))
+        .then_expect_events(&[ProductEvent::StockDecreased {
+            amount: 10,
+            reason: "online sale".into(),
+        }])
+        .then_state(|product| assert_eq!(product.available, 0));
 }
 
 #[test]
 fn decreasing_beyond_the_available_stock_is_insufficient_stock_and_appends_nothing() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 4)]);
-    let err = product.handle(&decrease(7)).unwrap_err();
-    assert_eq!(err, ProductError::InsufficientStock { requested: 7, available: 6 });
-    assert_eq!(err.kind(), RejectionKind::InsufficientStock);
+    ProductTest::given(&[registered(), increased(10), reserved(1, 4)])
+        .when(&decrease(7))
+        .then_expect_rejection(ProductError::InsufficientStock { requested: 7, available: 6 })
+        .then_expect_rejection_kind(RejectionKind::InsufficientStock);
 }
 
 #[test]
 fn reserving_holds_units_for_the_order() {
-    let product = given::<Product>(&[registered(), increased(10)]);
-    let events = product.handle(&reserve(1, 4)).unwrap();
-    assert_eq!(events, vec![reserved(1, 4)]);
-    let mut after = product.clone();
-    after.apply(&events[0]);
-    assert_eq!((after.available, after.reserved(), after.on_hand()), (6, 4, 10));
+    ProductTest::given(&[registered(), increased(10)])
+        .when(&reserve(1, 4))
+        .then_expect_events(&[reserved(1, 4)])
+        .then_state(|product| {
+            assert_eq!((product.available, product.reserved(), product.on_hand()), (6, 4, 10));
+        });
 }
 
 #[test]
 fn reserving_beyond_the_available_stock_is_insufficient_stock() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 8)]);
-    let err = product.handle(&reserve(2, 3)).unwrap_err();
-    assert_eq!(err, ProductError::InsufficientStock { requested: 3, available: 2 });
-    assert_eq!(err.kind(), RejectionKind::InsufficientStock);
+    ProductTest::given(&[registered(), increased(10), reserved(1, 8)])
+        .when(&reserve(2, 3))
+        .then_expect_rejection(ProductError::InsufficientStock { requested: 3, available: 2 })
+        .then_expect_rejection_kind(RejectionKind::InsufficientStock);
 }
 
 #[test]
 fn reserving_again_for_the_same_order_and_quantity_produces_no_events() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 4)]);
-    assert_eq!(product.handle(&reserve(1, 4)).unwrap(), vec![]);
+    ProductTest::given(&[registered(), increased(10), reserved(1, 4)])
+        .when(&reserve(1, 4))
+        .then_expect_events(&[]);
 }
 
 #[test]
 fn reserving_another_quantity_for_an_order_that_holds_stock_is_an_invalid_state() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 4)]);
-    let err = product.handle(&reserve(1, 5)).unwrap_err();
-    assert_eq!(err, ProductError::ReservationConflict { order_id: order(1), reserved: 4 });
-    assert_eq!(err.kind(), RejectionKind::InvalidState);
+    ProductTest::given(&[registered(), increased(10), reserved(1, 4)])
+        .when(&reserve(1, 5))
+        .then_expect_rejection(ProductError::ReservationConflict {
+            order_id: order(1),
+            reserved: 4,
+        })
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
 }
 
 #[test]
 fn releasing_returns_the_orders_whole_reservation_to_available_stock() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 4), reserved(2, 3)]);
-    let events = product.handle(&ProductCommand::ReleaseStock { order_id: order(1) }).unwrap();
-    assert_eq!(events, vec![ProductEvent::StockReleased { order_id: order(1), quantity: 4 }]);
-    let mut after = product.clone();
-    after.apply(&events[0]);
-    assert_eq!((after.available, after.reserved()), (7, 3));
-    assert!(!after.reservations.contains_key(&order(1)));
+    ProductTest::given(&[registered(), increased(10), reserved(1, 4), reserved(2, 3)])
+        .when(&ProductCommand::ReleaseStock { order_id: order(1) })
+        .then_expect_events(&[ProductEvent::StockReleased { order_id: order(1), quantity: 4 }])
+        .then_state(|product| {
+            assert_eq!((product.available, product.reserved()), (7, 3));
+            assert!(!product.reservations.contains_key(&order(1)));
+        });
 }
 
 #[test]
 fn releasing_an_unknown_or_already_released_reservation_produces_no_events() {
-    let product = given::<Product>(&[
+    let product = ProductTest::given(&[
         registered(),
         increased(10),
         reserved(1, 4),
         ProductEvent::StockReleased { order_id: order(1), quantity: 4 },
     ]);
-    assert_eq!(product.available, 10);
+    assert_eq!(product.state().available, 10);
     for n in [1, 2] {
         let release = ProductCommand::ReleaseStock { order_id: order(n) };
-        assert_eq!(product.handle(&release).unwrap(), vec![]);
+        product.when(&release).then_expect_events(&[]);
     }
 }
 
@@ -214,7 +219,7 @@ fn product_events_have_stable_type_strings_and_a_tagged_shape() {
 
 #[test]
 fn product_state_with_reservations_round_trips_through_a_snapshot() {
-    let product = given::<Product>(&[registered(), increased(10), reserved(1, 4)]);
-    let snapshot = serde_json::to_string(&product).unwrap();
-    assert_eq!(serde_json::from_str::<Product>(&snapshot).unwrap(), product);
+    let product = ProductTest::given(&[registered(), increased(10), reserved(1, 4)]);
+    let snapshot = serde_json::to_string(product.state()).unwrap();
+    assert_eq!(&serde_json::from_str::<Product>(&snapshot).unwrap(), product.state());
 }

@@ -2,9 +2,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
-use crate::es::aggregate::{Aggregate, Rejection, RejectionKind, given};
+use crate::es::aggregate::RejectionKind;
+use crate::es::testing::AggregateTest;
 use crate::es::upcast::encode;
 use ShipmentStatus::{Created, Delivered, InTransit, Lost, OutForDelivery, Returned};
+
+type ShipmentTest = AggregateTest<Shipment>;
 
 const ALL: [ShipmentStatus; 6] = [Created, InTransit, OutForDelivery, Delivered, Returned, Lost];
 
@@ -48,9 +51,10 @@ fn creating_a_shipment_records_order_carrier_and_tracking_code() {
         carrier: " Correios ".into(),
         tracking_code: "BR123456789 ".into(),
     };
-    let events = given::<Shipment>(&[]).handle(&command).unwrap();
-    assert_eq!(events, vec![created()]);
-    assert_eq!(given::<Shipment>(&events).status, Some(Created));
+    ShipmentTest::given_no_events()
+        .when(&command)
+        .then_expect_events(&[created()])
+        .then_state(|shipment| assert_eq!(shipment.status, Some(Created)));
 }
 
 #[test]
@@ -60,9 +64,10 @@ fn creating_twice_is_an_invalid_state() {
         carrier: "Correios".into(),
         tracking_code: "X".into(),
     };
-    let err = given::<Shipment>(&[created()]).handle(&command).unwrap_err();
-    assert_eq!(err, ShipmentError::AlreadyCreated);
-    assert_eq!(err.kind(), RejectionKind::InvalidState);
+    ShipmentTest::given(&[created()])
+        .when(&command)
+        .then_expect_rejection(ShipmentError::AlreadyCreated)
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
 }
 
 #[test]
@@ -72,19 +77,22 @@ fn an_empty_carrier_or_an_overlong_tracking_code_is_a_validation_error() {
         carrier: carrier.into(),
         tracking_code,
     };
-    let shipment = given::<Shipment>(&[]);
-    let err = shipment.handle(&create(" ", "X".into())).unwrap_err();
-    assert_eq!(err, ShipmentError::InvalidText { field: "carrier", max: 200 });
-    assert_eq!(err.kind(), RejectionKind::Validation);
-    let err = shipment.handle(&create("Correios", "X".repeat(65))).unwrap_err();
-    assert_eq!(err, ShipmentError::InvalidText { field: "trackingCode", max: MAX_TRACKING_CODE });
+    let shipment = ShipmentTest::given_no_events();
+    shipment
+        .when(&create(" ", "X".into()))
+        .then_expect_rejection(ShipmentError::InvalidText { field: "carrier", max: 200 })
+        .then_expect_rejection_kind(RejectionKind::Validation);
+    shipment.when(&create("Correios", "X".repeat(65))).then_expect_rejection(
+        ShipmentError::InvalidText { field: "trackingCode", max: MAX_TRACKING_CODE },
+    );
 }
 
 #[test]
 fn updating_a_missing_shipment_is_not_found() {
-    let err = given::<Shipment>(&[]).handle(&update(InTransit)).unwrap_err();
-    assert_eq!(err, ShipmentError::NotFound);
-    assert_eq!(err.kind(), RejectionKind::NotFound);
+    ShipmentTest::given_no_events()
+        .when(&update(InTransit))
+        .then_expect_rejection(ShipmentError::NotFound)
+        .then_expect_rejection_kind(RejectionKind::NotFound);
 }
 
 #[test]
@@ -110,8 +118,9 @@ fn the_transition_table_allows_exactly_the_documented_moves() {
 fn every_legal_transition_is_recorded_with_from_and_to() {
     for from in ALL {
         for to in ALL.into_iter().filter(|&to| from.can_become(to)) {
-            let events = given::<Shipment>(&history_to(from)).handle(&update(to)).unwrap();
-            assert_eq!(events, vec![changed(from, to)]);
+            ShipmentTest::given(&history_to(from))
+                .when(&update(to))
+                .then_expect_events(&[changed(from, to)]);
         }
     }
 }
@@ -120,9 +129,10 @@ fn every_legal_transition_is_recorded_with_from_and_to() {
 fn every_illegal_transition_is_an_invalid_state() {
     for from in ALL {
         for to in ALL.into_iter().filter(|&to| to != from && !from.can_become(to)) {
-            let err = given::<Shipment>(&history_to(from)).handle(&update(to)).unwrap_err();
-            assert_eq!(err, ShipmentError::IllegalTransition { from, to });
-            assert_eq!(err.kind(), RejectionKind::InvalidState);
+            ShipmentTest::given(&history_to(from))
+                .when(&update(to))
+                .then_expect_rejection(ShipmentError::IllegalTransition { from, to })
+                .then_expect_rejection_kind(RejectionKind::InvalidState);
         }
     }
 }
@@ -130,7 +140,7 @@ fn every_illegal_transition_is_an_invalid_state() {
 #[test]
 fn the_same_status_again_produces_no_events() {
     for status in ALL {
-        assert_eq!(given::<Shipment>(&history_to(status)).handle(&update(status)).unwrap(), vec![]);
+        ShipmentTest::given(&history_to(status)).when(&update(status)).then_expect_events(&[]);
     }
 }
 
@@ -138,13 +148,11 @@ fn the_same_status_again_produces_no_events() {
 fn delivered_returned_and_lost_are_final() {
     for status in [Delivered, Returned, Lost] {
         assert!(status.is_final());
-        let shipment = given::<Shipment>(&history_to(status));
-        assert_eq!(shipment.status, Some(status));
-        assert!(
-            ALL.into_iter()
-                .filter(|&to| to != status)
-                .all(|to| shipment.handle(&update(to)).is_err())
-        );
+        let shipment = ShipmentTest::given(&history_to(status));
+        assert_eq!(shipment.state().status, Some(status));
+        for to in ALL.into_iter().filter(|&to| to != status) {
+            shipment.when(&update(to)).then_expect_rejection_kind(RejectionKind::InvalidState);
+        }
     }
     assert!(![Created, InTransit, OutForDelivery].into_iter().any(ShipmentStatus::is_final));
 }
@@ -158,7 +166,7 @@ fn shipment_events_have_stable_types_and_screaming_statuses() {
         serde_json::to_value(&event).unwrap(),
         json!({"type": "ShipmentStatusChanged", "data": {"from": "IN_TRANSIT", "to": "OUT_FOR_DELIVERY"}})
     );
-    let shipment = given::<Shipment>(&history_to(Delivered));
-    let snapshot = serde_json::to_value(&shipment).unwrap();
-    assert_eq!(serde_json::from_value::<Shipment>(snapshot).unwrap(), shipment);
+    let shipment = ShipmentTest::given(&history_to(Delivered));
+    let snapshot = serde_json::to_value(shipment.state()).unwrap();
+    assert_eq!(&serde_json::from_value::<Shipment>(snapshot).unwrap(), shipment.state());
 }
