@@ -25,7 +25,7 @@ use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
-use crate::service::Services;
+use crate::service::{RebuildSource, Services};
 
 mod config;
 
@@ -124,8 +124,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         None => Arc::new(LocalChangeBus::new(1024)),
     };
     let commands = executor(config, store.clone(), upcasters.clone());
-    let projection_names =
-        projections(upcasters, commands.clone()).iter().map(|p| p.name()).collect();
+    let projections = projections(upcasters, commands.clone());
     let services = Arc::new(Services {
         commands,
         store,
@@ -138,7 +137,11 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             timeout: config.min_position_timeout(),
             redis: redis.map(RedisProgress::new).transpose()?,
         },
-        projection_names,
+        projections,
+        rebuild_source: RebuildSource {
+            events_url: config.database_url.clone(),
+            read_url: config.read_database_url.clone().unwrap_or(config.database_url.clone()),
+        },
         invoice_base_url: config.invoice_base_url.clone(),
     });
     Ok(Built { services, write_db, commits, shutdown })

@@ -52,7 +52,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => "NOT_FOUND",
             ServiceError::Conflict { .. } => "CONCURRENCY_CONFLICT",
             ServiceError::Timeout(_) => "TIMEOUT",
-            ServiceError::Store(_) | ServiceError::Read(_) => return ApiError::internal(&err),
+            ServiceError::Store(_) | ServiceError::Read(_) | ServiceError::Internal(_) => {
+                return ApiError::internal(&err);
+            }
         };
         ApiError::new(code, err.to_string())
     }

@@ -44,11 +44,18 @@ pub enum ServiceError {
     /// `INTERNAL`: a read table could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// `INTERNAL`: an operation (retry, rebuild) failed on its way.
+    #[error(transparent)]
+    Internal(Source),
 }
 
 impl ServiceError {
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError::Invalid(message.into())
+    }
+
+    pub(crate) fn internal(err: anyhow::Error) -> Self {
+        ServiceError::Internal(err.into())
     }
 }
 

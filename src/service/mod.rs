@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::es::changes::ChangeBus;
 use crate::es::command::{CommandContext, CommandExecutor};
+use crate::es::projector::Projection;
 use crate::es::store::EventStore;
 use crate::infra::projection_runtime::ProjectionMonitor;
 use crate::infra::read_your_writes::ReadYourWrites;
@@ -38,7 +39,7 @@ pub use crate::read_models::orders_with_details::query::{
 pub use crate::read_models::product_stock::query::ProductStock;
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::ProjectionReport;
+pub use ops::{ProjectionReport, RebuildSource, RetryReport};
 pub use orders::OrderLineRequest;
 
 /// Everything the services need, shared behind an `Arc`.
@@ -49,8 +50,10 @@ pub struct Services {
     pub changes: Arc<dyn ChangeBus>,
     pub monitor: Arc<ProjectionMonitor>,
     pub read_your_writes: ReadYourWrites,
-    /// Every projection running somewhere, by name.
-    pub projection_names: Vec<&'static str>,
+    /// Every projection of the application (running here or elsewhere).
+    pub projections: Vec<Arc<dyn Projection>>,
+    /// Where a rebuild reads the log and writes the read tables.
+    pub rebuild_source: RebuildSource,
     /// Invoice URLs are `{invoice_base_url}/invoices/{invoice_id}.pdf`.
     pub invoice_base_url: String,
 }

@@ -1,12 +1,18 @@
 //! Operations: projection progress (for the API, `/metrics` and the CLI),
-//! stream history from the audit log, and readiness.
+//! retrying dead letters, rebuilding a projection, stream history from the
+//! audit log, and readiness.
+
+use std::sync::Arc;
 
 use uuid::Uuid;
 
 use super::{ServiceError, Services};
 use crate::es::envelope::Position;
-use crate::infra::projection_runtime::RunState;
+use crate::es::projector::Projection;
+use crate::infra::event_store::SeaEventStore;
 use crate::infra::projection_runtime::dead_letters::{self, DeadLetter};
+use crate::infra::projection_runtime::{Applier, RunState, RuntimeSettings};
+use crate::infra::rebuild::{Rebuild, RebuildReport};
 use crate::read_models::Page;
 use crate::read_models::audit_log::{self, query::LoggedEvent};
 
@@ -25,11 +31,80 @@ pub struct ProjectionReport {
     pub dead_letters: Vec<DeadLetter>,
 }
 
+/// The databases a rebuild works on.
+#[derive(Debug, Clone)]
+pub struct RebuildSource {
+    /// The event store's URL: the replay reads the log on connections of
+    /// its own (on SQLite the in-place rebuild holds the application's only
+    /// connection meanwhile).
+    pub events_url: String,
+    /// The read database's URL (a rebuild migrates a shadow schema there).
+    pub read_url: String,
+}
+
+/// What a retry of dead letters did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryReport {
+    /// Parked events applied and removed from the dead letters.
+    pub applied: usize,
+    /// Parked events that failed again and stay parked.
+    pub failed: usize,
+}
+
 impl Services {
+    /// The projection called `name`.
+    pub fn projection(&self, name: &str) -> Result<Arc<dyn Projection>, ServiceError> {
+        if let Some(found) = self.projections.iter().find(|p| p.name() == name) {
+            return Ok(found.clone());
+        }
+        let known: Vec<_> = self.projections.iter().map(|p| p.name()).collect();
+        Err(ServiceError::NotFound(format!(
+            "no projection named {name:?}; known: {}",
+            known.join(", ")
+        )))
+    }
+
+    /// Applies the dead letters of projection `name` again, oldest first
+    /// (after their cause was fixed).
+    pub async fn retry_dead_letters(&self, name: &str) -> Result<RetryReport, ServiceError> {
+        let applier = Applier {
+            read_db: self.read_db.clone(),
+            projection: self.projection(name)?,
+            changes: self.changes.clone(),
+            monitor: self.monitor.clone(),
+            settings: RuntimeSettings::default(),
+        };
+        let (applied, failed) =
+            applier.retry_parked(self.store.as_ref()).await.map_err(ServiceError::internal)?;
+        Ok(RetryReport { applied, failed })
+    }
+
+    /// Replays the event store into fresh tables of projection `name` and
+    /// swaps them in; `progress(applied, total)` follows the replay.
+    pub async fn rebuild_projection(
+        &self,
+        name: &str,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<RebuildReport, ServiceError> {
+        let projection = self.projection(name)?;
+        let log_db = crate::infra::db::connect(&self.rebuild_source.events_url, 2)
+            .await
+            .map_err(ServiceError::internal)?;
+        let rebuild = Rebuild {
+            store: Arc::new(SeaEventStore::new(log_db)),
+            read_url: self.rebuild_source.read_url.clone(),
+            read_db: self.read_db.clone(),
+            checkpoint_keys: self.read_your_writes.keys(name),
+            projection,
+            batch_size: 1000,
+        };
+        rebuild.run(progress).await.map_err(ServiceError::internal)
+    }
+
     /// Progress of every projection: checkpoint, lag and parked events.
     pub async fn projection_reports(&self) -> Result<Vec<ProjectionReport>, ServiceError> {
-        let mut reports = Vec::with_capacity(self.projection_names.len());
-        for &name in &self.projection_names {
+        let mut reports = Vec::with_capacity(self.projections.len());
+        for name in self.projections.iter().map(|p| p.name()) {
             let checkpoint = self.read_your_writes.checkpoint(name).await?;
             let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
             let dead_letters = dead_letters::list(&self.read_db, name).await?;
