@@ -17,7 +17,7 @@ pub mod defaults {
     pub const REDIS_PREFIX: &str = "eventfold";
     pub const PARTITIONS: u32 = 4;
     pub const LEASE_TTL_MS: u64 = 5_000;
-    pub const SNAPSHOT_EVERY: i64 = 50;
+    pub const SNAPSHOT_EVERY: i64 = crate::es::command::DEFAULT_SNAPSHOT_EVERY;
     pub const MIN_POSITION_TIMEOUT_MS: u64 = 5_000;
     pub const INVOICE_BASE_URL: &str = "http://127.0.0.1:8000";
     pub const DATABASE_POOL_SIZE: u32 = 16;

@@ -86,9 +86,16 @@ pub struct CommandSettings {
     pub cache_capacity: usize,
 }
 
+/// How many events a stream gets between snapshots unless told otherwise.
+pub const DEFAULT_SNAPSHOT_EVERY: i64 = 50;
+
 impl Default for CommandSettings {
     fn default() -> Self {
-        CommandSettings { snapshot_every: 50, max_retries: 30, cache_capacity: 10_000 }
+        CommandSettings {
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            max_retries: 30,
+            cache_capacity: 10_000,
+        }
     }
 }
 
