@@ -23,7 +23,10 @@ pub async fn retry_dead_letters(config: Config, name: &str) -> anyhow::Result<()
     let report = built.services.retry_dead_letters(name).await;
     let _ = built.shutdown.send(true);
     let report = report?;
-    println!("{name}: {} parked event(s) applied, {} still failing", report.applied, report.failed);
+    println!(
+        "{name}: {} parked event(s) applied, {} still failing, {} waiting behind them",
+        report.applied, report.failed, report.waiting
+    );
     if report.failed > 0 {
         anyhow::bail!("{} event(s) still failing", report.failed);
     }

@@ -9,6 +9,9 @@ pub struct Model {
     pub tx_id: i64,
     pub position: i64,
     pub updated_at: DateTimeUtc,
+    /// The epoch of the partition lease this checkpoint was last written
+    /// under (0 without leases): a lower epoch is a fenced-off worker.
+    pub lease_epoch: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;
 mod m20261126_000004_create_shop_views;
 mod m20261126_000005_notify_on_append;
+mod m20261130_000001_fence_checkpoints;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_create_account_views::Migration),
             Box::new(m20261126_000004_create_shop_views::Migration),
             Box::new(m20261126_000005_notify_on_append::Migration),
+            Box::new(m20261130_000001_fence_checkpoints::Migration),
         ]
     }
 }

@@ -10,25 +10,58 @@ use super::envelope::RecordedEvent;
 
 /// Why a projection could not apply an event. The text goes to logs and to
 /// the dead-letter record, never to API clients.
+///
+/// The runtime retries what may pass ([`ProjectionError::Unavailable`], and
+/// the database errors it classifies as transient: lost connections,
+/// timeouts, deadlocks…) for as long as it lasts, and parks an event only
+/// for what would fail again on the same input.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProjectionError(pub String);
-
-impl ProjectionError {
-    pub fn new(err: impl std::fmt::Display) -> Self {
-        ProjectionError(err.to_string())
-    }
+pub enum ProjectionError {
+    /// The read database failed; the runtime decides whether it may pass.
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+    /// The event cannot be applied as it is (unreadable, out of order,
+    /// against an invariant of the read model): retrying fails again.
+    #[error("{0}")]
+    Rejected(String),
+    /// Something the projection depends on is unavailable for now (say,
+    /// the write side a process manager commands); worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
-impl From<sea_orm::DbErr> for ProjectionError {
-    fn from(err: sea_orm::DbErr) -> Self {
-        ProjectionError::new(err)
+impl ProjectionError {
+    /// A rejection of the event, see [`ProjectionError::Rejected`].
+    pub fn new(err: impl std::fmt::Display) -> Self {
+        ProjectionError::Rejected(err.to_string())
+    }
+
+    /// `event` cannot be applied because its stream's row is at
+    /// `row_version`, not at the version just before it: an earlier event
+    /// is missing. Reported, never papered over.
+    pub fn version_gap(event: &RecordedEvent, row_version: i64) -> Self {
+        ProjectionError::Rejected(format!(
+            "{} v{} of {}/{} does not follow the read model's v{row_version}: an earlier event is missing",
+            event.event_type, event.version, event.stream.stream_type, event.stream.stream_id
+        ))
     }
 }
 
 impl From<super::upcast::DecodeError> for ProjectionError {
     fn from(err: super::upcast::DecodeError) -> Self {
         ProjectionError::new(err)
+    }
+}
+
+/// Whether `event` is the next one for a read-model row at `row_version`:
+/// `Ok(true)` to apply it, `Ok(false)` when the row already reflects it (a
+/// replay), and a [`ProjectionError::version_gap`] when events are missing
+/// in between.
+pub fn follows(row_version: i64, event: &RecordedEvent) -> Result<bool, ProjectionError> {
+    match event.version - row_version {
+        1 => Ok(true),
+        ..=0 => Ok(false),
+        _ => Err(ProjectionError::version_gap(event, row_version)),
     }
 }
 

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::service::ProjectionReport;
 
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     match render(&state).await {
@@ -17,29 +18,59 @@ pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
+/// One metric family: its name, help, type, and the value for a projection
+/// (`None`: not known in this process).
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    value: fn(&ProjectionReport) -> Option<u64>,
+}
+
+const FAMILIES: &[Family] = &[
+    Family {
+        name: "eventfold_projection_position",
+        help: "Global position of the last event applied.",
+        kind: "gauge",
+        value: |r| Some(r.checkpoint.pos as u64),
+    },
+    Family {
+        name: "eventfold_projection_lag",
+        help: "Committed events not yet applied.",
+        kind: "gauge",
+        value: |r| Some(r.lag),
+    },
+    Family {
+        name: "eventfold_projection_dead_letters",
+        help: "Events parked after repeated failures, or waiting behind one.",
+        kind: "gauge",
+        value: |r| Some(r.dead_letters.len() as u64),
+    },
+    Family {
+        name: "eventfold_projection_transient_failures_total",
+        help: "Attempts that failed transiently and were retried (this process).",
+        kind: "counter",
+        value: |r| r.state.as_ref().map(|s| s.transient_failures),
+    },
+    Family {
+        name: "eventfold_projection_rejected_entries_total",
+        help: "Transport entries ignored as untrustworthy (this process).",
+        kind: "counter",
+        value: |r| r.state.as_ref().map(|s| s.rejected_entries),
+    },
+];
+
 async fn render(state: &AppState) -> anyhow::Result<String> {
-    let services = &state.services;
-    let mut position = String::from(
-        "# HELP eventfold_projection_position Global position of the last event applied.\n# TYPE eventfold_projection_position gauge\n",
-    );
-    let mut lag = String::from(
-        "# HELP eventfold_projection_lag Committed events not yet applied.\n# TYPE eventfold_projection_lag gauge\n",
-    );
-    let mut parked = String::from(
-        "# HELP eventfold_projection_dead_letters Events parked after repeated failures.\n# TYPE eventfold_projection_dead_letters gauge\n",
-    );
-    let reports = services.projection_reports().await?;
-    for r in reports {
-        let name = r.name;
-        position.push_str(&format!(
-            "eventfold_projection_position{{projection=\"{name}\"}} {}\n",
-            r.checkpoint.pos
-        ));
-        lag.push_str(&format!("eventfold_projection_lag{{projection=\"{name}\"}} {}\n", r.lag));
-        parked.push_str(&format!(
-            "eventfold_projection_dead_letters{{projection=\"{name}\"}} {}\n",
-            r.dead_letters.len()
-        ));
+    let reports = state.services.projection_reports().await?;
+    let mut out = String::new();
+    for family in FAMILIES {
+        let Family { name, help, kind, value } = family;
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for r in &reports {
+            if let Some(v) = value(r) {
+                out.push_str(&format!("{name}{{projection=\"{}\"}} {v}\n", r.name));
+            }
+        }
     }
-    Ok(position + &lag + &parked)
+    Ok(out)
 }

@@ -22,7 +22,7 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use super::projection_runtime::checkpoint::{projection_lock_id, save_checkpoint};
+use super::projection_runtime::checkpoint::{Claim, projection_lock_id, save_checkpoint};
 use super::projection_runtime::{Applier, ProjectionMonitor, RuntimeSettings};
 use crate::es::changes::LocalChangeBus;
 use crate::es::envelope::Position;
@@ -79,7 +79,7 @@ impl Rebuild {
         loop {
             let batch = self.store.read_committed(cursor, self.batch_size).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
-            cursor = applier.apply(self.projection.name(), &batch, None).await?;
+            cursor = applier.apply(&Claim::unleased(self.projection.name()), &batch, None).await?;
             cursor = cursor.max(last);
             applied += batch.len() as u64;
             progress(applied, total.max(applied));
@@ -188,7 +188,7 @@ impl Rebuild {
             .replay(&txn, Position::START, |applied| progress(applied, total.max(applied)))
             .await?;
         for key in &self.checkpoint_keys {
-            save_checkpoint(&txn, key, cursor).await?;
+            save_checkpoint(&txn, &Claim::unleased(key.clone()), cursor).await?;
         }
         txn.commit().await?;
         Ok(RebuildReport { events: applied, elapsed: started.elapsed(), position: cursor })

@@ -35,6 +35,11 @@ pub fn command_id_for(event_id: Uuid) -> Uuid {
     Uuid::new_v5(&COMMAND_NAMESPACE, event_id.as_bytes())
 }
 
+/// A failure of the write side, which the runtime retries until it passes.
+fn unavailable(err: impl std::fmt::Display) -> ProjectionError {
+    ProjectionError::Unavailable(format!("the write side failed: {err}"))
+}
+
 pub struct ShippingProcess {
     pub upcasters: Arc<Upcasters>,
     /// Executes on the write side; on an embedded single-connection database
@@ -65,8 +70,7 @@ impl Projection for ShippingProcess {
             return Ok(vec![]);
         }
         let shipment_id = event.stream.stream_id;
-        let shipment =
-            self.commands.load::<Shipment>(shipment_id).await.map_err(ProjectionError::new)?;
+        let shipment = self.commands.load::<Shipment>(shipment_id).await.map_err(unavailable)?;
         let Some(dispatch) = order_command_for(shipment_id, shipment.state.order_id, &decoded)
         else {
             return Ok(vec![]);
@@ -90,7 +94,8 @@ impl Projection for ShippingProcess {
                 );
                 Ok(vec![])
             }
-            Err(e) => Err(ProjectionError::new(e)),
+            // The write side failed or stayed contended: it may pass.
+            Err(e) => Err(unavailable(e)),
         }
     }
 }

@@ -28,6 +28,7 @@ mod products;
 mod reads;
 
 pub use crate::es::store::Outcome;
+pub use crate::infra::projection_runtime::dead_letters::Retried as RetryReport;
 pub use crate::read_models::Page;
 pub use crate::read_models::account_summary::query::AccountSummary;
 pub use crate::read_models::audit_log::query::LoggedEvent;
@@ -39,7 +40,7 @@ pub use crate::read_models::orders_with_details::query::{
 pub use crate::read_models::product_stock::query::ProductStock;
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{ProjectionReport, RebuildSource, RetryReport};
+pub use ops::{ProjectionReport, RebuildSource};
 pub use orders::OrderLineRequest;
 
 /// Everything the services need, shared behind an `Arc`.

@@ -10,7 +10,7 @@ use super::{ServiceError, Services};
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
-use crate::infra::projection_runtime::dead_letters::{self, DeadLetter};
+use crate::infra::projection_runtime::dead_letters::{self, DeadLetter, Retried as RetryReport};
 use crate::infra::projection_runtime::{Applier, RunState, RuntimeSettings};
 use crate::infra::rebuild::{Rebuild, RebuildReport};
 use crate::read_models::Page;
@@ -42,15 +42,6 @@ pub struct RebuildSource {
     pub read_url: String,
 }
 
-/// What a retry of dead letters did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryReport {
-    /// Parked events applied and removed from the dead letters.
-    pub applied: usize,
-    /// Parked events that failed again and stay parked.
-    pub failed: usize,
-}
-
 impl Services {
     /// The projection called `name`.
     pub fn projection(&self, name: &str) -> Result<Arc<dyn Projection>, ServiceError> {
@@ -74,9 +65,8 @@ impl Services {
             monitor: self.monitor.clone(),
             settings: RuntimeSettings::default(),
         };
-        let (applied, failed) =
-            applier.retry_parked(self.store.as_ref()).await.map_err(ServiceError::internal)?;
-        Ok(RetryReport { applied, failed })
+        let keys = self.read_your_writes.keys(name);
+        applier.retry_parked(self.store.as_ref(), &keys).await.map_err(ServiceError::internal)
     }
 
     /// Replays the event store into fresh tables of projection `name` and

@@ -17,14 +17,14 @@ use crate::process::Server;
 use crate::subscriptions::WsClient;
 
 /// Deposits round-robin over `accounts` through `url` until `stop`.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
-    fn start(url: String, accounts: Vec<String>) -> Load {
+    pub(crate) fn start(url: String, accounts: Vec<String>) -> Load {
         let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
         let (s, d) = (stop.clone(), done.clone());
         let task = tokio::spawn(async move {
@@ -46,7 +46,7 @@ impl Load {
         Load { stop, done, task }
     }
 
-    async fn wait_for(&self, n: usize) {
+    pub(crate) async fn wait_for(&self, n: usize) {
         let reached = eventually(Duration::from_secs(30), || async {
             self.done.load(Ordering::Relaxed) >= n
         })
@@ -54,14 +54,14 @@ impl Load {
         assert!(reached, "load did not reach {n} deposits");
     }
 
-    async fn stop(self) -> usize {
+    pub(crate) async fn stop(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.task.await;
         self.done.load(Ordering::Relaxed)
     }
 }
 
-async fn accounts(app: &TestApp, n: usize) -> Vec<String> {
+pub(crate) async fn accounts(app: &TestApp, n: usize) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..n {
         ids.push(open_account(app, &format!("owner {i}"), "100", "0").await.0);

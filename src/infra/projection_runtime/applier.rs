@@ -1,10 +1,23 @@
-//! Applies events to one projection, effectively exactly once: a batch and
-//! the new checkpoint in one read-database transaction (skipping what the
-//! checkpoint already covers), then the changed rows are announced. A crash
-//! before commit replays the batch, a crash after it resumes past it. A
-//! batch that fails is retried event by event; an event that keeps failing
-//! is parked in `dead_letters` with its error, and the projection goes on.
+//! Applies events to one projection, effectively exactly once and in each
+//! stream's order.
+//!
+//! A batch and the new checkpoint go in one read-database transaction
+//! (skipping what the checkpoint already covers), then the changed rows are
+//! announced. A crash before commit replays the batch, a crash after it
+//! resumes past it.
+//!
+//! Failures are sorted ([`is_transient`]). One that may pass (a lost
+//! connection, a timeout, a deadlock, an unavailable write side) is retried
+//! with capped exponential backoff for as long as it lasts, the projection
+//! reported `FAILING` meanwhile; nothing is skipped. One that would fail
+//! again on the same input isolates the event (the batch is retried event
+//! by event) and, after a few attempts, parks it in `dead_letters`. From
+//! then on the stream waits: every later event of that stream is parked
+//! behind it, so no row ever shows a later event without an earlier one;
+//! other streams go on. An operator's retry (see `dead_letters`) applies a
+//! stream's parked events in order.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,20 +26,25 @@ use entity::dead_letters;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    DatabaseConnection, EntityTrait, TransactionTrait,
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
 };
+use uuid::Uuid;
 
-use super::checkpoint::{lock_checkpoint, save_checkpoint};
+use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoint, save_checkpoint};
+use super::errors::is_transient;
 use super::monitor::{ProjectionMonitor, ProjectionStatus};
 use crate::es::changes::{Change, ChangeBus};
-use crate::es::envelope::{Position, RecordedEvent};
+use crate::es::envelope::{Position, RecordedEvent, StreamKey};
 use crate::es::projector::{Projection, ProjectionError};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
     pub batch_size: u64,
-    /// Attempts at one event before it is parked.
+    /// Attempts at an event that fails deterministically before it is parked.
     pub max_attempts: u32,
+    /// Longest pause between two attempts after a transient failure.
+    pub max_backoff: Duration,
     /// Fallback poll when no commit signal arrives.
     pub poll_interval: Duration,
     /// After a small batch, wait this long before reading again so the next
@@ -40,14 +58,63 @@ impl Default for RuntimeSettings {
         RuntimeSettings {
             batch_size: 500,
             max_attempts: 5,
+            max_backoff: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
             linger: Duration::from_millis(5),
         }
     }
 }
 
-/// Applies events of one projection under a checkpoint key (the projection
-/// name, or `name#partition` when the log is partitioned).
+/// Why a batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The caller's lease was taken over: it must stop consuming.
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
+    /// The read database failed while parking an event (after the
+    /// transient failures that come with it were retried).
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+}
+
+impl From<CheckpointError> for ApplyError {
+    fn from(err: CheckpointError) -> Self {
+        match err {
+            CheckpointError::Fenced(f) => ApplyError::Fenced(f),
+            CheckpointError::Db(e) => ApplyError::Projection(e.into()),
+        }
+    }
+}
+
+/// A failed attempt: fenced off, or the projection's failure.
+enum Attempt {
+    Fenced(Fenced),
+    Failed(ProjectionError),
+}
+
+impl From<CheckpointError> for Attempt {
+    fn from(err: CheckpointError) -> Self {
+        match err {
+            CheckpointError::Fenced(f) => Attempt::Fenced(f),
+            CheckpointError::Db(e) => Attempt::Failed(e.into()),
+        }
+    }
+}
+
+impl From<ProjectionError> for Attempt {
+    fn from(err: ProjectionError) -> Self {
+        Attempt::Failed(err)
+    }
+}
+
+impl From<sea_orm::DbErr> for Attempt {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Attempt::Failed(err.into())
+    }
+}
+
+/// Applies events of one projection under a checkpoint [`Claim`] (the
+/// projection name, or `name#partition` when the log is partitioned).
 #[derive(Clone)]
 pub struct Applier {
     pub read_db: DatabaseConnection,
@@ -62,34 +129,56 @@ impl Applier {
         self.projection.name()
     }
 
-    /// Applies the events after the checkpoint of `key`, then moves the
+    /// Applies the events after the checkpoint of `claim`, then moves the
     /// checkpoint to the last event or to `watermark` (a position up to which
     /// the caller guarantees it has delivered every event of this key),
     /// whichever is later. Returns the new checkpoint.
     pub async fn apply(
         &self,
-        key: &str,
+        claim: &Claim,
         events: &[RecordedEvent],
         watermark: Option<Position>,
-    ) -> anyhow::Result<Position> {
-        match self.apply_once(key, events, watermark).await {
-            Ok((checkpoint, changes)) => {
-                self.committed(changes);
-                Ok(checkpoint)
-            }
-            Err(e) if events.len() > 1 => {
-                tracing::warn!(projection = self.name(), error = %e, "batch failed; applying one by one");
-                let mut checkpoint = Position::START;
-                for event in events {
-                    checkpoint = self.apply_with_retries(key, event).await?;
+    ) -> Result<Position, ApplyError> {
+        let rejection = match self.apply_retrying(claim, events, watermark).await? {
+            Ok(checkpoint) => return Ok(checkpoint),
+            Err(rejection) => rejection,
+        };
+        // A deterministic failure: find the event that causes it.
+        if events.len() > 1 {
+            tracing::warn!(projection = self.name(), error = %rejection, "batch failed; applying one by one");
+        }
+        for event in events {
+            self.apply_with_retries(claim, event).await?;
+        }
+        Ok(self.apply_retrying(claim, &[], watermark).await??)
+    }
+
+    /// [`Applier::apply_once`], retried for as long as it fails
+    /// transiently. The inner result is a deterministic failure.
+    async fn apply_retrying(
+        &self,
+        claim: &Claim,
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+    ) -> Result<Result<Position, ProjectionError>, ApplyError> {
+        let mut failures = 0;
+        loop {
+            match self.apply_once(claim, events, watermark).await {
+                Ok((checkpoint, changes)) => {
+                    self.recovered(failures);
+                    self.committed(changes);
+                    return Ok(Ok(checkpoint));
                 }
-                let (checkpoint, changes) =
-                    self.apply_once(key, &[], watermark.max(Some(checkpoint))).await?;
-                self.committed(changes);
-                Ok(checkpoint)
+                Err(Attempt::Fenced(f)) => return Err(f.into()),
+                Err(Attempt::Failed(e)) if is_transient(&e) => {
+                    failures += 1;
+                    self.transient(&e, failures).await;
+                }
+                Err(Attempt::Failed(e)) => {
+                    self.recovered(failures);
+                    return Ok(Err(e));
+                }
             }
-            Err(_) if events.len() == 1 => self.apply_with_retries(key, &events[0]).await,
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -98,90 +187,172 @@ impl Applier {
         self.changes.publish(changes);
     }
 
+    /// Reports a transient failure and waits before the next attempt.
+    async fn transient(&self, error: &ProjectionError, failures: u32) {
+        let name = self.name();
+        tracing::warn!(projection = name, error = %error, failures, "transient failure; retrying");
+        self.monitor.transient_failure(name, error.to_string());
+        let backoff = Duration::from_millis(50u64 << failures.min(10));
+        tokio::time::sleep(backoff.min(self.settings.max_backoff)).await;
+    }
+
+    fn recovered(&self, failures: u32) {
+        if failures > 0 {
+            tracing::info!(projection = self.name(), failures, "recovered");
+            self.monitor.set(self.name(), ProjectionStatus::Running, None);
+        }
+    }
+
     async fn apply_once(
         &self,
-        key: &str,
+        claim: &Claim,
         events: &[RecordedEvent],
         watermark: Option<Position>,
-    ) -> Result<(Position, Vec<Change>), ProjectionError> {
+    ) -> Result<(Position, Vec<Change>), Attempt> {
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, self.name(), key).await?;
+        let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
         let mut changes = Vec::new();
         let mut reached = checkpoint;
         let fresh: Vec<&RecordedEvent> =
             events.iter().filter(|e| e.position > checkpoint).collect();
         if !fresh.is_empty() {
-            changes.extend(self.projection.apply_batch(&txn, &fresh).await?);
+            let parked = parked_streams(&txn, self.name(), &fresh).await?;
+            let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
+                fresh.iter().partition(|e| parked.contains(&e.stream));
+            if !ready.is_empty() {
+                changes.extend(self.projection.apply_batch(&txn, &ready).await?);
+            }
+            for event in waiting {
+                let reason = "waits behind an earlier parked event of its stream";
+                park_row(&txn, self.name(), event, reason, 0).await?;
+            }
             reached = reached.max(fresh.iter().map(|e| e.position).max().unwrap_or_default());
         }
         reached = reached.max(watermark.unwrap_or_default());
         if reached > checkpoint {
-            save_checkpoint(&txn, key, reached).await?;
+            save_checkpoint(&txn, claim, reached).await?;
         }
         txn.commit().await?;
         Ok((reached, changes))
     }
 
+    /// Applies one event alone, retrying transient failures for as long as
+    /// they last and deterministic ones a few times, then parks it.
     async fn apply_with_retries(
         &self,
-        key: &str,
+        claim: &Claim,
         event: &RecordedEvent,
-    ) -> anyhow::Result<Position> {
-        let mut attempt = 0;
+    ) -> Result<Position, ApplyError> {
+        let mut attempts = 0;
         loop {
-            attempt += 1;
-            match self.apply_once(key, std::slice::from_ref(event), None).await {
-                Ok((checkpoint, changes)) => {
-                    self.committed(changes);
-                    return Ok(checkpoint);
+            match self.apply_retrying(claim, std::slice::from_ref(event), None).await? {
+                Ok(checkpoint) => return Ok(checkpoint),
+                Err(e) => {
+                    attempts += 1;
+                    if attempts >= self.settings.max_attempts {
+                        return self.park(claim, event, &e, attempts).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10 << attempts.min(5))).await;
                 }
-                Err(e) if attempt >= self.settings.max_attempts => {
-                    return self.park(key, event, &e, attempt).await;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(10 << attempt.min(5))).await,
             }
         }
     }
 
+    /// Parks `event` (and with it, its stream) and moves the checkpoint
+    /// past it.
     async fn park(
         &self,
-        key: &str,
+        claim: &Claim,
         event: &RecordedEvent,
         error: &ProjectionError,
         attempts: u32,
-    ) -> anyhow::Result<Position> {
+    ) -> Result<Position, ApplyError> {
         let name = self.name();
-        tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, error = %error, "event parked as dead letter");
+        tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, stream = %event.stream.stream_id, error = %error, "event parked as dead letter; its stream waits");
+        let mut failures = 0;
+        loop {
+            match self.park_once(claim, event, error, attempts).await {
+                Ok(checkpoint) => {
+                    self.monitor.set(name, ProjectionStatus::Running, Some(error.to_string()));
+                    self.committed(vec![]);
+                    return Ok(checkpoint);
+                }
+                Err(Attempt::Fenced(f)) => return Err(f.into()),
+                Err(Attempt::Failed(e)) if is_transient(&e) => {
+                    failures += 1;
+                    self.transient(&e, failures).await;
+                }
+                Err(Attempt::Failed(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn park_once(
+        &self,
+        claim: &Claim,
+        event: &RecordedEvent,
+        error: &ProjectionError,
+        attempts: u32,
+    ) -> Result<Position, Attempt> {
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, name, key).await?;
+        let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
         if event.position > checkpoint {
-            dead_letters::Entity::insert(dead_letters::ActiveModel {
-                id: NotSet,
-                projection: Set(name.to_owned()),
-                position: Set(event.position.pos),
-                event_id: Set(event.event_id),
-                stream_type: Set(event.stream.stream_type.clone()),
-                stream_id: Set(event.stream.stream_id),
-                event_type: Set(event.event_type.clone()),
-                error: Set(error.to_string()),
-                attempts: Set(attempts as i32),
-                parked_at: Set(Utc::now()),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    dead_letters::Column::Projection,
-                    dead_letters::Column::EventId,
-                ])
-                .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            save_checkpoint(&txn, key, event.position).await?;
+            park_row(&txn, self.name(), event, &error.to_string(), attempts as i32).await?;
+            save_checkpoint(&txn, claim, event.position).await?;
         }
         txn.commit().await?;
-        self.monitor.set(name, ProjectionStatus::Running, Some(error.to_string()));
-        self.committed(vec![]);
         Ok(checkpoint.max(event.position))
     }
+}
+
+/// The streams among `events` that have a parked event in `projection`.
+async fn parked_streams(
+    txn: &DatabaseTransaction,
+    projection: &str,
+    events: &[&RecordedEvent],
+) -> Result<HashSet<StreamKey>, sea_orm::DbErr> {
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream.stream_id).collect();
+    ids.sort();
+    ids.dedup();
+    let rows: Vec<(String, Uuid)> = dead_letters::Entity::find()
+        .select_only()
+        .column(dead_letters::Column::StreamType)
+        .column(dead_letters::Column::StreamId)
+        .filter(dead_letters::Column::Projection.eq(projection))
+        .filter(dead_letters::Column::StreamId.is_in(ids))
+        .distinct()
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows.into_iter().map(|(t, id)| StreamKey::new(&t, id)).collect())
+}
+
+/// Records `event` as parked for `projection` with `error`.
+pub(super) async fn park_row(
+    txn: &DatabaseTransaction,
+    projection: &str,
+    event: &RecordedEvent,
+    error: &str,
+    attempts: i32,
+) -> Result<(), sea_orm::DbErr> {
+    dead_letters::Entity::insert(dead_letters::ActiveModel {
+        id: NotSet,
+        projection: Set(projection.to_owned()),
+        position: Set(event.position.pos),
+        event_id: Set(event.event_id),
+        stream_type: Set(event.stream.stream_type.clone()),
+        stream_id: Set(event.stream.stream_id),
+        event_type: Set(event.event_type.clone()),
+        error: Set(error.to_owned()),
+        attempts: Set(attempts),
+        parked_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([dead_letters::Column::Projection, dead_letters::Column::EventId])
+            .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
+            .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
 }

@@ -1,17 +1,62 @@
 //! Projection checkpoints in the read database: how far each key (a
-//! projection, or one partition of it) has applied the log.
+//! projection, or one partition of it) has applied the log, and under which
+//! lease epoch.
+//!
+//! Two rules hold for every write here. A checkpoint only moves forward.
+//! And a writer whose [`Claim`] carries a lower epoch than the one stored is
+//! refused ([`Fenced`]): once a worker has taken a partition over and
+//! written its epoch, the worker it replaced (frozen, partitioned away, slow
+//! to notice) can no longer commit anything under that key.
 
 use chrono::Utc;
-use entity::projection_checkpoints;
-use sea_orm::sea_query::OnConflict;
+use entity::projection_checkpoints as checkpoints;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, DbBackend, EntityTrait, QuerySelect,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QuerySelect, Statement, TransactionTrait,
 };
 
 use crate::es::envelope::Position;
 
-pub async fn load_checkpoint(db: &DatabaseConnection, key: &str) -> anyhow::Result<Position> {
-    let row = projection_checkpoints::Entity::find_by_id(key.to_owned()).one(db).await?;
+/// The right to write one checkpoint key: the key and the epoch of the
+/// lease it is held under (0 where there are no leases).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub key: String,
+    pub epoch: i64,
+}
+
+impl Claim {
+    /// A key written without leases (the in-process transport, rebuilds,
+    /// operators' retries).
+    pub fn unleased(key: impl Into<String>) -> Self {
+        Claim { key: key.into(), epoch: 0 }
+    }
+}
+
+/// The claim's epoch is older than the stored one: another worker took the
+/// key over. Nothing was written.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "checkpoint {key} is held under lease epoch {current}; this worker's epoch {mine} is stale"
+)]
+pub struct Fenced {
+    pub key: String,
+    pub mine: i64,
+    pub current: i64,
+}
+
+/// Why a checkpoint transaction did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+pub async fn load_checkpoint(db: &DatabaseConnection, key: &str) -> Result<Position, DbErr> {
+    let row = checkpoints::Entity::find_by_id(key.to_owned()).one(db).await?;
     Ok(row.map(|r| Position { tx: r.tx_id, pos: r.position }).unwrap_or_default())
 }
 
@@ -27,76 +72,156 @@ pub fn projection_lock_id(projection: &str) -> i64 {
     hash as i64
 }
 
-/// Reads the checkpoint inside `txn`, holding its row lock on PostgreSQL so
-/// two appliers of one key (say, a worker that lost its lease and the one
-/// that took over) serialize instead of applying an event twice. Also takes
-/// the projection's advisory lock in shared mode (see rebuilds).
+fn is_postgres<C: ConnectionTrait>(db: &C) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
+}
+
+/// Reads the checkpoint of `claim` inside `txn`, holding its row lock on
+/// PostgreSQL so two appliers of one key serialize instead of applying an
+/// event twice, and checks the claim's epoch against the stored one. Also
+/// takes the projection's advisory lock in shared mode (see rebuilds).
 pub(super) async fn lock_checkpoint(
     txn: &DatabaseTransaction,
     projection: &str,
+    claim: &Claim,
+) -> Result<Position, CheckpointError> {
+    let Some(row) = lock_row(txn, projection, &claim.key).await? else {
+        return Ok(Position::START);
+    };
+    if row.lease_epoch > claim.epoch {
+        return Err(
+            Fenced { key: claim.key.clone(), mine: claim.epoch, current: row.lease_epoch }.into()
+        );
+    }
+    Ok(Position { tx: row.tx_id, pos: row.position })
+}
+
+/// The checkpoint row of `key`, locked until `txn` ends (on PostgreSQL; on
+/// SQLite the transaction is the only writer). `None` only on SQLite, for a
+/// key never written.
+async fn lock_row(
+    txn: &DatabaseTransaction,
+    projection: &str,
     key: &str,
-) -> Result<Position, sea_orm::DbErr> {
-    let postgres = sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres;
+) -> Result<Option<checkpoints::Model>, DbErr> {
+    let postgres = is_postgres(txn);
     if postgres {
-        let lock = sea_orm::Statement::from_sql_and_values(
+        let lock = Statement::from_sql_and_values(
             DbBackend::Postgres,
             "SELECT pg_advisory_xact_lock_shared($1)",
             [projection_lock_id(projection).into()],
         );
-        sea_orm::ConnectionTrait::execute_raw(txn, lock).await?;
+        txn.execute_raw(lock).await?;
     }
     let select = || {
-        let query = projection_checkpoints::Entity::find_by_id(key.to_owned());
+        let query = checkpoints::Entity::find_by_id(key.to_owned());
         if postgres { query.lock_exclusive() } else { query }
     };
-    if let Some(row) = select().one(txn).await? {
-        return Ok(Position { tx: row.tx_id, pos: row.position });
-    }
-    // First use of this key. The row must exist to be locked; inserting it
-    // blocks on a concurrent insert of the same key until that transaction
-    // ends. (Not on SQLite: it has one writer anyway, and must not take its
-    // write lock this early, while a process manager's command on another
-    // connection has to commit.)
-    if !postgres {
-        return Ok(Position::START);
-    }
-    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
-        name: Set(key.to_owned()),
-        tx_id: Set(0),
-        position: Set(0),
-        updated_at: Set(Utc::now()),
+    Ok(match select().one(txn).await? {
+        Some(row) => Some(row),
+        // First use of this key. The row must exist to be locked; inserting
+        // it blocks on a concurrent insert of the same key until that
+        // transaction ends. (Not on SQLite: it has one writer anyway, and
+        // must not take its write lock this early, while a process
+        // manager's command on another connection has to commit.)
+        None if postgres => {
+            checkpoints::Entity::insert(row_at(key, Position::START, 0))
+                .on_conflict(OnConflict::column(checkpoints::Column::Name).do_nothing().to_owned())
+                .exec_without_returning(txn)
+                .await?;
+            select().one(txn).await?
+        }
+        None => None,
     })
-    .on_conflict(OnConflict::column(projection_checkpoints::Column::Name).do_nothing().to_owned())
-    .exec_without_returning(txn)
-    .await?;
-    Ok(select()
-        .one(txn)
-        .await?
-        .map(|r| Position { tx: r.tx_id, pos: r.position })
-        .unwrap_or_default())
 }
 
-pub async fn save_checkpoint<C: sea_orm::ConnectionTrait>(
-    db: &C,
-    key: &str,
-    position: Position,
-) -> Result<(), sea_orm::DbErr> {
-    projection_checkpoints::Entity::insert(projection_checkpoints::ActiveModel {
+/// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no
+/// applier of the projection commits meanwhile (an operator's retry uses it).
+pub(super) async fn lock_all(
+    txn: &DatabaseTransaction,
+    projection: &str,
+    keys: &[String],
+) -> Result<(), DbErr> {
+    if !is_postgres(txn) {
+        // One writer at a time: the transaction already excludes appliers.
+        return Ok(());
+    }
+    let mut keys = keys.to_vec();
+    keys.sort();
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock_shared($1)",
+        [projection_lock_id(projection).into()],
+    ))
+    .await?;
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT name FROM projection_checkpoints WHERE name = ANY($1) ORDER BY name FOR UPDATE",
+        [keys.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+fn row_at(key: &str, position: Position, epoch: i64) -> checkpoints::ActiveModel {
+    checkpoints::ActiveModel {
         name: Set(key.to_owned()),
         tx_id: Set(position.tx),
         position: Set(position.pos),
         updated_at: Set(Utc::now()),
-    })
-    .on_conflict(
-        OnConflict::column(projection_checkpoints::Column::Name)
-            .update_columns([
-                projection_checkpoints::Column::TxId,
-                projection_checkpoints::Column::Position,
-                projection_checkpoints::Column::UpdatedAt,
-            ])
-            .to_owned(),
-    )
-    .exec_without_returning(db)
-    .await?;
+        lease_epoch: Set(epoch),
+    }
+}
+
+/// Moves the checkpoint of `claim` to `position` and stamps the claim's
+/// epoch, in the caller's transaction. Never moves a checkpoint back and
+/// never lowers an epoch, whatever the caller passes.
+pub async fn save_checkpoint<C: ConnectionTrait>(
+    db: &C,
+    claim: &Claim,
+    position: Position,
+) -> Result<(), DbErr> {
+    let forward = Expr::cust(
+        "(excluded.tx_id, excluded.position) > (projection_checkpoints.tx_id, projection_checkpoints.position) \
+         OR excluded.lease_epoch > projection_checkpoints.lease_epoch",
+    );
+    let newest = |column: &str| {
+        Expr::cust(format!(
+            "CASE WHEN (excluded.tx_id, excluded.position) > (projection_checkpoints.tx_id, projection_checkpoints.position) \
+             THEN excluded.{column} ELSE projection_checkpoints.{column} END"
+        ))
+    };
+    let epoch = Expr::cust(if is_postgres(db) {
+        "GREATEST(excluded.lease_epoch, projection_checkpoints.lease_epoch)"
+    } else {
+        "MAX(excluded.lease_epoch, projection_checkpoints.lease_epoch)"
+    });
+    checkpoints::Entity::insert(row_at(&claim.key, position, claim.epoch))
+        .on_conflict(
+            OnConflict::column(checkpoints::Column::Name)
+                .value(checkpoints::Column::TxId, newest("tx_id"))
+                .value(checkpoints::Column::Position, newest("position"))
+                .value(checkpoints::Column::LeaseEpoch, epoch)
+                .update_column(checkpoints::Column::UpdatedAt)
+                .action_and_where(forward)
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
     Ok(())
+}
+
+/// Takes checkpoint `key` of `projection` over: writes the next lease epoch
+/// into it and returns the claim carrying that epoch. From this commit on,
+/// any earlier holder is refused ([`Fenced`]); a transaction of an earlier
+/// holder that is under way is waited for.
+pub async fn fence(db: &DatabaseConnection, projection: &str, key: &str) -> Result<Claim, DbErr> {
+    let txn = db.begin().await?;
+    let row = lock_row(&txn, projection, key).await?;
+    let epoch = row.as_ref().map_or(0, |r| r.lease_epoch) + 1;
+    let position = row.map_or(Position::START, |r| Position { tx: r.tx_id, pos: r.position });
+    let claim = Claim { key: key.to_owned(), epoch };
+    save_checkpoint(&txn, &claim, position).await?;
+    txn.commit().await?;
+    Ok(claim)
 }

@@ -1,15 +1,19 @@
 //! Parked events: listing them, and applying them again once their cause
-//! is fixed.
+//! is fixed, each stream's in order.
 
 use chrono::{DateTime, Utc};
 use entity::dead_letters;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait,
+    QueryFilter, QueryOrder, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::applier::Applier;
+use super::checkpoint::lock_all;
+use super::errors::is_transient;
+use crate::es::changes::Change;
+use crate::es::envelope::StreamKey;
 use crate::es::store::EventStore;
 
 /// An event a projection gave up on, with the error it kept failing with.
@@ -59,36 +63,95 @@ pub async fn list(
     Ok(parked(db, projection).await?.into_iter().map(DeadLetter::from).collect())
 }
 
+/// What a retry of parked events did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retried {
+    /// Parked events applied (and no longer parked).
+    pub applied: usize,
+    /// Parked events that failed again; they stay parked with the new error.
+    pub failed: usize,
+    /// Parked events not tried because an earlier event of their stream
+    /// failed again; they stay parked, in order.
+    pub waiting: usize,
+}
+
 impl Applier {
-    /// Applies this projection's parked events again, oldest first (after
-    /// the cause was fixed). Returns how many were applied and how many
-    /// failed again (those stay parked with the new error).
-    pub async fn retry_parked(&self, store: &dyn EventStore) -> anyhow::Result<(usize, usize)> {
-        let letters = parked(&self.read_db, self.name()).await?;
-        let (mut applied, mut failed) = (0, 0);
+    /// Applies this projection's parked events again (after their cause was
+    /// fixed), stream by stream and in each stream's order, in one
+    /// transaction per stream that holds every checkpoint of the projection
+    /// (`keys`), so live appliers wait and no event of the stream passes
+    /// another. A parked event is removed only in the transaction that
+    /// applied it; the first that fails again stops its stream.
+    pub async fn retry_parked(
+        &self,
+        store: &dyn EventStore,
+        keys: &[String],
+    ) -> anyhow::Result<Retried> {
+        let mut streams: Vec<StreamKey> = Vec::new();
+        for letter in parked(&self.read_db, self.name()).await? {
+            let stream = StreamKey::new(&letter.stream_type, letter.stream_id);
+            if !streams.contains(&stream) {
+                streams.push(stream);
+            }
+        }
+        let mut total = Retried::default();
+        for stream in streams {
+            let (retried, changes) = self.retry_stream(store, keys, &stream).await?;
+            total.applied += retried.applied;
+            total.failed += retried.failed;
+            total.waiting += retried.waiting;
+            self.committed(changes);
+        }
+        Ok(total)
+    }
+
+    async fn retry_stream(
+        &self,
+        store: &dyn EventStore,
+        keys: &[String],
+        stream: &StreamKey,
+    ) -> anyhow::Result<(Retried, Vec<Change>)> {
+        let txn = self.read_db.begin().await?;
+        lock_all(&txn, self.name(), keys).await?;
+        let letters = dead_letters::Entity::find()
+            .filter(dead_letters::Column::Projection.eq(self.name()))
+            .filter(dead_letters::Column::StreamType.eq(stream.stream_type.as_str()))
+            .filter(dead_letters::Column::StreamId.eq(stream.stream_id))
+            .order_by_asc(dead_letters::Column::Position)
+            .all(&txn)
+            .await?;
+        let (mut retried, mut changes) = (Retried::default(), Vec::new());
         for letter in letters {
+            if retried.failed > 0 {
+                retried.waiting += 1;
+                continue;
+            }
             let Some(event) = store.event_by_id(letter.event_id).await? else {
                 anyhow::bail!("parked event {} is not in the event store", letter.event_id);
             };
-            let txn = self.read_db.begin().await?;
-            match self.projection.apply(&txn, &event).await {
-                Ok(changes) => {
+            let attempt = txn.begin().await?;
+            match self.projection.apply(&attempt, &event).await {
+                Ok(applied) => {
+                    attempt.commit().await?;
                     letter.delete(&txn).await?;
-                    txn.commit().await?;
-                    self.committed(changes);
-                    applied += 1;
+                    changes.extend(applied);
+                    retried.applied += 1;
+                }
+                Err(e) if is_transient(&e) => {
+                    anyhow::bail!("retry of {} interrupted: {e}", self.name());
                 }
                 Err(e) => {
-                    txn.rollback().await?;
+                    attempt.rollback().await?;
                     let attempts = letter.attempts + 1;
                     let mut active: dead_letters::ActiveModel = letter.into();
                     active.error = Set(e.to_string());
                     active.attempts = Set(attempts);
-                    sea_orm::ActiveModelTrait::update(active, &self.read_db).await?;
-                    failed += 1;
+                    active.update(&txn).await?;
+                    retried.failed += 1;
                 }
             }
         }
-        Ok((applied, failed))
+        txn.commit().await?;
+        Ok((retried, changes))
     }
 }

@@ -2,11 +2,12 @@
 //! commit order, woken by local commits (and polling for other writers).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::applier::Applier;
-use super::checkpoint::load_checkpoint;
+use super::checkpoint::{Claim, load_checkpoint};
 use super::monitor::ProjectionStatus;
 use crate::es::envelope::Position;
 use crate::es::store::EventStore;
@@ -18,7 +19,8 @@ pub struct InProcessRunner {
 }
 
 impl InProcessRunner {
-    /// Runs until `shutdown` turns true.
+    /// Runs until `shutdown` turns true. A failure (the store or the read
+    /// database unreachable) is reported and retried; it never ends the run.
     pub async fn run(
         self,
         mut commits: watch::Receiver<u64>,
@@ -26,20 +28,26 @@ impl InProcessRunner {
     ) -> anyhow::Result<()> {
         let name = self.applier.name();
         let monitor = self.applier.monitor.clone();
+        let claim = Claim::unleased(name);
         monitor.set(name, ProjectionStatus::Running, None);
-        let mut checkpoint = load_checkpoint(&self.applier.read_db, name).await?;
+        let mut checkpoint = None;
         loop {
-            match self.catch_up(&mut checkpoint).await {
-                Ok(()) => monitor.set(name, ProjectionStatus::Running, None),
-                Err(e) => {
-                    tracing::error!(projection = name, error = %e, "projection stalled; retrying");
-                    monitor.set(name, ProjectionStatus::Failing, Some(e.to_string()));
+            let pause = match self.catch_up(&claim, &mut checkpoint).await {
+                Ok(()) => {
+                    monitor.set(name, ProjectionStatus::Running, None);
+                    self.applier.settings.poll_interval
                 }
-            }
+                Err(e) => {
+                    tracing::error!(projection = name, error = %format!("{e:#}"), "projection stalled; retrying");
+                    monitor.set(name, ProjectionStatus::Failing, Some(e.to_string()));
+                    checkpoint = None;
+                    Duration::from_millis(500)
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => {}
                 _ = commits.changed() => tokio::time::sleep(self.applier.settings.linger).await,
-                _ = tokio::time::sleep(self.applier.settings.poll_interval) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
             if *shutdown.borrow() {
                 break;
@@ -49,18 +57,26 @@ impl InProcessRunner {
         Ok(())
     }
 
-    /// Applies everything visible after `checkpoint`.
-    async fn catch_up(&self, checkpoint: &mut Position) -> anyhow::Result<()> {
+    /// Applies everything visible after the checkpoint (read first when
+    /// not known).
+    async fn catch_up(&self, claim: &Claim, known: &mut Option<Position>) -> anyhow::Result<()> {
+        let mut checkpoint = match *known {
+            Some(c) => c,
+            None => load_checkpoint(&self.applier.read_db, &claim.key).await?,
+        };
         let batch_size = self.applier.settings.batch_size;
         loop {
-            let batch = self.store.read_committed(*checkpoint, batch_size).await?;
+            let batch = self.store.read_committed(checkpoint, batch_size).await?;
             if batch.is_empty() {
-                return Ok(());
+                break;
             }
-            *checkpoint = self.applier.apply(self.applier.name(), &batch, None).await?;
+            checkpoint = self.applier.apply(claim, &batch, None).await?;
+            *known = Some(checkpoint);
             if (batch.len() as u64) < batch_size {
-                return Ok(());
+                break;
             }
         }
+        *known = Some(checkpoint);
+        Ok(())
     }
 }

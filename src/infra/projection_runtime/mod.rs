@@ -15,11 +15,14 @@
 mod applier;
 pub mod checkpoint;
 pub mod dead_letters;
+mod errors;
 mod in_process;
 mod monitor;
 mod partitioned;
 
-pub use applier::{Applier, RuntimeSettings};
+pub use applier::{Applier, ApplyError, RuntimeSettings};
+pub use checkpoint::{Claim, Fenced};
+pub use errors::is_transient;
 pub use in_process::InProcessRunner;
 pub use monitor::{ProjectionMonitor, ProjectionStatus, RunState};
 pub use partitioned::PartitionedRunner;

@@ -49,19 +49,56 @@ pub struct RunState {
     pub status: ProjectionStatus,
     /// The last failure seen, kept after recovery so an operator can read it.
     pub last_error: Option<String>,
+    /// Attempts that failed transiently and were retried, since start.
+    pub transient_failures: u64,
+    /// Transport entries ignored because they could not be trusted
+    /// (unreadable, or contradicting the event store), since start.
+    pub rejected_entries: u64,
+}
+
+impl RunState {
+    fn new() -> Self {
+        RunState {
+            status: ProjectionStatus::Running,
+            last_error: None,
+            transient_failures: 0,
+            rejected_entries: 0,
+        }
+    }
 }
 
 impl ProjectionMonitor {
     /// Records `status`; `last_error` replaces the previous one when given.
     pub fn set(&self, name: &'static str, status: ProjectionStatus, last_error: Option<String>) {
+        self.update(name, |entry| {
+            entry.status = status;
+            if last_error.is_some() {
+                entry.last_error = last_error;
+            }
+        });
+    }
+
+    /// Records an attempt that failed transiently: the projection is
+    /// `FAILING` until an attempt succeeds.
+    pub fn transient_failure(&self, name: &'static str, error: String) {
+        self.update(name, |entry| {
+            entry.status = ProjectionStatus::Failing;
+            entry.last_error = Some(error);
+            entry.transient_failures += 1;
+        });
+    }
+
+    /// Records a transport entry that was ignored, and why.
+    pub fn rejected_entry(&self, name: &'static str, reason: String) {
+        self.update(name, |entry| {
+            entry.last_error = Some(reason);
+            entry.rejected_entries += 1;
+        });
+    }
+
+    fn update(&self, name: &'static str, change: impl FnOnce(&mut RunState)) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = states
-            .entry(name)
-            .or_insert(RunState { status: ProjectionStatus::Running, last_error: None });
-        entry.status = status;
-        if last_error.is_some() {
-            entry.last_error = last_error;
-        }
+        change(states.entry(name).or_insert_with(RunState::new));
     }
 
     /// The state of `name`, or `None` when it does not run in this process.

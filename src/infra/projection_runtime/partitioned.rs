@@ -3,12 +3,22 @@
 //! Each projection is one consumer group per partition stream. A worker
 //! holds a lease per partition it owns and takes a fair share of the
 //! partitions (live workers announce themselves in a sorted set), so one
-//! stream's events are applied by one worker, in order. On taking a
-//! partition a worker claims what the previous owner left pending
-//! (XAUTOCLAIM), catches up from the event store up to the relay's
+//! stream's events are applied by one worker, in order.
+//!
+//! On taking a partition a worker first fences its checkpoint: it writes a
+//! new lease epoch into it, and from that commit on the previous owner
+//! (frozen, slow, partitioned away) can no longer commit under that
+//! partition. Then it claims what the previous owner left pending
+//! (XAUTOCLAIM), catches up from the event store up to the relay's durable
 //! checkpoint (entries may have been trimmed, or lost with a Redis restart),
-//! then reads its pending entries and new ones, applies each batch with its
-//! checkpoint in one read transaction and acknowledges only after commit.
+//! and reads its pending entries and new ones, applying each batch with its
+//! checkpoint in one read transaction and acknowledging only after commit.
+//!
+//! Redis is transport, not authority: an entry that cannot be read, or that
+//! the event store contradicts (a position past the relay's durable
+//! checkpoint, a stream of another partition), is ignored, counted and
+//! reported, and the worker re-reads the store instead; a watermark past
+//! the relay's durable checkpoint is refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,8 +30,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::applier::Applier;
-use super::checkpoint::load_checkpoint;
+use super::applier::{Applier, ApplyError};
+use super::checkpoint::{Claim, fence, load_checkpoint};
 use super::monitor::ProjectionStatus;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
@@ -29,6 +39,10 @@ use crate::es::store::EventStore;
 use crate::infra::redis::lease::Lease;
 use crate::infra::redis::progress::record;
 use crate::infra::redis::{RELAY_CHECKPOINT, RedisSettings, connection};
+
+/// How long an entry may be ahead of the relay's durable checkpoint before
+/// it is taken for a forgery.
+const RELAY_GRACE: Duration = Duration::from_secs(2);
 
 /// How often a watermark also moves the partition's database checkpoint
 /// (which bounds how far back a restarted consumer catches up from).
@@ -51,6 +65,18 @@ struct Owned {
     task: JoinHandle<()>,
 }
 
+impl Owned {
+    /// Asks the task to stop, waits up to `grace`, then aborts it, and
+    /// returns once it has ended either way.
+    async fn stopped(mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            self.task.abort();
+            let _ = self.task.await;
+        }
+    }
+}
+
 impl PartitionedRunner {
     fn name(&self) -> &'static str {
         self.applier.name()
@@ -71,10 +97,10 @@ impl PartitionedRunner {
             }
         }
         for (_, o) in owned.drain() {
-            let _ = o.stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(5), o.task).await;
+            let lease = o.lease.clone();
+            o.stopped(Duration::from_secs(5)).await;
             if let Some(c) = conn.as_mut() {
-                let _ = o.lease.release(c).await;
+                let _ = lease.release(c).await;
             }
         }
         self.applier.monitor.set(self.name(), ProjectionStatus::Stopped, None);
@@ -119,16 +145,17 @@ impl PartitionedRunner {
         for p in lost {
             if let Some(o) = owned.remove(&p) {
                 tracing::warn!(projection = self.name(), partition = p, "partition lost");
-                let _ = o.stop.send(true);
-                o.task.abort();
+                o.stopped(Duration::ZERO).await;
             }
         }
         while owned.len() > fair {
             let p = *owned.keys().max().expect("not empty");
             let o = owned.remove(&p).expect("present");
-            let _ = o.stop.send(true);
-            let _ = tokio::time::timeout(Duration::from_secs(10), o.task).await;
-            o.lease.release(c).await?;
+            // The lease goes only once the task has stopped: never two
+            // consumers of one partition in this process.
+            let lease = o.lease.clone();
+            o.stopped(Duration::from_secs(10)).await;
+            lease.release(c).await?;
             tracing::info!(projection = self.name(), partition = p, "partition handed over");
         }
         for p in 0..partitions {
@@ -157,6 +184,12 @@ impl PartitionedRunner {
         while !*stop.borrow() {
             match self.consume(partition, &mut stop).await {
                 Ok(()) => return,
+                Err(e) if matches!(e.downcast_ref(), Some(ApplyError::Fenced(_))) => {
+                    // Another worker took the partition over; the
+                    // coordinator notices the task ended.
+                    tracing::warn!(projection = self.name(), partition, error = %e, "partition taken over; stopping");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(projection = self.name(), partition, error = %format!("{e:#}"), "partition consumer failed; restarting");
                     self.applier.monitor.set(
@@ -181,20 +214,23 @@ impl PartitionedRunner {
         partition: u32,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
+        let key = RedisSettings::checkpoint_key(self.name(), partition);
+        let claim = fence(&self.applier.read_db, self.name(), &key).await?;
         let mut part = Partition {
+            number: partition,
             stream: self.settings.stream_key(partition),
-            checkpoint_key: RedisSettings::checkpoint_key(self.name(), partition),
+            claim,
             progress_key: self.settings.progress_key(self.name(), partition),
             conn: connection(&self.client).await?,
+            published: Position::START,
         };
         self.join_group(&mut part).await?;
         self.claim_pending(&mut part).await?;
         // Entries may be missing from Redis (trimmed, or lost in a restart);
         // the store has everything the relay has published.
-        let published = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
-        self.catch_up_from_store(partition, &part.checkpoint_key, published).await?;
+        self.catch_up_from_store(&mut part).await?;
         self.applier.monitor.set(self.name(), ProjectionStatus::Running, None);
-        record(&mut part.conn, &part.progress_key, published).await?;
+        record(&mut part.conn, &part.progress_key, part.published).await?;
 
         let mut persisted = Instant::now();
         // First re-read what this consumer already holds, then new entries.
@@ -208,9 +244,15 @@ impl PartitionedRunner {
                 backlog = false;
                 continue;
             }
-            let batch = decode(&entries);
+            let batch = self.check(&mut part, decode(&entries)).await?;
             let carried = batch.events.len();
+            let doubt = batch.doubt;
             self.apply_batch(&mut part, batch, &mut persisted).await?;
+            if doubt {
+                // Something in Redis was not what the relay wrote: whatever
+                // it should have carried, the store has.
+                self.catch_up_from_store(&mut part).await?;
+            }
             self.acknowledge(&mut part, &entries).await?;
             // Linger only under load (several events per read): an idle
             // partition answers at once, a busy one gathers bigger batches.
@@ -294,13 +336,13 @@ impl PartitionedRunner {
             batch.events.retain(|e| types.contains(&e.stream.stream_type.as_str()));
         }
         if !batch.events.is_empty() {
-            self.applier.apply(&part.checkpoint_key, &batch.events, None).await?;
+            self.applier.apply(&part.claim, &batch.events, None).await?;
         }
         if let Some(w) = batch.watermark {
             // Everything up to `w` in this partition is applied now.
             record(&mut part.conn, &part.progress_key, w).await?;
             if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
-                self.applier.apply(&part.checkpoint_key, &[], Some(w)).await?;
+                self.applier.apply(&part.claim, &[], Some(w)).await?;
                 *persisted = Instant::now();
             }
         }
@@ -319,14 +361,63 @@ impl PartitionedRunner {
         Ok(())
     }
 
-    /// Applies this partition's events up to `until` straight from the store.
-    async fn catch_up_from_store(
-        &self,
-        partition: u32,
-        key: &str,
-        until: Position,
-    ) -> anyhow::Result<()> {
-        let mut cursor = load_checkpoint(&self.applier.read_db, key).await?;
+    /// The relay's durable checkpoint, read again.
+    async fn published(&self, part: &mut Partition) -> anyhow::Result<Position> {
+        part.published =
+            part.published.max(load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?);
+        Ok(part.published)
+    }
+
+    /// Drops what the event store contradicts: events past the relay's
+    /// durable checkpoint or of another partition, and a watermark past
+    /// that checkpoint. Each is reported; any of them, or an unreadable
+    /// entry, puts the batch in doubt.
+    async fn check(&self, part: &mut Partition, mut batch: Batch) -> anyhow::Result<Batch> {
+        // The relay commits its checkpoint right after publishing a batch:
+        // an event a little ahead of it is in flight, one that stays ahead
+        // was never published by the relay.
+        let newest = batch.events.iter().map(|e| e.position).max().max(batch.watermark);
+        let deadline = tokio::time::Instant::now() + RELAY_GRACE;
+        while newest.is_some_and(|n| n > part.published) {
+            if self.published(part).await? >= newest.unwrap_or_default()
+                || tokio::time::Instant::now() > deadline
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let (published, partitions, number) =
+            (part.published, self.settings.partitions, part.number);
+        let mut rejected = std::mem::take(&mut batch.rejected);
+        batch.events.retain(|e| {
+            let why = if e.position > published {
+                "an event past the relay's checkpoint"
+            } else if partition_of(partition_key(e), partitions) != number {
+                "an event of another partition"
+            } else {
+                return true;
+            };
+            rejected.push(format!("{why} ({} at {})", e.event_id, e.position));
+            false
+        });
+        if let Some(w) = batch.watermark.filter(|w| *w > published) {
+            rejected.push(format!("a watermark past the relay's checkpoint ({w} > {published})"));
+            batch.watermark = None;
+        }
+        for reason in rejected {
+            let reason = format!("ignored {reason} in {}; re-reading the event store", part.stream);
+            tracing::error!(projection = self.name(), "{reason}");
+            self.applier.monitor.rejected_entry(self.name(), reason);
+            batch.doubt = true;
+        }
+        Ok(batch)
+    }
+
+    /// Applies this partition's events up to the relay's durable checkpoint
+    /// straight from the store.
+    async fn catch_up_from_store(&self, part: &mut Partition) -> anyhow::Result<()> {
+        let until = self.published(part).await?;
+        let mut cursor = load_checkpoint(&self.applier.read_db, &part.claim.key).await?;
         while cursor < until {
             let batch = self.store.read_committed(cursor, 1000).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
@@ -334,45 +425,55 @@ impl PartitionedRunner {
                 .into_iter()
                 .filter(|e| {
                     e.position <= until
-                        && partition_of(partition_key(e), self.settings.partitions) == partition
+                        && partition_of(partition_key(e), self.settings.partitions) == part.number
                 })
                 .collect();
-            self.applier.apply(key, &mine, None).await?;
+            self.applier.apply(&part.claim, &mine, None).await?;
             cursor = last;
         }
-        self.applier.apply(key, &[], Some(until)).await?;
+        self.applier.apply(&part.claim, &[], Some(until)).await?;
         Ok(())
     }
 }
 
 /// One partition as its consumer sees it.
 struct Partition {
+    number: u32,
     stream: String,
-    checkpoint_key: String,
+    /// The checkpoint key and the lease epoch this worker fenced it with.
+    claim: Claim,
     progress_key: String,
     conn: MultiplexedConnection,
+    /// The relay's durable checkpoint, as last read.
+    published: Position,
 }
 
-/// What a read carried: events, and the latest watermark among them.
+/// What a read carried: events, the latest watermark among them, and the
+/// entries that could not be trusted.
 struct Batch {
     events: Vec<RecordedEvent>,
     watermark: Option<Position>,
+    rejected: Vec<String>,
+    /// Whether anything was rejected, so the store must be read.
+    doubt: bool,
 }
 
-/// Decodes entries: `e` carries an event, `w` a watermark. An entry that
-/// cannot be read is logged and skipped.
+/// Decodes entries: `e` carries an event, `w` a watermark. Anything else
+/// is noted as rejected.
 fn decode(entries: &[StreamId]) -> Batch {
-    let mut batch = Batch { events: Vec::with_capacity(entries.len()), watermark: None };
+    let mut batch = Batch {
+        events: Vec::with_capacity(entries.len()),
+        watermark: None,
+        rejected: Vec::new(),
+        doubt: false,
+    };
     for entry in entries {
-        if let Some(raw) = entry.get::<String>("e") {
-            match serde_json::from_str::<RecordedEvent>(&raw) {
-                Ok(event) => batch.events.push(event),
-                Err(e) => {
-                    tracing::error!(entry = %entry.id, error = %e, "unreadable stream entry skipped")
-                }
-            }
-        } else if let Some(w) = entry.get::<String>("w").and_then(|w| w.parse().ok()) {
-            batch.watermark = batch.watermark.max(Some(w));
+        let event = entry.get::<String>("e").map(|raw| serde_json::from_str::<RecordedEvent>(&raw));
+        let watermark = entry.get::<String>("w").map(|w| w.parse::<Position>());
+        match (event, watermark) {
+            (Some(Ok(event)), None) => batch.events.push(event),
+            (None, Some(Ok(w))) => batch.watermark = batch.watermark.max(Some(w)),
+            _ => batch.rejected.push(format!("an unreadable entry {}", entry.id)),
         }
     }
     batch

@@ -3,10 +3,11 @@
 //!
 //! It reads in commit order through [`EventStore::read_committed`] (never
 //! past a transaction that may still commit with a smaller position),
-//! appends each event to its partition stream and then a watermark to every
-//! partition in one pipeline, and only then advances its durable checkpoint.
-//! A crash in between re-publishes a batch; consumers skip what their
-//! checkpoints already cover. One relay holds a lease at a time. It wakes on
+//! appends each event to its partition stream in one pipeline, advances its
+//! durable checkpoint, and then appends a watermark to every partition (a
+//! watermark is never ahead of the durable checkpoint, so consumers can
+//! refuse one that is). A crash in between re-publishes a batch; consumers
+//! skip what their checkpoints already cover. One relay holds a lease at a time. It wakes on
 //! PostgreSQL `NOTIFY` (sent by a trigger on insert) and on local commits,
 //! with polling as a fallback, and periodically trims the streams below what
 //! every consumer group has acknowledged.
@@ -24,7 +25,7 @@ use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
 use crate::es::envelope::Position;
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
-use crate::infra::projection_runtime::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::infra::projection_runtime::checkpoint::{Claim, load_checkpoint, save_checkpoint};
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
 const LINGER: Duration = Duration::from_millis(2);
@@ -142,7 +143,13 @@ impl Relay {
                 .arg(serde_json::to_string(event)?)
                 .ignore();
         }
-        // Every partition learns that everything up to `last` has been sent.
+        pipe.query_async::<()>(conn).await?;
+        save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), last).await?;
+        *checkpoint = last;
+        // Then every partition learns that everything up to `last` has been
+        // sent. Only after the checkpoint: a consumer refuses a watermark
+        // past the relay's durable checkpoint, as forged.
+        let mut pipe = redis::pipe();
         for partition in 0..self.settings.partitions {
             pipe.cmd("XADD")
                 .arg(self.settings.stream_key(partition))
@@ -152,8 +159,6 @@ impl Relay {
                 .ignore();
         }
         pipe.query_async::<()>(conn).await?;
-        save_checkpoint(&self.write_db, RELAY_CHECKPOINT, last).await?;
-        *checkpoint = last;
         Ok(events.len() as u64)
     }
 

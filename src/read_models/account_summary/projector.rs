@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{ReadModel, add_cents, to_cents};
 
@@ -53,7 +53,7 @@ fn fold(
             position: event.position.pos,
         }));
     };
-    if row.version >= event.version {
+    if !follows(row.version, event)? {
         return Ok(None);
     }
     let (deposit, withdrawal) = match decoded {

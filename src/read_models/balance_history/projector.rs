@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{add_cents, to_cents};
 
@@ -86,7 +86,7 @@ impl Projection for BalanceHistoryProjection {
         for event in events {
             let id = event.stream.stream_id;
             let (version, before) = last.get(&id).copied().unwrap_or((0, 0));
-            if version >= event.version {
+            if !follows(version, event)? {
                 continue;
             }
             let balance = match self.upcasters.decode::<BankEvent>(event)? {

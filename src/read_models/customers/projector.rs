@@ -13,7 +13,7 @@ use crate::domain::customer::{Customer, CustomerEvent};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
 use crate::read_models::ReadModel;
 
@@ -48,6 +48,11 @@ impl Projection for CustomersProjection {
         let id = event.stream.stream_id;
         let decoded: CustomerEvent = self.upcasters.decode(event)?;
         let row = view::Entity::find_by_id(id).one(txn).await?;
+        if let Some(row) = &row
+            && !follows(row.version, event)?
+        {
+            return Ok(vec![]);
+        }
         match (decoded, row) {
             (CustomerEvent::CustomerRegistered { name, email }, None) => {
                 view::ActiveModel {
@@ -61,7 +66,6 @@ impl Projection for CustomersProjection {
                 .insert(txn)
                 .await?;
             }
-            (_, Some(row)) if row.version >= event.version => return Ok(vec![]),
             (decoded, Some(row)) => {
                 let mut active = row.into_active_model();
                 match decoded {

@@ -35,7 +35,7 @@ use crate::domain::shipment::{Shipment, ShipmentEvent, ShipmentStatus};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{ReadModel, to_cents};
 
@@ -146,7 +146,9 @@ impl OrdersWithDetailsProjection {
     ) -> Result<Vec<Change>, ProjectionError> {
         let id = event.stream.stream_id;
         let row = view::Entity::find_by_id(id).one(txn).await?;
-        if row.as_ref().is_some_and(|r| r.version >= event.version) {
+        if let Some(r) = &row
+            && !follows(r.version, event)?
+        {
             return Ok(vec![]);
         }
         let status = match decoded {
@@ -207,7 +209,7 @@ impl OrdersWithDetailsProjection {
             CustomerEvent::CustomerRegistered { name, email } => (Some(name), email),
             CustomerEvent::CustomerEmailChanged { email } => (None, Some(email)),
         };
-        if row.version < event.version {
+        if follows(row.version, event)? {
             let mut active = row.into_active_model();
             if let Some(name) = &name {
                 active.name = Set(name.clone());
@@ -283,9 +285,11 @@ impl OrdersWithDetailsProjection {
             }
         };
         let Some(row) = row else { return Err(missing(event, "its order or ShipmentCreated")) };
-        if row.shipping_id == Some(shipment_id)
-            && row.shipping_version.is_some_and(|v| v >= event.version)
-        {
+        let seen = match row.shipping_id {
+            Some(id) if id == shipment_id => row.shipping_version.unwrap_or(0),
+            _ => 0,
+        };
+        if !follows(seen, event)? {
             return Ok(vec![]);
         }
         let order_id = row.order_id;

@@ -13,7 +13,7 @@ use crate::domain::product::{Product, ProductEvent};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{ReadModel, add_cents, to_cents};
 
@@ -48,6 +48,11 @@ impl Projection for ProductStockProjection {
         let id = event.stream.stream_id;
         let decoded: ProductEvent = self.upcasters.decode(event)?;
         let row = view::Entity::find_by_id(id).one(txn).await?;
+        if let Some(row) = &row
+            && !follows(row.version, event)?
+        {
+            return Ok(vec![]);
+        }
         match (decoded, row) {
             (ProductEvent::ProductRegistered { name, price }, None) => {
                 view::ActiveModel {
@@ -62,7 +67,6 @@ impl Projection for ProductStockProjection {
                 .insert(txn)
                 .await?;
             }
-            (_, Some(row)) if row.version >= event.version => return Ok(vec![]),
             (decoded, Some(row)) => {
                 // (change of available stock, change of reserved stock)
                 let (stock, reserved) = match decoded {
