@@ -223,6 +223,7 @@ impl PartitionedRunner {
             progress_key: self.settings.progress_key(self.name(), partition),
             conn: connection(&self.client).await?,
             published: Position::START,
+            seen: Position::START,
         };
         self.join_group(&mut part).await?;
         self.claim_pending(&mut part).await?;
@@ -246,12 +247,16 @@ impl PartitionedRunner {
             }
             let batch = self.check(&mut part, decode(&entries)).await?;
             let carried = batch.events.len();
-            let doubt = batch.doubt;
-            self.apply_batch(&mut part, batch, &mut persisted).await?;
-            if doubt {
-                // Something in Redis was not what the relay wrote: whatever
-                // it should have carried, the store has.
+            if batch.doubt {
+                // Something in Redis was not what the relay wrote, or entries
+                // went to another consumer: whatever this partition should
+                // have carried, the store has. Entries others hold are taken
+                // over, to be read (and skipped) as backlog.
                 self.catch_up_from_store(&mut part).await?;
+                self.claim_pending(&mut part).await?;
+                backlog = true;
+            } else {
+                self.apply_batch(&mut part, batch, &mut persisted).await?;
             }
             self.acknowledge(&mut part, &entries).await?;
             // Linger only under load (several events per read): an idle
@@ -410,6 +415,21 @@ impl PartitionedRunner {
             self.applier.monitor.rejected_entry(self.name(), reason);
             batch.doubt = true;
         }
+        // Each entry names the partition's previous event: one this consumer
+        // has not seen went elsewhere (to a worker that lost the partition
+        // meanwhile) or is gone.
+        let mut seen = part.seen;
+        for link in &batch.links {
+            if link.previous.is_none_or(|p| p > seen) {
+                tracing::warn!(projection = self.name(), stream = %part.stream, at = %link.position, "entries of this partition are missing; re-reading the event store");
+                batch.doubt = true;
+                break;
+            }
+            seen = seen.max(link.position);
+        }
+        if !batch.doubt {
+            part.seen = seen;
+        }
         Ok(batch)
     }
 
@@ -432,6 +452,7 @@ impl PartitionedRunner {
             cursor = last;
         }
         self.applier.apply(&part.claim, &[], Some(until)).await?;
+        part.seen = part.seen.max(until);
         Ok(())
     }
 }
@@ -446,16 +467,28 @@ struct Partition {
     conn: MultiplexedConnection,
     /// The relay's durable checkpoint, as last read.
     published: Position,
+    /// Every event of this partition up to here has been processed.
+    seen: Position,
 }
 
-/// What a read carried: events, the latest watermark among them, and the
-/// entries that could not be trusted.
+/// What a read carried: events, the latest watermark among them, the
+/// chain of entries, and the entries that could not be trusted.
 struct Batch {
     events: Vec<RecordedEvent>,
     watermark: Option<Position>,
+    /// Each event or watermark with the partition's event before it.
+    links: Vec<Link>,
     rejected: Vec<String>,
-    /// Whether anything was rejected, so the store must be read.
+    /// Whether anything was rejected or missing, so the store must be read.
     doubt: bool,
+}
+
+/// An entry at `position` (an event's, or a watermark's) and the position
+/// of the partition's event published before it (`None`: not known, as
+/// after a relay restart).
+struct Link {
+    previous: Option<Position>,
+    position: Position,
 }
 
 /// Decodes entries: `e` carries an event, `w` a watermark. Anything else
@@ -464,15 +497,23 @@ fn decode(entries: &[StreamId]) -> Batch {
     let mut batch = Batch {
         events: Vec::with_capacity(entries.len()),
         watermark: None,
+        links: Vec::with_capacity(entries.len()),
         rejected: Vec::new(),
         doubt: false,
     };
     for entry in entries {
         let event = entry.get::<String>("e").map(|raw| serde_json::from_str::<RecordedEvent>(&raw));
         let watermark = entry.get::<String>("w").map(|w| w.parse::<Position>());
+        let previous = entry.get::<String>("p").and_then(|p| p.parse::<Position>().ok());
         match (event, watermark) {
-            (Some(Ok(event)), None) => batch.events.push(event),
-            (None, Some(Ok(w))) => batch.watermark = batch.watermark.max(Some(w)),
+            (Some(Ok(event)), None) => {
+                batch.links.push(Link { previous, position: event.position });
+                batch.events.push(event);
+            }
+            (None, Some(Ok(w))) => {
+                batch.links.push(Link { previous, position: w });
+                batch.watermark = batch.watermark.max(Some(w));
+            }
             _ => batch.rejected.push(format!("an unreadable entry {}", entry.id)),
         }
     }

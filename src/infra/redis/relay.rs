@@ -66,6 +66,10 @@ impl Relay {
         let mut renewed = Instant::now();
         let mut trimmed = Instant::now();
         let mut checkpoint = Position::START;
+        // Per partition, the position of the last event published (or a
+        // bound above it): every entry carries it, so a consumer can tell
+        // when it missed one.
+        let mut last: Vec<Position> = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -79,6 +83,8 @@ impl Relay {
                     holding = lease.acquire(c).await?;
                     if holding {
                         checkpoint = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
+                        // Everything up to the checkpoint was published.
+                        last = vec![checkpoint; self.settings.partitions as usize];
                         renewed = Instant::now();
                         tracing::info!(owner = %self.owner, %checkpoint, "relay lease acquired");
                     }
@@ -96,7 +102,7 @@ impl Relay {
                     trimmed = Instant::now();
                     self.trim(c).await?;
                 }
-                self.publish_batch(c, &mut checkpoint).await
+                self.publish_batch(c, &mut checkpoint, &mut last).await
             };
             let published = step.await;
             // Linger after a wake-up only under load (the last batch carried
@@ -130,32 +136,40 @@ impl Relay {
         &self,
         conn: &mut MultiplexedConnection,
         checkpoint: &mut Position,
+        last: &mut [Position],
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
-        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+        let Some(newest) = events.last().map(|e| e.position) else { return Ok(0) };
+        let mut after = last.to_vec();
         let mut pipe = redis::pipe();
         for event in &events {
-            let partition = partition_of(partition_key(event), self.settings.partitions);
+            let partition = partition_of(partition_key(event), self.settings.partitions) as usize;
             pipe.cmd("XADD")
-                .arg(self.settings.stream_key(partition))
+                .arg(self.settings.stream_key(partition as u32))
                 .arg("*")
                 .arg("e")
                 .arg(serde_json::to_string(event)?)
+                .arg("p")
+                .arg(after[partition].to_string())
                 .ignore();
+            after[partition] = event.position;
         }
         pipe.query_async::<()>(conn).await?;
-        save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), last).await?;
-        *checkpoint = last;
-        // Then every partition learns that everything up to `last` has been
-        // sent. Only after the checkpoint: a consumer refuses a watermark
-        // past the relay's durable checkpoint, as forged.
+        save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), newest).await?;
+        *checkpoint = newest;
+        last.copy_from_slice(&after);
+        // Then every partition learns that everything up to `newest` has
+        // been sent. Only after the checkpoint: a consumer refuses a
+        // watermark past the relay's durable checkpoint, as forged.
         let mut pipe = redis::pipe();
-        for partition in 0..self.settings.partitions {
+        for (partition, previous) in last.iter().enumerate() {
             pipe.cmd("XADD")
-                .arg(self.settings.stream_key(partition))
+                .arg(self.settings.stream_key(partition as u32))
                 .arg("*")
                 .arg("w")
-                .arg(last.to_string())
+                .arg(newest.to_string())
+                .arg("p")
+                .arg(previous.to_string())
                 .ignore();
         }
         pipe.query_async::<()>(conn).await?;
