@@ -2,9 +2,10 @@
 //! it, calls one service and prints what happened.
 
 use std::io::Write as _;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::app::{self, Config};
+use crate::service::Access;
 
 /// Prints every projection's checkpoint and lag.
 pub async fn print_status(config: Config) -> anyhow::Result<()> {
@@ -60,4 +61,56 @@ pub async fn rebuild(config: Config, name: &str) -> anyhow::Result<()> {
         report.position
     );
     Ok(())
+}
+
+/// A token for `role` (and `sub`) from `AUTH_JWT_SECRET`, valid for `ttl`.
+pub fn mint_token(
+    config: &Config,
+    role: &str,
+    sub: Option<String>,
+    ttl: Duration,
+) -> anyhow::Result<String> {
+    if role == "customer" && sub.as_deref().and_then(|s| uuid::Uuid::parse_str(s).ok()).is_none() {
+        anyhow::bail!("a customer token needs --sub CUSTOMER_ID (a UUID)");
+    }
+    let Access::Jwt(jwt) = app::access(config)? else {
+        anyhow::bail!("AUTH_JWT_SECRET is not set: there is nothing to sign tokens with");
+    };
+    jwt.mint(role, sub, ttl).ok_or_else(|| {
+        anyhow::anyhow!("tokens can be minted only from AUTH_JWT_SECRET, not from a public key")
+    })
+}
+
+/// A duration such as `90s`, `30m`, `1h` or `7d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("{text:?} is not a duration like 1h"))?;
+    let seconds = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?}: the unit must be s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("a token must live longer than 0 s".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_read_as_people_write_them() {
+        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1_800)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3_600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604_800)));
+        for bad in ["", "h", "1y", "-1h", "0s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
 }

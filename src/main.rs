@@ -26,11 +26,29 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Mint a bearer token from AUTH_JWT_SECRET (development and tests).
+    Token {
+        #[arg(long, value_enum)]
+        role: TokenRole,
+        /// The subject; a customer's is its customer id.
+        #[arg(long)]
+        sub: Option<String>,
+        /// How long the token lives: e.g. 90s, 30m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = eventfold::cli::parse_ttl)]
+        ttl: std::time::Duration,
+    },
     /// Write the served GraphQL schema (SDL).
     ExportSchema {
         #[arg(long, default_value = "schema.graphql")]
         output: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TokenRole {
+    Admin,
+    Clerk,
+    Customer,
 }
 
 #[derive(Subcommand)]
@@ -72,6 +90,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Projections { command: ProjectionsCommand::Retry { name } } => {
             eventfold::cli::retry_dead_letters(config, &name).await
+        }
+        Command::Token { role, sub, ttl } => {
+            let role = match role {
+                TokenRole::Admin => "admin",
+                TokenRole::Clerk => "clerk",
+                TokenRole::Customer => "customer",
+            };
+            println!("{}", eventfold::cli::mint_token(&config, role, sub, ttl)?);
+            Ok(())
         }
         Command::ExportSchema { output } => {
             std::fs::write(&output, eventfold::graphql::sdl())

@@ -15,6 +15,8 @@ pub struct Model {
     pub last_transaction_at: DateTimeUtc,
     pub version: i64,
     pub position: i64,
+    /// The customer who owns the account, if any.
+    pub customer_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261126_000003_create_account_views;
 mod m20261126_000004_create_shop_views;
 mod m20261126_000005_notify_on_append;
 mod m20261130_000001_fence_checkpoints;
+mod m20261130_000002_own_accounts;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_create_shop_views::Migration),
             Box::new(m20261126_000005_notify_on_append::Migration),
             Box::new(m20261130_000001_fence_checkpoints::Migration),
+            Box::new(m20261130_000002_own_accounts::Migration),
         ]
     }
 }

@@ -36,6 +36,13 @@ pub enum Role {
     Relay,
 }
 
+/// An explicit authentication choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// No authentication, even on a public address: every caller is admin.
+    None,
+}
+
 /// Everything a process can be told, by flag or environment.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -77,6 +84,22 @@ pub struct Config {
     /// Longest a query waits for `minPosition`, in milliseconds.
     #[arg(long, env = "MIN_POSITION_TIMEOUT_MS", default_value_t = defaults::MIN_POSITION_TIMEOUT_MS, global = true)]
     pub min_position_timeout_ms: u64,
+    /// HS256 secret of bearer tokens (at least 32 bytes).
+    #[arg(long, env = "AUTH_JWT_SECRET", global = true, hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+    /// PEM public key (RSA or EC) of bearer tokens, instead of a secret.
+    #[arg(long, env = "AUTH_JWT_PUBLIC_KEY_FILE", global = true)]
+    pub auth_jwt_public_key_file: Option<std::path::PathBuf>,
+    /// Required `iss` of bearer tokens.
+    #[arg(long, env = "AUTH_JWT_ISSUER", global = true)]
+    pub auth_jwt_issuer: Option<String>,
+    /// Required `aud` of bearer tokens.
+    #[arg(long, env = "AUTH_JWT_AUDIENCE", global = true)]
+    pub auth_jwt_audience: Option<String>,
+    /// `none` allows running without authentication on a non-loopback
+    /// address (every caller is then an admin).
+    #[arg(long, env = "AUTH_MODE", value_enum, global = true)]
+    pub auth_mode: Option<AuthMode>,
     /// Base URL of invoice documents (`{base}/invoices/{id}.pdf`).
     #[arg(long, env = "INVOICE_BASE_URL", default_value = defaults::INVOICE_BASE_URL, global = true)]
     pub invoice_base_url: String,

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -18,6 +19,7 @@ use crate::es::store::EventStore;
 use crate::es::upcast::Upcasters;
 use crate::infra::db;
 use crate::infra::event_store::SeaEventStore;
+use crate::infra::jwt::Jwt;
 use crate::infra::projection_runtime::{
     Applier, InProcessRunner, PartitionedRunner, ProjectionMonitor, RuntimeSettings,
 };
@@ -25,11 +27,11 @@ use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
-use crate::service::{RebuildSource, Services};
+use crate::service::{Access, RebuildSource, Services};
 
 mod config;
 
-pub use config::{Config, Role, defaults};
+pub use config::{AuthMode, Config, Role, defaults};
 
 /// Every projection of the application, in the order they are started: the
 /// read models, then the process managers (which execute with `commands`).
@@ -96,8 +98,52 @@ fn executor(
     Arc::new(CommandExecutor::new(store, upcasters, settings))
 }
 
+/// How requests are authenticated, from the `AUTH_*` settings.
+pub fn access(config: &Config) -> anyhow::Result<Access> {
+    let (issuer, audience) = (config.auth_jwt_issuer.clone(), config.auth_jwt_audience.clone());
+    let jwt = match (&config.auth_jwt_secret, &config.auth_jwt_public_key_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY_FILE, not both")
+        }
+        (Some(secret), None) => Jwt::from_secret(secret, issuer, audience)?,
+        (None, Some(path)) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("Failed to read {}", path.display()))?;
+            Jwt::from_public_key_pem(&pem, issuer, audience)?
+        }
+        (None, None) => return Ok(Access::Open),
+    };
+    if config.auth_mode == Some(AuthMode::None) {
+        anyhow::bail!("AUTH_MODE=none contradicts the configured AUTH_JWT_* key");
+    }
+    Ok(Access::Jwt(Arc::new(jwt)))
+}
+
+/// Open mode (no authentication) serves only loopback addresses, unless
+/// `AUTH_MODE=none` says otherwise. Checked before anything is bound.
+async fn check_open_mode(config: &Config, access: &Access) -> anyhow::Result<()> {
+    if access.is_enforced() {
+        return Ok(());
+    }
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&config.listen)
+        .await
+        .with_context(|| format!("Failed to resolve {}", config.listen))?
+        .collect();
+    let public = addrs.iter().any(|a| !a.ip().is_loopback());
+    if public && config.auth_mode != Some(AuthMode::None) {
+        anyhow::bail!(
+            "refusing to serve without authentication on {}: set AUTH_JWT_SECRET (or \
+             AUTH_JWT_PUBLIC_KEY_FILE), or AUTH_MODE=none to let every caller act as admin",
+            config.listen
+        );
+    }
+    tracing::warn!(listen = %config.listen, "no authentication configured: every caller is an admin");
+    Ok(())
+}
+
 /// Connects, migrates and assembles the services (no task is started).
 pub async fn build(config: &Config) -> anyhow::Result<Built> {
+    let access = access(config)?;
     let write_db = db::connect(&config.database_url, config.pool_size).await?;
     db::migrate(&write_db).await?;
     let read_db = match &config.read_database_url {
@@ -143,6 +189,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             read_url: config.read_database_url.clone().unwrap_or(config.database_url.clone()),
         },
         invoice_base_url: config.invoice_base_url.clone(),
+        access,
     });
     Ok(Built { services, write_db, commits, shutdown })
 }
@@ -232,6 +279,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     }
     let mut addr = None;
     if runs(Role::Api) {
+        check_open_mode(&config, &services.access).await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;

@@ -1,6 +1,7 @@
 //! The registry of every upcaster the domain needs: each stored event shape
 //! that changed is brought up to date here, one schema version at a time.
 
+use crate::domain::bank::upcast_account_opened_v1;
 use crate::domain::customer::upcast_customer_registered_v1;
 use crate::es::upcast::Upcasters;
 
@@ -8,6 +9,8 @@ pub fn upcasters() -> Upcasters {
     let mut upcasters = Upcasters::default();
     // v1 had no email; v2 records it as unknown.
     upcasters.register("CustomerRegistered", 1, upcast_customer_registered_v1);
+    // v1 had no owning customer; v2 records the account as owned by none.
+    upcasters.register("AccountOpened", 1, upcast_account_opened_v1);
     upcasters
 }
 
@@ -37,6 +40,16 @@ mod tests {
         let stored = recorded("CustomerRegistered", 1, json!({ "name": "Ada" }));
         let event: CustomerEvent = upcasters().decode(&stored).unwrap();
         assert_eq!(event, CustomerEvent::CustomerRegistered { name: "Ada".into(), email: None });
+    }
+
+    #[test]
+    fn a_stored_v1_account_opened_decodes_as_v2_owned_by_no_customer() {
+        let v1 = json!({ "owner": "Ada", "initial_deposit": "10.00", "overdraft_limit": "0" });
+        let event: BankEvent = upcasters().decode(&recorded("AccountOpened", 1, v1)).unwrap();
+        let BankEvent::AccountOpened { owner, customer_id, .. } = event else {
+            panic!("decoded as {event:?}")
+        };
+        assert_eq!((owner.as_str(), customer_id), ("Ada", None));
     }
 
     /// Asserts that every sample is stored under the name `$match` gives it
@@ -86,6 +99,7 @@ mod tests {
                 owner: "Ada".into(),
                 initial_deposit: money(10_000),
                 overdraft_limit: money(5_000),
+                customer_id: Some(id(3)),
             },
             BankEvent::MoneyDeposited { amount: money(525) },
             BankEvent::MoneyWithdrawn { amount: money(150) },

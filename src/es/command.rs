@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
 use super::cache::AggregateCache;
-use super::envelope::{EventMetadata, NewEvent, Position, StreamKey};
+use super::envelope::{Actor, EventMetadata, NewEvent, Position, StreamKey};
 use super::locks::StreamLocks;
 
 pub use super::store::Outcome;
@@ -27,7 +27,7 @@ pub struct CommandContext {
     pub expected_version: Option<i64>,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
-    pub actor: Option<String>,
+    pub actor: Option<Actor>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -81,12 +81,45 @@ pub struct EventMetadata {
     pub correlation_id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
     /// Set when the stream travels in another stream's partition (see
     /// [`crate::es::aggregate::Aggregate::partition_key`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_key: Option<Uuid>,
+}
+
+/// Who issued the command that recorded an event: a role (`admin`,
+/// `clerk`, `customer`, `anonymous`, or `process` for a process manager)
+/// and the subject, when known.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredActor")]
+pub struct Actor {
+    pub role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+}
+
+/// The shapes an actor was stored in: a bare name in early events (a
+/// process manager's), a role and subject since.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredActor {
+    Full {
+        role: String,
+        #[serde(default)]
+        sub: Option<String>,
+    },
+    Name(String),
+}
+
+impl From<StoredActor> for Actor {
+    fn from(stored: StoredActor) -> Self {
+        match stored {
+            StoredActor::Full { role, sub } => Actor { role, sub },
+            StoredActor::Name(name) => Actor { role: "process".into(), sub: Some(name) },
+        }
+    }
 }
 
 impl EventMetadata {
@@ -129,6 +162,20 @@ mod tests {
         let early_tx_late_seq = Position { tx: 5, pos: 9 };
         let late_tx_early_seq = Position { tx: 6, pos: 8 };
         assert!(early_tx_late_seq < late_tx_early_seq);
+    }
+
+    #[test]
+    fn an_actor_reads_from_its_stored_shapes() {
+        let old: EventMetadata = serde_json::from_value(serde_json::json!({
+            "correlation_id": Uuid::nil(), "actor": "shipping_process"
+        }))
+        .unwrap();
+        let actor = Actor { role: "process".into(), sub: Some("shipping_process".into()) };
+        assert_eq!(old.actor, Some(actor));
+        let new = Actor { role: "clerk".into(), sub: Some("bob".into()) };
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json, serde_json::json!({ "role": "clerk", "sub": "bob" }));
+        assert_eq!(serde_json::from_value::<Actor>(json).unwrap(), new);
     }
 
     #[test]

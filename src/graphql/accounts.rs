@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 use crate::service::{AccountSummary, OpenAccount};
 
 /// A bank account as the summary read model shows it.
@@ -25,6 +25,8 @@ pub struct Account {
     pub last_transaction_at: DateTime<Utc>,
     /// The account stream's version this row reflects.
     pub version: i64,
+    /// The customer who owns the account, if any.
+    pub customer_id: Option<Uuid>,
 }
 
 impl From<AccountSummary> for Account {
@@ -39,6 +41,7 @@ impl From<AccountSummary> for Account {
             opened_at: a.opened_at,
             last_transaction_at: a.last_transaction_at,
             version: a.version,
+            customer_id: a.customer_id,
         }
     }
 }
@@ -50,6 +53,9 @@ pub struct OpenAccountInput {
     /// How far the balance may go below zero. Defaults to 0.
     #[graphql(default)]
     pub overdraft_limit: Decimal,
+    /// The owning customer. A customer's token opens for itself whatever
+    /// this says; clerks and admins may name any registered customer.
+    pub customer_id: Option<Uuid>,
     pub command_id: Option<Uuid>,
     pub expected_version: Option<i64>,
 }
@@ -95,9 +101,10 @@ impl AccountMutation {
             owner: input.owner,
             initial_deposit: input.initial_deposit,
             overdraft_limit: input.overdraft_limit,
+            customer_id: input.customer_id,
         };
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.open_account(open, options).await)
+        payload(services(ctx)?.open_account(caller(ctx)?, open, options).await)
     }
 
     async fn deposit_money(
@@ -106,7 +113,11 @@ impl AccountMutation {
         input: DepositMoneyInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.deposit_money(input.account_id, input.amount, options).await)
+        payload(
+            services(ctx)?
+                .deposit_money(caller(ctx)?, input.account_id, input.amount, options)
+                .await,
+        )
     }
 
     async fn withdraw_money(
@@ -115,7 +126,11 @@ impl AccountMutation {
         input: WithdrawMoneyInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.withdraw_money(input.account_id, input.amount, options).await)
+        payload(
+            services(ctx)?
+                .withdraw_money(caller(ctx)?, input.account_id, input.amount, options)
+                .await,
+        )
     }
 
     async fn write_check(
@@ -126,7 +141,15 @@ impl AccountMutation {
         let options = options(input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
-            services.write_check(input.account_id, input.check_number, input.amount, options).await,
+            services
+                .write_check(
+                    caller(ctx)?,
+                    input.account_id,
+                    input.check_number,
+                    input.amount,
+                    options,
+                )
+                .await,
         )
     }
 }
@@ -143,7 +166,7 @@ impl AccountQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Account>> {
-        let account = services(ctx)?.account(id, min_position.as_deref()).await;
+        let account = services(ctx)?.account(caller(ctx)?, id, min_position.as_deref()).await;
         Ok(account.map_err(ApiError::from)?.map(Account::from))
     }
 
@@ -156,7 +179,8 @@ impl AccountQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Account>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page = services(ctx)?.accounts(cursor, limit, min_position.as_deref()).await;
+        let page =
+            services(ctx)?.accounts(caller(ctx)?, cursor, limit, min_position.as_deref()).await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |a| (a.id.to_string(), Account::from(a))))
     }
@@ -170,7 +194,8 @@ impl AccountQuery {
         at: DateTime<Utc>,
         min_position: Option<String>,
     ) -> Result<Option<Decimal>> {
-        let balance = services(ctx)?.account_balance_at(id, at, min_position.as_deref()).await;
+        let balance =
+            services(ctx)?.account_balance_at(caller(ctx)?, id, at, min_position.as_deref()).await;
         Ok(balance.map_err(ApiError::from)?)
     }
 }
@@ -186,6 +211,7 @@ impl AccountSubscription {
         ctx: &Context<'_>,
         id: Uuid,
     ) -> Result<impl Stream<Item = Account>> {
-        Ok(services(ctx)?.clone().account_updates(id).map(Account::from))
+        let updates = services(ctx)?.clone().account_updates(caller(ctx)?.clone(), id).await;
+        Ok(updates.map_err(ApiError::from)?.map(Account::from))
     }
 }

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::pagination::{bad_cursor, connection, page_size};
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 use crate::service::LoggedEvent;
 
 /// One stored event, as recorded.
@@ -62,7 +62,14 @@ impl AuditQuery {
             None => 0,
         };
         let page = services(ctx)?
-            .stream_events(&stream_type, stream_id, after_version, limit, min_position.as_deref())
+            .stream_events(
+                caller(ctx)?,
+                &stream_type,
+                stream_id,
+                after_version,
+                limit,
+                min_position.as_deref(),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |e| (e.version.to_string(), AuditEvent::from(e))))

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 use crate::service::CustomerSummary;
 
 /// A customer as `customers_view` shows it.
@@ -63,7 +63,9 @@ impl CustomerMutation {
         input: RegisterCustomerInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.register_customer(input.name, input.email, options).await)
+        payload(
+            services(ctx)?.register_customer(caller(ctx)?, input.name, input.email, options).await,
+        )
     }
 
     async fn change_customer_email(
@@ -72,7 +74,11 @@ impl CustomerMutation {
         input: ChangeCustomerEmailInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.change_customer_email(input.customer_id, input.email, options).await)
+        payload(
+            services(ctx)?
+                .change_customer_email(caller(ctx)?, input.customer_id, input.email, options)
+                .await,
+        )
     }
 }
 
@@ -88,7 +94,7 @@ impl CustomerQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Customer>> {
-        let customer = services(ctx)?.customer(id, min_position.as_deref()).await;
+        let customer = services(ctx)?.customer(caller(ctx)?, id, min_position.as_deref()).await;
         Ok(customer.map_err(ApiError::from)?.map(Customer::from))
     }
 
@@ -101,7 +107,8 @@ impl CustomerQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Customer>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page = services(ctx)?.customers(cursor, limit, min_position.as_deref()).await;
+        let page =
+            services(ctx)?.customers(caller(ctx)?, cursor, limit, min_position.as_deref()).await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |c| (c.id.to_string(), Customer::from(c))))
     }

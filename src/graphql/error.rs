@@ -50,6 +50,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) | ServiceError::CommandIdReused(_) => "VALIDATION_ERROR",
             ServiceError::Rejected { kind, .. } => rejection_code(*kind),
             ServiceError::NotFound(_) => "NOT_FOUND",
+            ServiceError::Unauthenticated(_) => "UNAUTHENTICATED",
+            ServiceError::Forbidden(_) => "FORBIDDEN",
             ServiceError::Conflict { .. } => "CONCURRENCY_CONFLICT",
             ServiceError::Timeout(_) => "TIMEOUT",
             ServiceError::Store(_) | ServiceError::Read(_) | ServiceError::Internal(_) => {

@@ -20,7 +20,7 @@ pub mod products;
 
 pub use error::ApiError;
 
-use crate::service::Services;
+use crate::service::{Caller, Services};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -59,7 +59,8 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
 
 /// The schema serving `services`.
 pub fn schema(services: Arc<Services>) -> AppSchema {
-    schema_builder().data(services).finish()
+    let caller = services.access.default_caller();
+    schema_builder().data(services).data(caller).finish()
 }
 
 /// The SDL served by the API, as written to `schema.graphql`: what
@@ -71,4 +72,10 @@ pub fn sdl() -> String {
 /// The services every resolver calls.
 fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Services>> {
     ctx.data::<Arc<Services>>()
+}
+
+/// The caller of this request (the schema's default caller when the
+/// transport set none: anonymous, or admin in open mode).
+fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    ctx.data::<Caller>()
 }

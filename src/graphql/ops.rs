@@ -4,7 +4,7 @@ use async_graphql::{Context, Object, Result, SimpleObject};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 
 #[derive(SimpleObject)]
 pub struct DeadLetter {
@@ -38,7 +38,7 @@ pub struct OpsQuery;
 impl OpsQuery {
     /// Every projection with its progress and parked events.
     async fn projections(&self, ctx: &Context<'_>) -> Result<Vec<ProjectionInfo>> {
-        let reports = services(ctx)?.projection_reports().await.map_err(ApiError::from)?;
+        let reports = services(ctx)?.projections(caller(ctx)?).await.map_err(ApiError::from)?;
         let out = reports
             .into_iter()
             .map(|r| ProjectionInfo {

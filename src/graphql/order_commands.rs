@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::orders::ShipmentStatus;
 use super::payload::{MutationPayload, options, payload};
-use super::services;
+use super::{caller, services};
 use crate::service::OrderLineRequest;
 
 #[derive(InputObject)]
@@ -83,7 +83,7 @@ impl OrderMutation {
             .iter()
             .map(|i| OrderLineRequest { product_id: i.product_id, quantity: i.quantity })
             .collect();
-        payload(services(ctx)?.create_order(input.customer_id, &lines, options).await)
+        payload(services(ctx)?.create_order(caller(ctx)?, input.customer_id, &lines, options).await)
     }
 
     async fn confirm_order(
@@ -92,7 +92,7 @@ impl OrderMutation {
         input: ConfirmOrderInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.confirm_order(input.order_id, options).await)
+        payload(services(ctx)?.confirm_order(caller(ctx)?, input.order_id, options).await)
     }
 
     /// Cancels a pending or confirmed order and releases its stock in the
@@ -103,7 +103,9 @@ impl OrderMutation {
         input: CancelOrderInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.cancel_order(input.order_id, input.reason, options).await)
+        payload(
+            services(ctx)?.cancel_order(caller(ctx)?, input.order_id, input.reason, options).await,
+        )
     }
 
     /// Issues the order's one invoice. The payload's id is the invoice
@@ -115,7 +117,7 @@ impl OrderMutation {
         input: IssueInvoiceInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.issue_invoice(input.order_id, options).await)
+        payload(services(ctx)?.issue_invoice(caller(ctx)?, input.order_id, options).await)
     }
 
     /// Creates the shipment of a confirmed order; the payload's id is the
@@ -126,7 +128,11 @@ impl OrderMutation {
         input: CreateShipmentInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.create_shipment(input.order_id, input.carrier, options).await)
+        payload(
+            services(ctx)?
+                .create_shipment(caller(ctx)?, input.order_id, input.carrier, options)
+                .await,
+        )
     }
 
     /// Moves a shipment along its legal transitions; the order follows
@@ -138,6 +144,10 @@ impl OrderMutation {
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
         let status = input.status.into();
-        payload(services(ctx)?.update_shipment_status(input.shipment_id, status, options).await)
+        payload(
+            services(ctx)?
+                .update_shipment_status(caller(ctx)?, input.shipment_id, status, options)
+                .await,
+        )
     }
 }

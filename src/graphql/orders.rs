@@ -9,7 +9,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use super::pagination::{connection, id_cursor, page_size};
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 use crate::domain::order::OrderStatus as DomainOrderStatus;
 use crate::domain::shipment::ShipmentStatus as DomainShipmentStatus;
 use crate::service::{OrderDetails, OrderFilter};
@@ -182,7 +182,7 @@ impl OrderQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Order>> {
-        let order = services(ctx)?.order(id, min_position.as_deref()).await;
+        let order = services(ctx)?.order(caller(ctx)?, id, min_position.as_deref()).await;
         Ok(order.map_err(ApiError::from)?.map(Order::from))
     }
 
@@ -199,7 +199,9 @@ impl OrderQuery {
     ) -> Result<Connection<String, Order>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
         let filter = OrderFilter { customer_id, status: status.map(Into::into) };
-        let page = services(ctx)?.orders(cursor, limit, filter, min_position.as_deref()).await;
+        let page = services(ctx)?
+            .orders(caller(ctx)?, cursor, limit, filter, min_position.as_deref())
+            .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |o| (o.id.to_string(), Order::from(o))))
     }
@@ -217,6 +219,7 @@ impl OrderSubscription {
         ctx: &Context<'_>,
         id: Option<Uuid>,
     ) -> Result<impl Stream<Item = Order>> {
-        Ok(services(ctx)?.clone().order_updates(id).map(Order::from))
+        let updates = services(ctx)?.clone().order_updates(caller(ctx)?.clone(), id).await;
+        Ok(updates.map_err(ApiError::from)?.map(Order::from))
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, services};
+use super::{ApiError, caller, services};
 use crate::service::ProductStock;
 
 /// A product as `product_stock_view` shows it.
@@ -74,7 +74,9 @@ impl ProductMutation {
         input: RegisterProductInput,
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
-        payload(services(ctx)?.register_product(input.name, input.price, options).await)
+        payload(
+            services(ctx)?.register_product(caller(ctx)?, input.name, input.price, options).await,
+        )
     }
 
     async fn increase_stock(
@@ -85,7 +87,9 @@ impl ProductMutation {
         let options = options(input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
-            services.increase_stock(input.product_id, input.amount, input.reason, options).await,
+            services
+                .increase_stock(caller(ctx)?, input.product_id, input.amount, input.reason, options)
+                .await,
         )
     }
 
@@ -98,7 +102,9 @@ impl ProductMutation {
         let options = options(input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
-            services.decrease_stock(input.product_id, input.amount, input.reason, options).await,
+            services
+                .decrease_stock(caller(ctx)?, input.product_id, input.amount, input.reason, options)
+                .await,
         )
     }
 }

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use crate::graphql::AppSchema;
+use crate::graphql::{ApiError, AppSchema};
 use crate::service::Services;
 
 mod metrics;
@@ -88,7 +88,7 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             );
         }
     };
-    execute(&state, request, media).await
+    execute(&state, &headers, request, media).await
 }
 
 async fn graphql_get(
@@ -132,11 +132,41 @@ async fn graphql_get(
             }
         }
     }
-    execute(&state, request, media).await
+    execute(&state, &headers, request, media).await
 }
 
-async fn execute(state: &AppState, request: async_graphql::Request, media: MediaType) -> Response {
-    let response = state.schema.execute(request).await;
+/// Runs `request` as the caller its `Authorization` header names. A header
+/// that does not verify is refused with 401 whatever the operation.
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+    media: MediaType,
+) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let caller = match state.services.authenticate(authorization) {
+        Ok(caller) => caller,
+        Err(e) => {
+            let error = ApiError::from(e);
+            let body = serde_json::json!({ "errors": [{ "message": error.message, "extensions": { "code": error.code } }] });
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, media.as_str())],
+                body.to_string(),
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    };
+    // Introspection shows internals: with authentication on, staff only.
+    let mut request = request;
+    if state.services.access.is_enforced() && !caller.is_staff() {
+        request = request.disable_introspection();
+    }
+    let response = state.schema.execute(request.data(caller)).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
     // is a 400; application/json keeps 200 for every well-formed request.

@@ -20,7 +20,7 @@ use crate::domain::shipping_policy::order_command_for;
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::command::{CommandContext, CommandError, CommandExecutor};
-use crate::es::envelope::{EventMetadata, RecordedEvent};
+use crate::es::envelope::{Actor, EventMetadata, RecordedEvent};
 use crate::es::projector::{Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
 
@@ -81,7 +81,7 @@ impl Projection for ShippingProcess {
             expected_version: None,
             correlation_id: metadata.map(|m| m.correlation_id),
             causation_id: Some(event.event_id),
-            actor: Some(NAME.to_owned()),
+            actor: Some(Actor { role: "process".into(), sub: Some(NAME.to_owned()) }),
         };
         match self.commands.execute::<Order>(dispatch.order_id, &dispatch.command, &ctx).await {
             Ok(_) => Ok(vec![]),

@@ -25,7 +25,14 @@ pub enum ServiceError {
     /// follows the rejection's kind.
     #[error("{source}")]
     Rejected { kind: RejectionKind, source: Source },
-    /// `NOT_FOUND`: a queried row does not exist.
+    /// `UNAUTHENTICATED`: no token where one is needed, or a token that
+    /// does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// `FORBIDDEN`: the caller's role may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// `NOT_FOUND`: a queried row does not exist (or is not the caller's).
     #[error("{0}")]
     NotFound(String),
     /// `CONCURRENCY_CONFLICT`: a pinned `expectedVersion` did not match, or

@@ -19,6 +19,7 @@ use crate::es::store::EventStore;
 use crate::infra::projection_runtime::ProjectionMonitor;
 use crate::infra::read_your_writes::ReadYourWrites;
 
+mod auth;
 mod bank;
 mod customers;
 mod error;
@@ -38,6 +39,7 @@ pub use crate::read_models::orders_with_details::query::{
     OrderCustomer, OrderDetails, OrderFilter, OrderInvoice, OrderItem, OrderShipping,
 };
 pub use crate::read_models::product_stock::query::ProductStock;
+pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
 pub use ops::{ProjectionReport, RebuildSource};
@@ -57,6 +59,8 @@ pub struct Services {
     pub rebuild_source: RebuildSource,
     /// Invoice URLs are `{invoice_base_url}/invoices/{invoice_id}.pdf`.
     pub invoice_base_url: String,
+    /// How callers are authenticated.
+    pub access: Access,
 }
 
 /// What a client may say about any command beyond its content.
@@ -69,14 +73,16 @@ pub struct CommandOptions {
 }
 
 impl CommandOptions {
-    /// The kernel's context for this command, with `expectedVersion` checked.
-    fn context(self) -> Result<CommandContext, ServiceError> {
+    /// The kernel's context for a command of `caller`, with
+    /// `expectedVersion` checked.
+    fn context(self, caller: &Caller) -> Result<CommandContext, ServiceError> {
         if self.expected_version.is_some_and(|v| v < 0) {
             return Err(ServiceError::invalid("expectedVersion must not be negative"));
         }
         Ok(CommandContext {
             command_id: self.command_id,
             expected_version: self.expected_version,
+            actor: Some(caller.actor()),
             ..Default::default()
         })
     }

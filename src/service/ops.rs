@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::{ServiceError, Services};
+use super::{Caller, ServiceError, Services};
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
@@ -104,15 +104,27 @@ impl Services {
         Ok(reports)
     }
 
-    /// The history of one stream, oldest first, after version `after_version`.
+    /// [`Services::projection_reports`], for admins.
+    pub async fn projections(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<ProjectionReport>, ServiceError> {
+        caller.require_admin()?;
+        self.projection_reports().await
+    }
+
+    /// The history of one stream, oldest first, after version `after_version`
+    /// (admins).
     pub async fn stream_events(
         &self,
+        caller: &Caller,
         stream_type: &str,
         stream_id: Uuid,
         after_version: i64,
         limit: u64,
         min_position: Option<&str>,
     ) -> Result<Page<LoggedEvent>, ServiceError> {
+        caller.require_admin()?;
         self.wait_for(&[audit_log::NAME], min_position).await?;
         let page = audit_log::query::stream_page(
             &self.read_db,

@@ -6,20 +6,23 @@ use futures::Stream;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{CommandOptions, Outcome, ServiceError, Services, new_stream_id, quantity};
+use super::{Caller, CommandOptions, Outcome, ServiceError, Services, new_stream_id, quantity};
 use crate::domain::money::Money;
 use crate::domain::product::{Product, ProductCommand};
 use crate::read_models::product_stock::{self, query::ProductStock};
 use crate::read_models::{Page, ReadModel};
 
 impl Services {
+    /// Runs a product command; only staff change the catalogue.
     async fn product_command(
         &self,
+        caller: &Caller,
         id: Uuid,
         command: ProductCommand,
         options: CommandOptions,
     ) -> Result<Outcome, ServiceError> {
-        let ctx = options.context()?;
+        caller.require_staff()?;
+        let ctx = options.context(caller)?;
         Ok(self.commands.execute::<Product>(id, &command, &ctx).await?)
     }
 
@@ -27,36 +30,39 @@ impl Services {
     /// is derived from it, so a retried request registers it once.
     pub async fn register_product(
         &self,
+        caller: &Caller,
         name: String,
         price: Decimal,
         options: CommandOptions,
     ) -> Result<Outcome, ServiceError> {
         let command =
             ProductCommand::RegisterProduct { name, price: Money::positive(price, "price")? };
-        self.product_command(new_stream_id(options.command_id), command, options).await
+        self.product_command(caller, new_stream_id(options.command_id), command, options).await
     }
 
     pub async fn increase_stock(
         &self,
+        caller: &Caller,
         product_id: Uuid,
         amount: i32,
         reason: String,
         options: CommandOptions,
     ) -> Result<Outcome, ServiceError> {
         let command = ProductCommand::IncreaseStock { amount: quantity(amount, "amount")?, reason };
-        self.product_command(product_id, command, options).await
+        self.product_command(caller, product_id, command, options).await
     }
 
     /// Removes available stock; never more than is available.
     pub async fn decrease_stock(
         &self,
+        caller: &Caller,
         product_id: Uuid,
         amount: i32,
         reason: String,
         options: CommandOptions,
     ) -> Result<Outcome, ServiceError> {
         let command = ProductCommand::DecreaseStock { amount: quantity(amount, "amount")?, reason };
-        self.product_command(product_id, command, options).await
+        self.product_command(caller, product_id, command, options).await
     }
 
     /// One product, or `None` if no such product exists.

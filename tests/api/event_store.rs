@@ -247,6 +247,7 @@ async fn a_decision_never_rests_on_a_stream_that_moved_after_it_was_read() {
         owner: "Ada".into(),
         initial_deposit: money(deposit),
         overdraft_limit: Money::ZERO,
+        customer_id: None,
     };
     let (from, to) = (Uuid::now_v7(), Uuid::now_v7());
     let ctx = CommandContext::default();

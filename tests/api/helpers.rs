@@ -46,6 +46,8 @@ pub(crate) struct TestApp {
     pub(crate) db: DatabaseConnection,
     pub(crate) database_url: String,
     pub(crate) redis: Option<RedisSettings>,
+    /// Bearer token sent with [`TestApp::gql`] (when auth is on).
+    pub(crate) token: Option<String>,
     running: Option<RunningApp>,
     store: Store,
 }
@@ -143,6 +145,7 @@ async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> T
         db,
         database_url: url,
         redis,
+        token: None,
         running: Some(running),
         store,
     }
@@ -154,20 +157,7 @@ impl TestApp {
     }
 
     pub(crate) async fn gql(&self, query: &str, variables: Value) -> Gql {
-        let response = self
-            .client
-            .post(self.url("/graphql"))
-            .header("accept", "application/graphql-response+json")
-            .json(&json!({ "query": query, "variables": variables }))
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .expect("request sent");
-        let body: Value = response.json().await.expect("JSON body");
-        Gql {
-            data: body.get("data").cloned().unwrap_or(Value::Null),
-            errors: body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default(),
-        }
+        gql_as(self, self.token.as_deref(), query, variables).await.1
     }
 
     /// Number of rows in the events table.
@@ -330,4 +320,31 @@ pub(crate) async fn api_twin(app: &TestApp) -> (RunningApp, String) {
     let twin = app::start(config).await.expect("twin starts");
     let url = format!("http://{}/graphql", twin.addr.expect("api role listens"));
     (twin, url)
+}
+
+/// A GraphQL request with `bearer` (or none) as its token: the HTTP status
+/// and the response.
+pub(crate) async fn gql_as(
+    app: &TestApp,
+    bearer: Option<&str>,
+    query: &str,
+    variables: Value,
+) -> (u16, Gql) {
+    let mut request = app
+        .client
+        .post(app.url("/graphql"))
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": query, "variables": variables }))
+        .timeout(Duration::from_secs(30));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON body");
+    let gql = Gql {
+        data: body.get("data").cloned().unwrap_or(Value::Null),
+        errors: body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default(),
+    };
+    (status, gql)
 }

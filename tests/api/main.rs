@@ -2,6 +2,7 @@
 //! the embedded SQLite default), driven over HTTP and WebSocket.
 
 mod accounts;
+mod auth;
 mod concurrency;
 mod convergence;
 mod embedded;

@@ -58,6 +58,7 @@ async fn append_until(
                     owner: "snapshot bench".into(),
                     initial_deposit: Money::ZERO,
                     overdraft_limit: Money::ZERO,
+                    customer_id: None,
                 }
             } else {
                 deposit.clone()

@@ -2,6 +2,7 @@ use std::collections::BTreeSet;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use super::events::BankEvent;
 use crate::domain::money::Money;
@@ -13,10 +14,23 @@ const MAX_TEXT: usize = 200;
 /// What a bank account command may ask. Amounts are already valid [`Money`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum BankCommand {
-    OpenAccount { owner: String, initial_deposit: Money, overdraft_limit: Money },
-    DepositMoney { amount: Money },
-    WithdrawMoney { amount: Money },
-    WriteCheck { check_number: String, amount: Money },
+    /// `customer_id`: the customer who owns the account, if any.
+    OpenAccount {
+        owner: String,
+        initial_deposit: Money,
+        overdraft_limit: Money,
+        customer_id: Option<Uuid>,
+    },
+    DepositMoney {
+        amount: Money,
+    },
+    WithdrawMoney {
+        amount: Money,
+    },
+    WriteCheck {
+        check_number: String,
+        amount: Money,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +68,8 @@ impl Rejection for BankError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BankAccount {
     pub opened: bool,
+    /// The customer who owns the account, if any.
+    pub customer_id: Option<Uuid>,
     pub balance: Decimal,
     pub overdraft_limit: Decimal,
     pub checks: BTreeSet<String>,
@@ -83,13 +99,15 @@ impl BankAccount {
 
 impl Aggregate for BankAccount {
     const STREAM_TYPE: &'static str = "BankAccount";
+    /// 2: the owning customer joined the state.
+    const STATE_VERSION: i32 = 2;
     type Command = BankCommand;
     type Event = BankEvent;
     type Error = BankError;
 
     fn handle(&self, command: &BankCommand) -> Result<Vec<BankEvent>, BankError> {
         match command {
-            BankCommand::OpenAccount { owner, initial_deposit, overdraft_limit } => {
+            BankCommand::OpenAccount { owner, initial_deposit, overdraft_limit, customer_id } => {
                 if self.opened {
                     return Err(BankError::AlreadyOpened);
                 }
@@ -97,6 +115,7 @@ impl Aggregate for BankAccount {
                     owner: checked_text(owner, "owner")?,
                     initial_deposit: *initial_deposit,
                     overdraft_limit: *overdraft_limit,
+                    customer_id: *customer_id,
                 }])
             }
             BankCommand::DepositMoney { amount } => {
@@ -122,8 +141,9 @@ impl Aggregate for BankAccount {
 
     fn apply(&mut self, event: &BankEvent) {
         match event {
-            BankEvent::AccountOpened { initial_deposit, overdraft_limit, .. } => {
+            BankEvent::AccountOpened { initial_deposit, overdraft_limit, customer_id, .. } => {
                 self.opened = true;
+                self.customer_id = *customer_id;
                 self.balance = initial_deposit.amount();
                 self.overdraft_limit = overdraft_limit.amount();
             }
@@ -154,6 +174,7 @@ mod tests {
             owner: "Ada".into(),
             initial_deposit: money(deposit),
             overdraft_limit: money(overdraft),
+            customer_id: None,
         }
     }
 
@@ -162,6 +183,7 @@ mod tests {
             owner: owner.into(),
             initial_deposit: money("100"),
             overdraft_limit: money("50"),
+            customer_id: Some(Uuid::from_u128(7)),
         }
     }
 
@@ -172,6 +194,7 @@ mod tests {
                 owner: "Ada".into(),
                 initial_deposit: money("100"),
                 overdraft_limit: money("50"),
+                customer_id: Some(Uuid::from_u128(7)),
             },
         ]);
     }

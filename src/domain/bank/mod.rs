@@ -5,4 +5,4 @@ mod aggregate;
 mod events;
 
 pub use aggregate::{BankAccount, BankCommand, BankError};
-pub use events::BankEvent;
+pub use events::{BankEvent, upcast_account_opened_v1};

@@ -33,7 +33,9 @@ fn fold(
 ) -> Result<Option<view::Model>, ProjectionError> {
     let id = event.stream.stream_id;
     let Some(row) = row else {
-        let BankEvent::AccountOpened { owner, initial_deposit, overdraft_limit } = decoded else {
+        let BankEvent::AccountOpened { owner, initial_deposit, overdraft_limit, customer_id } =
+            decoded
+        else {
             return Err(ProjectionError::new(format!(
                 "{} for account {id} arrived before AccountOpened",
                 event.event_type
@@ -51,6 +53,7 @@ fn fold(
             last_transaction_at: event.recorded_at,
             version: event.version,
             position: event.position.pos,
+            customer_id,
         }));
     };
     if !follows(row.version, event)? {
@@ -86,6 +89,7 @@ fn to_active(m: view::Model) -> view::ActiveModel {
         last_transaction_at: Set(m.last_transaction_at),
         version: Set(m.version),
         position: Set(m.position),
+        customer_id: Set(m.customer_id),
     }
 }
 

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use entity::bank_account_summary_view as view;
 use rust_decimal::Decimal;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::read_models::{Page, from_cents, page_by_key};
@@ -21,6 +21,8 @@ pub struct AccountSummary {
     pub last_transaction_at: DateTime<Utc>,
     /// The account stream's version this row reflects.
     pub version: i64,
+    /// The customer who owns the account, if any.
+    pub customer_id: Option<Uuid>,
 }
 
 impl From<view::Model> for AccountSummary {
@@ -35,6 +37,7 @@ impl From<view::Model> for AccountSummary {
             opened_at: m.opened_at,
             last_transaction_at: m.last_transaction_at,
             version: m.version,
+            customer_id: m.customer_id,
         }
     }
 }
@@ -44,13 +47,19 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<AccountSum
     Ok(view::Entity::find_by_id(id).one(db).await?.map(AccountSummary::from))
 }
 
-/// Accounts in id order (ids are time-ordered UUIDs), after `after`.
+/// Accounts in id order (ids are time-ordered UUIDs), after `after`; with
+/// `owner`, only that customer's.
 pub async fn page(
     db: &DatabaseConnection,
     after: Option<Uuid>,
     limit: u64,
+    owner: Option<Uuid>,
 ) -> Result<Page<AccountSummary>, DbErr> {
     let page =
-        page_by_key::<view::Entity>(db, view::Column::AccountId, after, limit, |q| q).await?;
+        page_by_key::<view::Entity>(db, view::Column::AccountId, after, limit, |q| match owner {
+            Some(id) => q.filter(view::Column::CustomerId.eq(id)),
+            None => q,
+        })
+        .await?;
     page.try_map(|m| Ok(AccountSummary::from(m)))
 }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::customers_view as view;
-use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::read_models::{Page, page_by_key};
@@ -36,13 +36,19 @@ pub async fn find(db: &DatabaseConnection, id: Uuid) -> Result<Option<CustomerSu
     Ok(view::Entity::find_by_id(id).one(db).await?.map(CustomerSummary::from))
 }
 
-/// Customers in id order (ids are time-ordered UUIDs), after `after`.
+/// Customers in id order (ids are time-ordered UUIDs), after `after`;
+/// with `only`, just that customer.
 pub async fn page(
     db: &DatabaseConnection,
     after: Option<Uuid>,
     limit: u64,
+    only: Option<Uuid>,
 ) -> Result<Page<CustomerSummary>, DbErr> {
     let page =
-        page_by_key::<view::Entity>(db, view::Column::CustomerId, after, limit, |q| q).await?;
+        page_by_key::<view::Entity>(db, view::Column::CustomerId, after, limit, |q| match only {
+            Some(id) => q.filter(view::Column::CustomerId.eq(id)),
+            None => q,
+        })
+        .await?;
     page.try_map(|m| Ok(CustomerSummary::from(m)))
 }
