@@ -59,6 +59,9 @@ pub struct Config {
     /// Redis for the event transport; without it, the in-process transport.
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
+    /// A PEM root certificate to trust for `rediss://` (private CAs).
+    #[arg(long, env = "REDIS_CA_FILE", global = true)]
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX, global = true)]
     pub redis_prefix: String,
@@ -121,6 +124,7 @@ impl Config {
             url: url.clone(),
             prefix: self.redis_prefix.clone(),
             partitions: self.partitions,
+            ca_file: self.redis_ca_file.clone(),
         })
     }
 
@@ -129,6 +133,7 @@ impl Config {
         self.redis_url = Some(settings.url);
         self.redis_prefix = settings.prefix;
         self.partitions = settings.partitions;
+        self.redis_ca_file = settings.ca_file;
     }
 
     pub fn lease_ttl(&self) -> Duration {

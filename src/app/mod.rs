@@ -163,8 +163,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let redis = config.redis();
     let changes: Arc<dyn ChangeBus> = match &redis {
         Some(redis) => {
-            let client = redis::Client::open(redis.url.as_str())
-                .map_err(|e| anyhow::anyhow!("Invalid REDIS_URL: {e}"))?;
+            let client = redis.client()?;
             RedisChangeBus::start(client, redis.changes_channel(), shutdown.subscribe())
         }
         None => Arc::new(LocalChangeBus::new(1024)),
@@ -232,7 +231,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             store: services.store.clone(),
             write_db: write_db.clone(),
             postgres_url: db::is_postgres(&write_db).then(|| config.database_url.clone()),
-            client: redis::Client::open(redis.url.as_str())?,
+            client: redis.client()?,
             settings: redis.clone(),
             owner: worker.clone(),
             lease_ttl: config.lease_ttl(),
@@ -261,7 +260,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                         applier,
                         store: services.store.clone(),
                         write_db: write_db.clone(),
-                        client: redis::Client::open(redis.url.as_str())?,
+                        client: redis.client()?,
                         settings: redis.clone(),
                         worker_id: worker.clone(),
                         lease_ttl: config.lease_ttl(),

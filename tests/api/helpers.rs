@@ -31,6 +31,7 @@ pub(crate) fn fresh_redis() -> RedisSettings {
         url: redis_url(),
         prefix: format!("eftest-{}", Uuid::new_v4().simple()),
         partitions: 4,
+        ca_file: None,
     }
 }
 

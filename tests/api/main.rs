@@ -24,4 +24,5 @@ mod shop_stock;
 mod shop_subscriptions;
 mod shop_upcasting;
 mod subscriptions;
+mod tls;
 mod transport;

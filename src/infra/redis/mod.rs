@@ -9,6 +9,7 @@
 //! - [`lease`]: expiring ownership of a key.
 //! - [`changes`]: the change bus over pub/sub.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod changes;
@@ -24,9 +25,29 @@ pub struct RedisSettings {
     pub prefix: String,
     /// Number of partition streams events are spread over.
     pub partitions: u32,
+    /// A PEM root certificate to trust for `rediss://` (a private CA); the
+    /// system's roots otherwise.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisSettings {
+    /// A client for `url` (`redis://` or `rediss://`, with a password in
+    /// the URL if the server wants one). The URL is never echoed in an
+    /// error: it may hold the password.
+    pub fn client(&self) -> anyhow::Result<redis::Client> {
+        let invalid = |e: redis::RedisError| anyhow::anyhow!("Invalid REDIS_URL ({:?})", e.kind());
+        match &self.ca_file {
+            None => redis::Client::open(self.url.as_str()).map_err(invalid),
+            Some(path) => {
+                let root = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("Failed to read REDIS_CA_FILE {}: {e}", path.display())
+                })?;
+                let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(root) };
+                redis::Client::build_with_tls(self.url.as_str(), certs).map_err(invalid)
+            }
+        }
+    }
+
     pub fn stream_key(&self, partition: u32) -> String {
         format!("{}:events:{partition}", self.prefix)
     }

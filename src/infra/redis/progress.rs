@@ -21,8 +21,8 @@ pub struct RedisProgress {
 }
 
 impl RedisProgress {
-    pub fn new(settings: RedisSettings) -> redis::RedisResult<Self> {
-        let client = redis::Client::open(settings.url.as_str())?;
+    pub fn new(settings: RedisSettings) -> anyhow::Result<Self> {
+        let client = settings.client()?;
         Ok(RedisProgress { settings, client, conn: Mutex::new(None) })
     }
 
