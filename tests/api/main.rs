@@ -21,5 +21,6 @@ mod shop_snapshots;
 mod shop_stock;
 mod shop_subscriptions;
 mod shop_upcasting;
+mod stream_locks;
 mod subscriptions;
 mod transport;
