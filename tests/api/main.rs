@@ -14,6 +14,7 @@ mod schema;
 mod settings;
 mod shop_flow;
 mod shop_helpers;
+mod shop_integrity;
 mod shop_migration;
 mod shop_process;
 mod shop_rejections;
