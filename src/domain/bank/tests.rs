@@ -1,0 +1,117 @@
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::domain::money::Money;
+use crate::es::aggregate::RejectionKind;
+use crate::es::testing::AggregateTest;
+
+type AccountTest = AggregateTest<BankAccount>;
+
+fn money(s: &str) -> Money {
+    Money::non_negative(Decimal::from_str(s).unwrap(), "test").unwrap()
+}
+
+fn opened(deposit: &str, overdraft: &str) -> BankEvent {
+    BankEvent::AccountOpened {
+        owner: "Ada".into(),
+        initial_deposit: money(deposit),
+        overdraft_limit: money(overdraft),
+    }
+}
+
+fn open_cmd(owner: &str) -> BankCommand {
+    BankCommand::OpenAccount {
+        owner: owner.into(),
+        initial_deposit: money("100"),
+        overdraft_limit: money("50"),
+    }
+}
+
+#[test]
+fn opening_a_new_account_records_owner_deposit_and_overdraft() {
+    AccountTest::given_no_events().when(&open_cmd("  Ada ")).then_expect_events(&[
+        BankEvent::AccountOpened {
+            owner: "Ada".into(),
+            initial_deposit: money("100"),
+            overdraft_limit: money("50"),
+        },
+    ]);
+}
+
+#[test]
+fn opening_twice_is_an_invalid_state() {
+    AccountTest::given(&[opened("1", "0")])
+        .when(&open_cmd("Ada"))
+        .then_expect_rejection(BankError::AlreadyOpened)
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
+}
+
+#[test]
+fn an_empty_owner_is_a_validation_error() {
+    AccountTest::given_no_events()
+        .when(&open_cmd("   "))
+        .then_expect_rejection_kind(RejectionKind::Validation);
+}
+
+#[test]
+fn commands_on_an_unopened_account_are_invalid_state() {
+    let account = AccountTest::given_no_events();
+    for command in [
+        BankCommand::DepositMoney { amount: money("1") },
+        BankCommand::WithdrawMoney { amount: money("1") },
+        BankCommand::WriteCheck { check_number: "1".into(), amount: money("1") },
+    ] {
+        account.when(&command).then_expect_rejection(BankError::NotOpened);
+    }
+}
+
+#[test]
+fn deposits_add_to_the_balance() {
+    let account = AccountTest::given(&[
+        opened("10", "0"),
+        BankEvent::MoneyDeposited { amount: money("5.25") },
+    ]);
+    assert_eq!(account.state().balance, Decimal::from_str("15.25").unwrap());
+    account
+        .when(&BankCommand::DepositMoney { amount: money("1") })
+        .then_expect_events(&[BankEvent::MoneyDeposited { amount: money("1") }]);
+}
+
+#[test]
+fn withdrawing_up_to_balance_plus_overdraft_is_allowed() {
+    AccountTest::given(&[opened("100", "50")])
+        .when(&BankCommand::WithdrawMoney { amount: money("150") })
+        .then_expect_events(&[BankEvent::MoneyWithdrawn { amount: money("150") }])
+        .then_state(|account| assert_eq!(account.balance, Decimal::from(-50)));
+}
+
+#[test]
+fn withdrawing_more_than_balance_plus_overdraft_is_insufficient_funds() {
+    AccountTest::given(&[opened("100", "50")])
+        .when(&BankCommand::WithdrawMoney { amount: money("150.01") })
+        .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
+}
+
+#[test]
+fn a_check_beyond_available_funds_is_insufficient_funds() {
+    AccountTest::given(&[opened("10", "0"), BankEvent::MoneyWithdrawn { amount: money("5") }])
+        .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("5.01") })
+        .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
+}
+
+#[test]
+fn a_check_number_is_used_once() {
+    let account = AccountTest::given(&[
+        opened("100", "0"),
+        BankEvent::CheckWritten { check_number: "7".into(), amount: money("1") },
+    ]);
+    assert_eq!(account.state().balance, Decimal::from(99));
+    account
+        .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("1") })
+        .then_expect_rejection(BankError::DuplicateCheck("7".into()));
+    account
+        .when(&BankCommand::WriteCheck { check_number: "8".into(), amount: money("1") })
+        .then_expect_accepted();
+}
