@@ -8,6 +8,7 @@ mod embedded;
 mod event_store;
 mod helpers;
 mod http;
+mod limits;
 mod process;
 mod rebuild;
 mod schema;

@@ -4,7 +4,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::events::BankEvent;
-use crate::domain::money::Money;
+use crate::domain::money::{MAX_TOTAL, Money};
 use crate::es::aggregate::{Aggregate, Rejection, RejectionKind};
 
 /// Longest owner name and check number we store.
@@ -36,6 +36,11 @@ pub enum BankError {
     /// `VALIDATION_ERROR`: a required text is empty or too long.
     #[error("{0} must be between 1 and {MAX_TEXT} characters")]
     InvalidText(&'static str),
+    /// `VALIDATION_ERROR`: the balance, the total deposits or the total
+    /// withdrawals would pass [`MAX_TOTAL`], beyond what the read models
+    /// can hold.
+    #[error("{0} would exceed the limit of {MAX_TOTAL}")]
+    LimitExceeded(&'static str),
 }
 
 impl Rejection for BankError {
@@ -45,18 +50,26 @@ impl Rejection for BankError {
                 RejectionKind::InvalidState
             }
             BankError::InsufficientFunds { .. } => RejectionKind::InsufficientFunds,
-            BankError::InvalidText(_) => RejectionKind::Validation,
+            BankError::InvalidText(_) | BankError::LimitExceeded(_) => RejectionKind::Validation,
         }
     }
 }
 
 /// The state a decision needs, and nothing more.
+///
+/// Invariant: `balance`, `total_deposits` and `total_withdrawals` never
+/// exceed [`MAX_TOTAL`], and `balance` never goes below minus the overdraft
+/// limit (itself at most `MAX_AMOUNT`), so the read models can hold them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BankAccount {
     pub opened: bool,
     pub balance: Decimal,
     pub overdraft_limit: Decimal,
     pub checks: BTreeSet<String>,
+    /// Every deposit, the initial one included.
+    pub total_deposits: Decimal,
+    /// Every withdrawal and check.
+    pub total_withdrawals: Decimal,
 }
 
 fn checked_text(value: &str, field: &'static str) -> Result<String, BankError> {
@@ -79,10 +92,28 @@ impl BankAccount {
         }
         Ok(())
     }
+
+    /// Refuses a deposit or withdrawal that would take the balance or a
+    /// total past [`MAX_TOTAL`]. The balance is checked first: it is what
+    /// a client watches.
+    fn ensure_within_limits(&self, deposit: Decimal, withdrawal: Decimal) -> Result<(), BankError> {
+        let limits = [
+            (self.balance + deposit - withdrawal, "balance"),
+            (self.total_deposits + deposit, "total deposits"),
+            (self.total_withdrawals + withdrawal, "total withdrawals"),
+        ];
+        match limits.into_iter().find(|(after, _)| *after > MAX_TOTAL) {
+            Some((_, what)) => Err(BankError::LimitExceeded(what)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Aggregate for BankAccount {
     const STREAM_TYPE: &'static str = "BankAccount";
+    /// 2: the state keeps the totals it is limited on; an older snapshot has
+    /// none, so it is ignored and the state rebuilt from the events.
+    const STATE_VERSION: i32 = 2;
     type Command = BankCommand;
     type Event = BankEvent;
     type Error = BankError;
@@ -93,6 +124,7 @@ impl Aggregate for BankAccount {
                 if self.opened {
                     return Err(BankError::AlreadyOpened);
                 }
+                self.ensure_within_limits(initial_deposit.amount(), Decimal::ZERO)?;
                 Ok(vec![BankEvent::AccountOpened {
                     owner: checked_text(owner, "owner")?,
                     initial_deposit: *initial_deposit,
@@ -101,11 +133,13 @@ impl Aggregate for BankAccount {
             }
             BankCommand::DepositMoney { amount } => {
                 self.ensure_opened()?;
+                self.ensure_within_limits(amount.amount(), Decimal::ZERO)?;
                 Ok(vec![BankEvent::MoneyDeposited { amount: *amount }])
             }
             BankCommand::WithdrawMoney { amount } => {
                 self.ensure_opened()?;
                 self.ensure_funds(*amount)?;
+                self.ensure_within_limits(Decimal::ZERO, amount.amount())?;
                 Ok(vec![BankEvent::MoneyWithdrawn { amount: *amount }])
             }
             BankCommand::WriteCheck { check_number, amount } => {
@@ -115,6 +149,7 @@ impl Aggregate for BankAccount {
                     return Err(BankError::DuplicateCheck(check_number));
                 }
                 self.ensure_funds(*amount)?;
+                self.ensure_within_limits(Decimal::ZERO, amount.amount())?;
                 Ok(vec![BankEvent::CheckWritten { check_number, amount: *amount }])
             }
         }
@@ -126,11 +161,19 @@ impl Aggregate for BankAccount {
                 self.opened = true;
                 self.balance = initial_deposit.amount();
                 self.overdraft_limit = overdraft_limit.amount();
+                self.total_deposits = initial_deposit.amount();
             }
-            BankEvent::MoneyDeposited { amount } => self.balance += amount.amount(),
-            BankEvent::MoneyWithdrawn { amount } => self.balance -= amount.amount(),
+            BankEvent::MoneyDeposited { amount } => {
+                self.balance += amount.amount();
+                self.total_deposits += amount.amount();
+            }
+            BankEvent::MoneyWithdrawn { amount } => {
+                self.balance -= amount.amount();
+                self.total_withdrawals += amount.amount();
+            }
             BankEvent::CheckWritten { check_number, amount } => {
                 self.balance -= amount.amount();
+                self.total_withdrawals += amount.amount();
                 self.checks.insert(check_number.clone());
             }
         }

@@ -3,7 +3,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::domain::money::Money;
+use crate::domain::money::{MAX_TOTAL, Money};
 use crate::es::aggregate::RejectionKind;
 use crate::es::testing::AggregateTest;
 
@@ -114,4 +114,82 @@ fn a_check_number_is_used_once() {
     account
         .when(&BankCommand::WriteCheck { check_number: "8".into(), amount: money("1") })
         .then_expect_accepted();
+}
+
+const LIMIT: &str = "10000000000000000";
+const MAX: &str = "1000000000000000";
+
+fn deposited(amount: &str) -> BankEvent {
+    BankEvent::MoneyDeposited { amount: money(amount) }
+}
+
+fn withdrawn(amount: &str) -> BankEvent {
+    BankEvent::MoneyWithdrawn { amount: money(amount) }
+}
+
+/// An account opened empty with an overdraft of `overdraft`, then `events`.
+fn account(overdraft: &str, events: impl IntoIterator<Item = BankEvent>) -> AccountTest {
+    let history: Vec<_> = std::iter::once(opened("0", overdraft)).chain(events).collect();
+    AccountTest::given(&history)
+}
+
+#[test]
+fn a_deposit_may_take_the_balance_to_the_limit_exactly_but_not_past_it() {
+    let nine = account("0", (0..9).map(|_| deposited(MAX)));
+    nine.when(&BankCommand::DepositMoney { amount: money(MAX) })
+        .then_state(|account| assert_eq!(account.balance, MAX_TOTAL));
+    let full = account("0", (0..10).map(|_| deposited(MAX)));
+    assert_eq!(full.state().balance, MAX_TOTAL);
+    full.when(&BankCommand::DepositMoney { amount: money("0.01") })
+        .then_expect_rejection(BankError::LimitExceeded("balance"))
+        .then_expect_rejection_kind(RejectionKind::Validation);
+    let message = BankError::LimitExceeded("balance").to_string();
+    assert_eq!(message, format!("balance would exceed the limit of {LIMIT}"));
+}
+
+#[test]
+fn total_deposits_are_limited_even_when_the_balance_is_not() {
+    let churned = account("0", (0..10).map(|_| deposited(MAX)).chain([withdrawn(MAX)]));
+    assert_eq!(churned.state().balance, Decimal::from_str("9000000000000000").unwrap());
+    assert_eq!(churned.state().total_deposits, MAX_TOTAL);
+    churned
+        .when(&BankCommand::DepositMoney { amount: money("1") })
+        .then_expect_rejection(BankError::LimitExceeded("total deposits"))
+        .then_expect_rejection_kind(RejectionKind::Validation);
+}
+
+#[test]
+fn total_withdrawals_are_limited_and_a_full_overdraft_stays_representable() {
+    let deposits = (0..10).map(|_| deposited(MAX));
+    let nine_out = account(MAX, deposits.clone().chain((0..9).map(|_| withdrawn(MAX))));
+    nine_out
+        .when(&BankCommand::WithdrawMoney { amount: money(MAX) })
+        .then_state(|account| assert_eq!(account.total_withdrawals, MAX_TOTAL));
+    let all_out = account(MAX, deposits.chain((0..10).map(|_| withdrawn(MAX))));
+    assert_eq!(all_out.state().balance, Decimal::ZERO);
+    for command in [
+        BankCommand::WithdrawMoney { amount: money("1") },
+        BankCommand::WriteCheck { check_number: "1".into(), amount: money("1") },
+    ] {
+        all_out
+            .when(&command)
+            .then_expect_rejection(BankError::LimitExceeded("total withdrawals"))
+            .then_expect_rejection_kind(RejectionKind::Validation);
+    }
+    // The deepest a balance goes is minus the largest overdraft.
+    account(MAX, [])
+        .when(&BankCommand::WithdrawMoney { amount: money(MAX) })
+        .then_state(|account| assert_eq!(account.balance, -Decimal::from_str(MAX).unwrap()));
+}
+
+#[test]
+fn the_totals_are_folded_from_every_kind_of_event() {
+    let account = AccountTest::given(&[
+        opened("100", "0"),
+        deposited("5"),
+        withdrawn("20"),
+        BankEvent::CheckWritten { check_number: "1".into(), amount: money("30") },
+    ]);
+    let state = account.state();
+    assert_eq!((state.total_deposits, state.total_withdrawals), (105.into(), 50.into()));
 }

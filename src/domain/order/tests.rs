@@ -418,3 +418,17 @@ fn shipping_notices_of_another_shipment_than_the_recorded_one_are_refused() {
         .when(&mark_delivered(SHIPMENT))
         .then_expect_events(&[shipped(SHIPMENT), delivered(SHIPMENT)]);
 }
+
+#[test]
+fn the_largest_possible_order_is_refused_with_a_message_naming_the_limit() {
+    let max = Money::positive(MAX_AMOUNT, "price").unwrap();
+    let lines: Vec<_> = (0..MAX_ORDER_LINES as u128)
+        .map(|n| OrderLine { unit_price: max, quantity: MAX_QUANTITY, ..line(n, "1", 1) })
+        .collect();
+    OrderTest::given_no_events()
+        .when(&create(lines))
+        .then_expect_rejection(OrderError::TotalTooLarge)
+        .then_expect_rejection_kind(RejectionKind::Validation);
+    let message = OrderError::TotalTooLarge.to_string();
+    assert_eq!(message, "order total must not exceed 1000000000000000");
+}
