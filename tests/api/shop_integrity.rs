@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use eventfold::commands::fulfilment::shipment_id_for;
 use futures::future::join_all;
 use sea_orm::EntityTrait;
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::*;
@@ -27,13 +27,31 @@ enum Rival {
 }
 
 impl Rival {
-    async fn send(self, app: &TestApp, order: &str) -> Gql {
+    fn query(self) -> &'static str {
         match self {
-            Rival::Shipment => {
-                app.gql(SHIP, json!({ "input": { "orderId": order, "carrier": "DHL" } })).await
-            }
-            Rival::Invoice => app.gql(INVOICE, json!({ "input": { "orderId": order } })).await,
+            Rival::Shipment => SHIP,
+            Rival::Invoice => INVOICE,
         }
+    }
+
+    fn input(self, order: &str) -> Value {
+        match self {
+            Rival::Shipment => json!({ "orderId": order, "carrier": "DHL" }),
+            Rival::Invoice => json!({ "orderId": order }),
+        }
+    }
+
+    /// The mutation's field, and what the error messages and the order
+    /// view call the rival's result.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Rival::Shipment => ("createShipment", "shipment", "shipping"),
+            Rival::Invoice => ("issueInvoice", "invoice", "invoice"),
+        }
+    }
+
+    async fn send(self, app: &TestApp, order: &str) -> Gql {
+        app.gql(self.query(), json!({ "input": self.input(order) })).await
     }
 
     /// The events that record the rival's success: on its own stream, and
@@ -119,59 +137,42 @@ async fn assert_races_settle(app: &TestApp, rival: Rival) {
     }
 }
 
-/// Sends `query` with `input` and checks it is refused with `code` and
-/// appends nothing.
-async fn refused(app: &TestApp, query: &str, input: serde_json::Value, code: &str) -> Gql {
+/// One step at a time: `rival` succeeds on a confirmed order; retried with
+/// its `commandId` it answers the same and appends nothing; a second one is
+/// refused; and so is cancelling the order, naming the rival's result.
+async fn assert_rival_ends_cancellation(rival: Rival) {
+    let (field, noun, view_field) = rival.names();
+    let app = spawn_app().await;
+    let (_, _, order, _) = confirmed_order(&app).await;
+    let mut input = rival.input(&order);
+    input["commandId"] = json!(Uuid::now_v7());
+    let first = app.gql(rival.query(), json!({ "input": input })).await.ok();
     let before = app.event_count().await;
-    let res = app.gql(query, json!({ "input": input })).await;
-    assert_eq!(res.code(), Some(code), "{input}: {res:?}");
-    assert_eq!(app.event_count().await, before, "{input} appended events");
-    res
+    let retry = app.gql(rival.query(), json!({ "input": input })).await.ok();
+    assert_eq!(retry, first, "the retry answers the first result");
+    assert_eq!(app.event_count().await, before, "the retry appended events");
+    refused(&app, rival.query(), rival.input(&order), "INVALID_STATE").await;
+
+    let input = json!({ "orderId": order, "reason": "changed my mind" });
+    let res = refused(&app, CANCEL, input, "INVALID_STATE").await;
+    let message = res.errors[0]["message"].as_str().unwrap();
+    assert!(message.contains(noun) && message.contains("cancelled"), "{message}");
+    // Created, confirmed, and the rival recorded: the view follows the stream.
+    let position = first[field]["position"].as_str().unwrap();
+    let view = order_at(&app, &order, position).await;
+    assert_eq!((view["status"].as_str(), view["version"].as_i64()), (Some("CONFIRMED"), Some(3)));
+    assert!(view[view_field]["id"].is_string(), "{view}");
+    app.stop().await;
 }
 
 #[tokio::test]
 async fn an_invoiced_order_cannot_be_cancelled_and_a_retried_invoice_appends_nothing() {
-    let app = spawn_app().await;
-    let (_, _, order, _) = confirmed_order(&app).await;
-    let command_id = Uuid::now_v7();
-    let input = json!({ "input": { "orderId": order, "commandId": command_id } });
-    let first = app.gql(INVOICE, input.clone()).await.ok();
-    let before = app.event_count().await;
-    assert_eq!(app.gql(INVOICE, input).await.ok(), first, "the retry answers the first result");
-    assert_eq!(app.event_count().await, before, "the retry appended events");
-    refused(&app, INVOICE, json!({ "orderId": order }), "INVALID_STATE").await;
-
-    let res = refused(&app, CANCEL, json!({ "orderId": order, "reason": "r" }), "INVALID_STATE");
-    let message = res.await.errors[0]["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("invoice") && message.contains("cancelled"), "{message}");
-    // Created, confirmed, invoiced: the order view follows the order stream.
-    let position = first["issueInvoice"]["position"].as_str().unwrap();
-    let view = order_at(&app, &order, position).await;
-    assert_eq!((view["status"].as_str(), view["version"].as_i64()), (Some("CONFIRMED"), Some(3)));
-    assert!(view["invoice"]["id"].is_string());
-    app.stop().await;
+    assert_rival_ends_cancellation(Rival::Invoice).await;
 }
 
 #[tokio::test]
 async fn an_order_with_a_shipment_cannot_be_cancelled_and_a_retried_shipment_appends_nothing() {
-    let app = spawn_app().await;
-    let (_, _, order, _) = confirmed_order(&app).await;
-    let command_id = Uuid::now_v7();
-    let input = json!({ "input": { "orderId": order, "carrier": "DHL", "commandId": command_id } });
-    let first = app.gql(SHIP, input.clone()).await.ok();
-    let before = app.event_count().await;
-    assert_eq!(app.gql(SHIP, input).await.ok(), first, "the retry answers the first result");
-    assert_eq!(app.event_count().await, before, "the retry appended events");
-    refused(&app, SHIP, json!({ "orderId": order, "carrier": "UPS" }), "INVALID_STATE").await;
-
-    let res = refused(&app, CANCEL, json!({ "orderId": order, "reason": "r" }), "INVALID_STATE");
-    let message = res.await.errors[0]["message"].as_str().unwrap().to_owned();
-    assert!(message.contains("shipment") && message.contains("cancelled"), "{message}");
-    let position = first["createShipment"]["position"].as_str().unwrap();
-    let view = order_at(&app, &order, position).await;
-    assert_eq!((view["status"].as_str(), view["version"].as_i64()), (Some("CONFIRMED"), Some(3)));
-    assert_eq!(view["shipping"]["status"], "CREATED");
-    app.stop().await;
+    assert_rival_ends_cancellation(Rival::Shipment).await;
 }
 
 #[tokio::test]

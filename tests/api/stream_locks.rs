@@ -122,12 +122,18 @@ async fn until_an_append_waits(app: &TestApp) {
     assert!(waiting.await, "no append waited for the lock");
 }
 
-#[tokio::test]
-async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_version() {
+/// A PostgreSQL app, a store of its own, and a stream S at version 1.
+async fn stream_at_version_one() -> (TestApp, Arc<SeaEventStore>, StreamKey) {
     let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
     let store = other_store(&app).await;
-    let read = StreamKey::new("Test", Uuid::now_v7());
-    store.append(vec![append(&read, 0, 1)], None).await.unwrap();
+    let stream = StreamKey::new("Test", Uuid::now_v7());
+    store.append(vec![append(&stream, 0, 1)], None).await.unwrap();
+    (app, store, stream)
+}
+
+#[tokio::test]
+async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_version() {
+    let (app, store, read) = stream_at_version_one().await;
 
     // A writer of S holds its lock and has inserted version 2, not committed.
     let writer = hold_lock(&app, &read, true).await;
@@ -154,10 +160,7 @@ async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_ver
 
 #[tokio::test]
 async fn a_writer_waits_for_appends_that_read_its_stream_and_readers_share_it() {
-    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
-    let store = other_store(&app).await;
-    let read = StreamKey::new("Test", Uuid::now_v7());
-    store.append(vec![append(&read, 0, 1)], None).await.unwrap();
+    let (app, store, read) = stream_at_version_one().await;
 
     // An append that checked S is committing: it holds S shared.
     let reader = hold_lock(&app, &read, false).await;
