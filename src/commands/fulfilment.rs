@@ -1,6 +1,10 @@
 //! Invoicing and shipping an order. Both streams are keyed by the order:
 //! the invoice stream id is the order id, the shipment id is derived from
-//! it, so each order has at most one of each.
+//! it, so each order has at most one of each. Each also records itself on
+//! the order stream in the same append (`OrderInvoiced`,
+//! `OrderShipmentCreated`), so the order refuses to be cancelled afterwards
+//! and a race with `cancelOrder` is settled by the order stream's version:
+//! whichever appends to it second is decided again, and refused.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -9,7 +13,7 @@ use uuid::Uuid;
 use super::ShopError;
 use crate::domain::invoice::{Invoice, InvoiceCommand};
 use crate::domain::money::Money;
-use crate::domain::order::{Order, OrderStatus};
+use crate::domain::order::{Order, OrderCommand, OrderStatus};
 use crate::domain::shipment::{Shipment, ShipmentCommand};
 use crate::es::aggregate::Aggregate;
 use crate::es::command::{CommandContext, CommandError, CommandExecutor, Outcome};
@@ -30,8 +34,7 @@ pub fn new_tracking_code() -> String {
     format!("EF{}", &random[..16])
 }
 
-/// Reads the order inside the unit of work, so the append also checks the
-/// order did not move (say, get cancelled) since it was read.
+/// Reads the order inside the unit of work, which then appends to it.
 async fn order_status(
     work: &mut UnitOfWork<'_, ShopError>,
     order_id: Uuid,
@@ -54,7 +57,10 @@ impl MultiStreamCommand for IssueInvoice {
     type Rejection = ShopError;
 
     fn streams(&self) -> Vec<StreamKey> {
-        vec![StreamKey::new(Invoice::STREAM_TYPE, self.order_id)]
+        vec![
+            StreamKey::new(Invoice::STREAM_TYPE, self.order_id),
+            StreamKey::new(Order::STREAM_TYPE, self.order_id),
+        ]
     }
 
     async fn decide(
@@ -71,6 +77,8 @@ impl MultiStreamCommand for IssueInvoice {
             issued_at: Utc::now(),
         };
         work.handle::<Invoice>(self.order_id, &command).await?;
+        let record = OrderCommand::RecordInvoice { invoice_id: self.invoice_id };
+        work.handle::<Order>(self.order_id, &record).await?;
         Ok(())
     }
 }
@@ -99,7 +107,10 @@ impl MultiStreamCommand for CreateShipment {
     type Rejection = ShopError;
 
     fn streams(&self) -> Vec<StreamKey> {
-        vec![StreamKey::new(Shipment::STREAM_TYPE, shipment_id_for(self.order_id))]
+        vec![
+            StreamKey::new(Shipment::STREAM_TYPE, shipment_id_for(self.order_id)),
+            StreamKey::new(Order::STREAM_TYPE, self.order_id),
+        ]
     }
 
     async fn decide(
@@ -115,7 +126,9 @@ impl MultiStreamCommand for CreateShipment {
             carrier: self.carrier.clone(),
             tracking_code: new_tracking_code(),
         };
-        work.handle::<Shipment>(shipment_id_for(self.order_id), &command).await?;
+        let shipment_id = shipment_id_for(self.order_id);
+        work.handle::<Shipment>(shipment_id, &command).await?;
+        work.handle::<Order>(self.order_id, &OrderCommand::RecordShipment { shipment_id }).await?;
         Ok(())
     }
 }

@@ -10,6 +10,16 @@ use crate::es::aggregate::{Rejection, RejectionKind};
 /// far below where sums of many amounts could overflow a `Decimal`.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0); // 1e15
 
+/// Largest balance, and largest running total (an account's total
+/// deposits or total withdrawals), the domain lets an aggregate reach:
+/// 10^16, that is 10^18 cents. The read models keep money as `i64` cents
+/// (at most about 9.2 * 10^18), so every balance and total stays
+/// representable, about nine times inside that bound, whatever the order
+/// of operations. A command that would pass it is refused, never folded
+/// into a number a projector cannot store. An operation that reaches it
+/// exactly is allowed.
+pub const MAX_TOTAL: Decimal = Decimal::from_parts(1_874_919_424, 2_328_306, 0, false, 0); // 1e16
+
 /// Money never has more than this many fractional digits.
 pub const MONEY_SCALE: u32 = 2;
 
@@ -81,6 +91,14 @@ mod tests {
     #[test]
     fn max_amount_is_ten_to_the_fifteenth() {
         assert_eq!(MAX_AMOUNT, d("1000000000000000"));
+    }
+
+    #[test]
+    fn max_total_is_ten_to_the_sixteenth_and_fits_i64_cents() {
+        assert_eq!(MAX_TOTAL, d("10000000000000000"));
+        let cents = (MAX_TOTAL * Decimal::ONE_HUNDRED).mantissa();
+        assert!(cents * 9 < i128::from(i64::MAX), "room for a factor of nine");
+        assert!(MAX_AMOUNT < MAX_TOTAL, "one operation never reaches it alone");
     }
 
     #[test]

@@ -157,6 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn an_order_that_recorded_its_shipment_and_invoice_still_ends_delivered() {
+        let mut order = confirmed_order();
+        order.push(OrderEvent::OrderShipmentCreated { shipment_id: SHIPMENT });
+        order.push(OrderEvent::OrderInvoiced { invoice_id: Uuid::from_u128(0x1B) });
+        let history = [changed(Created, InTransit), changed(InTransit, Delivered)];
+        assert_eq!(drive(&mut order, &history).len(), 2);
+        assert_eq!(status(&order), Some(OrderStatus::Delivered));
+    }
+
+    #[test]
     fn replaying_the_policy_commands_appends_no_extra_events() {
         let history = [changed(Created, InTransit), changed(InTransit, Delivered)];
         let mut order = confirmed_order();

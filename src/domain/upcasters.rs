@@ -158,6 +158,8 @@ mod tests {
             OrderEvent::OrderCancelled { reason: "changed my mind".into() },
             OrderEvent::OrderShipped { shipment_id: id(0x5A) },
             OrderEvent::OrderDelivered { shipment_id: id(0x5A) },
+            OrderEvent::OrderInvoiced { invoice_id: id(0x1B) },
+            OrderEvent::OrderShipmentCreated { shipment_id: id(0x5A) },
         ];
         assert_stored_names!(OrderEvent, samples, {
             OrderEvent::OrderCreated { .. } => "OrderCreated",
@@ -165,6 +167,8 @@ mod tests {
             OrderEvent::OrderCancelled { .. } => "OrderCancelled",
             OrderEvent::OrderShipped { .. } => "OrderShipped",
             OrderEvent::OrderDelivered { .. } => "OrderDelivered",
+            OrderEvent::OrderInvoiced { .. } => "OrderInvoiced",
+            OrderEvent::OrderShipmentCreated { .. } => "OrderShipmentCreated",
         });
     }
 

@@ -69,7 +69,10 @@ pub trait EventStore: Send + Sync {
     /// Appends to one or more streams in one transaction: all or nothing.
     /// Returns the outcome for the first stream (the command's own), which
     /// must carry events; a later stream with no events only asserts that
-    /// it is still at its expected version.
+    /// it is still at its expected version, and no concurrent append may
+    /// move it until this one has committed (it is locked, not just
+    /// re-read: two appends that each read the other's stream never both
+    /// succeed).
     async fn append(
         &self,
         streams: Vec<StreamAppend>,

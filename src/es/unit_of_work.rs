@@ -157,7 +157,8 @@ impl<'a, E> UnitOfWork<'a, E> {
     /// The appends, own stream first, and the snapshots due after them.
     /// Every stream that was read but not written follows as an append of
     /// no events: the store then checks it is still at the version the
-    /// decision saw, so a decision never rests on a state that moved.
+    /// decision saw and holds it until the append commits, so a decision
+    /// never rests on a state that moved.
     fn into_appends(mut self) -> (Vec<StreamAppend>, Vec<(StreamKey, Snapshot)>) {
         let mut appends = Vec::new();
         let mut snapshots = Vec::new();

@@ -6,8 +6,10 @@
 //! involved, appends whose expectations fail get their conflict, the rest
 //! are inserted with one multi-row INSERT. If the shared transaction fails
 //! (a race with another process, a duplicate command id), each append is
-//! retried alone so one cannot fail another. Expectations are checked
-//! before the first write, which keeps the commit-order guarantee of
+//! retried alone so one cannot fail another. Each transaction first locks
+//! its streams, those it writes and those it only checks (see
+//! [`super::append_locks`]), then checks the expectations under the locks,
+//! before the first write, which also keeps the commit-order guarantee of
 //! `read_committed` (see the event store module).
 
 use std::collections::{HashMap, HashSet};
@@ -18,11 +20,12 @@ use entity::{command_log, events};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr, TransactionTrait,
+    SqlErr,
 };
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::append_locks::{begin_append, lock_streams};
 use crate::es::envelope::{Position, StreamKey};
 use crate::es::store::{CommandRecord, Outcome, StoreError, StreamAppend};
 
@@ -122,14 +125,16 @@ impl Writer {
         }
     }
 
-    /// Appends `group` in one transaction. Every expectation is checked
-    /// before the first write (see the module doc); appends whose streams
-    /// moved get their conflict and the others go in.
+    /// Appends `group` in one transaction. The streams of every append are
+    /// locked, then every expectation is checked before the first write
+    /// (see the module doc); appends whose streams moved get their conflict
+    /// and the others go in.
     async fn try_group(
         &self,
         group: &[&Pending],
     ) -> Result<Vec<Result<Outcome, StoreError>>, DbErr> {
-        let txn = self.db.begin().await?;
+        let txn = begin_append(&self.db).await?;
+        lock_streams(&txn, group.iter().flat_map(|p| &p.streams)).await?;
         let keys: Vec<&StreamKey> =
             group.iter().flat_map(|p| p.streams.iter().map(|s| &s.stream)).collect();
         let current = current_versions(&txn, &keys).await?;

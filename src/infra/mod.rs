@@ -1,6 +1,7 @@
 //! Adapters to the outside world: SeaORM (PostgreSQL, SQLite), Redis, and
 //! the projection runtime that drives projections over a transport.
 
+pub mod append_locks;
 pub mod db;
 pub mod event_store;
 mod event_writer;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod auth;
+mod bank_limits;
 mod concurrency;
 mod convergence;
 mod embedded;
@@ -16,6 +17,7 @@ mod schema;
 mod settings;
 mod shop_flow;
 mod shop_helpers;
+mod shop_integrity;
 mod shop_migration;
 mod shop_process;
 mod shop_rejections;
@@ -23,6 +25,7 @@ mod shop_snapshots;
 mod shop_stock;
 mod shop_subscriptions;
 mod shop_upcasting;
+mod stream_locks;
 mod subscriptions;
 mod tls;
 mod transport;

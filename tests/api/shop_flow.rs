@@ -63,12 +63,13 @@ async fn the_full_order_flow_shows_invoice_and_shipping_and_ends_delivered() {
     let order = order_with_status(&app, &order_id, "DELIVERED").await;
     assert_eq!(order["shipping"]["status"], "DELIVERED");
     assert_eq!(order["invoice"]["id"], invoice_id);
-    // Created, confirmed, shipped, delivered: OUT_FOR_DELIVERY added nothing.
-    assert_eq!(order["version"], 4);
+    // Created, confirmed, invoiced, shipment created, shipped, delivered:
+    // OUT_FOR_DELIVERY added nothing.
+    assert_eq!(order["version"], 6);
     let order_events = app
         .scalar_i64(&format!("SELECT COUNT(*) FROM events WHERE stream_id = '{order_id}'"))
         .await;
-    assert_eq!(order_events, 5, "four order events and the invoice");
+    assert_eq!(order_events, 7, "six order events and the invoice");
     app.stop().await;
 }
 

@@ -28,6 +28,16 @@ pub(crate) const ORDER: &str = "query($id: UUID!, $p: String) { order(id: $id, m
 pub(crate) const PRODUCT: &str = "query($id: UUID!, $p: String) { product(id: $id, minPosition: $p) { id name price stock reserved lastUpdated version } }";
 pub(crate) const CUSTOMER: &str = "query($id: UUID!, $p: String) { customer(id: $id, minPosition: $p) { id name email registeredAt version } }";
 
+/// Sends `query` with `input`, checks it is refused with `code` and
+/// appended nothing, and returns the answer.
+pub(crate) async fn refused(app: &TestApp, query: &str, input: Value, code: &str) -> Gql {
+    let before = app.event_count().await;
+    let res = app.gql(query, json!({ "input": input })).await;
+    assert_eq!(res.code(), Some(code), "{input}: {res:?}");
+    assert_eq!(app.event_count().await, before, "{input} appended events");
+    res
+}
+
 /// The `id` and `position` of a successful mutation named `field`.
 pub(crate) fn payload(data: &Value, field: &str) -> (String, String) {
     let p = &data[field];

@@ -6,13 +6,6 @@ use uuid::Uuid;
 use crate::helpers::*;
 use crate::shop_helpers::*;
 
-async fn refused(app: &TestApp, query: &str, input: Value, code: &str) {
-    let before = app.event_count().await;
-    let res = app.gql(query, json!({ "input": input })).await;
-    assert_eq!(res.code(), Some(code), "{input}: {res:?}");
-    assert_eq!(app.event_count().await, before, "{input} appended events");
-}
-
 #[tokio::test]
 async fn invalid_shop_input_is_a_validation_error_and_appends_nothing() {
     let app = spawn_app().await;

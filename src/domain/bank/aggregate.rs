@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::events::BankEvent;
-use crate::domain::money::Money;
+use crate::domain::money::{MAX_TOTAL, Money};
 use crate::es::aggregate::{Aggregate, Rejection, RejectionKind};
 
 /// Longest owner name and check number we store.
@@ -50,6 +50,11 @@ pub enum BankError {
     /// `VALIDATION_ERROR`: a required text is empty or too long.
     #[error("{0} must be between 1 and {MAX_TEXT} characters")]
     InvalidText(&'static str),
+    /// `VALIDATION_ERROR`: the balance, the total deposits or the total
+    /// withdrawals would pass [`MAX_TOTAL`], beyond what the read models
+    /// can hold.
+    #[error("{0} would exceed the limit of {MAX_TOTAL}")]
+    LimitExceeded(&'static str),
 }
 
 impl Rejection for BankError {
@@ -59,12 +64,16 @@ impl Rejection for BankError {
                 RejectionKind::InvalidState
             }
             BankError::InsufficientFunds { .. } => RejectionKind::InsufficientFunds,
-            BankError::InvalidText(_) => RejectionKind::Validation,
+            BankError::InvalidText(_) | BankError::LimitExceeded(_) => RejectionKind::Validation,
         }
     }
 }
 
 /// The state a decision needs, and nothing more.
+///
+/// Invariant: `balance`, `total_deposits` and `total_withdrawals` never
+/// exceed [`MAX_TOTAL`], and `balance` never goes below minus the overdraft
+/// limit (itself at most `MAX_AMOUNT`), so the read models can hold them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BankAccount {
     pub opened: bool,
@@ -73,6 +82,10 @@ pub struct BankAccount {
     pub balance: Decimal,
     pub overdraft_limit: Decimal,
     pub checks: BTreeSet<String>,
+    /// Every deposit, the initial one included.
+    pub total_deposits: Decimal,
+    /// Every withdrawal and check.
+    pub total_withdrawals: Decimal,
 }
 
 fn checked_text(value: &str, field: &'static str) -> Result<String, BankError> {
@@ -95,11 +108,28 @@ impl BankAccount {
         }
         Ok(())
     }
+
+    /// Refuses a deposit or withdrawal that would take the balance or a
+    /// total past [`MAX_TOTAL`]. The balance is checked first: it is what
+    /// a client watches.
+    fn ensure_within_limits(&self, deposit: Decimal, withdrawal: Decimal) -> Result<(), BankError> {
+        let limits = [
+            (self.balance + deposit - withdrawal, "balance"),
+            (self.total_deposits + deposit, "total deposits"),
+            (self.total_withdrawals + withdrawal, "total withdrawals"),
+        ];
+        match limits.into_iter().find(|(after, _)| *after > MAX_TOTAL) {
+            Some((_, what)) => Err(BankError::LimitExceeded(what)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Aggregate for BankAccount {
     const STREAM_TYPE: &'static str = "BankAccount";
-    /// 2: the owning customer joined the state.
+    /// 2: the state keeps its owning customer and the totals it is limited
+    /// on; an older snapshot has neither, so it is ignored and the state
+    /// rebuilt from the events.
     const STATE_VERSION: i32 = 2;
     type Command = BankCommand;
     type Event = BankEvent;
@@ -111,6 +141,7 @@ impl Aggregate for BankAccount {
                 if self.opened {
                     return Err(BankError::AlreadyOpened);
                 }
+                self.ensure_within_limits(initial_deposit.amount(), Decimal::ZERO)?;
                 Ok(vec![BankEvent::AccountOpened {
                     owner: checked_text(owner, "owner")?,
                     initial_deposit: *initial_deposit,
@@ -120,11 +151,13 @@ impl Aggregate for BankAccount {
             }
             BankCommand::DepositMoney { amount } => {
                 self.ensure_opened()?;
+                self.ensure_within_limits(amount.amount(), Decimal::ZERO)?;
                 Ok(vec![BankEvent::MoneyDeposited { amount: *amount }])
             }
             BankCommand::WithdrawMoney { amount } => {
                 self.ensure_opened()?;
                 self.ensure_funds(*amount)?;
+                self.ensure_within_limits(Decimal::ZERO, amount.amount())?;
                 Ok(vec![BankEvent::MoneyWithdrawn { amount: *amount }])
             }
             BankCommand::WriteCheck { check_number, amount } => {
@@ -134,6 +167,7 @@ impl Aggregate for BankAccount {
                     return Err(BankError::DuplicateCheck(check_number));
                 }
                 self.ensure_funds(*amount)?;
+                self.ensure_within_limits(Decimal::ZERO, amount.amount())?;
                 Ok(vec![BankEvent::CheckWritten { check_number, amount: *amount }])
             }
         }
@@ -146,132 +180,21 @@ impl Aggregate for BankAccount {
                 self.customer_id = *customer_id;
                 self.balance = initial_deposit.amount();
                 self.overdraft_limit = overdraft_limit.amount();
+                self.total_deposits = initial_deposit.amount();
             }
-            BankEvent::MoneyDeposited { amount } => self.balance += amount.amount(),
-            BankEvent::MoneyWithdrawn { amount } => self.balance -= amount.amount(),
+            BankEvent::MoneyDeposited { amount } => {
+                self.balance += amount.amount();
+                self.total_deposits += amount.amount();
+            }
+            BankEvent::MoneyWithdrawn { amount } => {
+                self.balance -= amount.amount();
+                self.total_withdrawals += amount.amount();
+            }
             BankEvent::CheckWritten { check_number, amount } => {
                 self.balance -= amount.amount();
+                self.total_withdrawals += amount.amount();
                 self.checks.insert(check_number.clone());
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::es::testing::AggregateTest;
-    use std::str::FromStr;
-
-    type AccountTest = AggregateTest<BankAccount>;
-
-    fn money(s: &str) -> Money {
-        Money::non_negative(Decimal::from_str(s).unwrap(), "test").unwrap()
-    }
-
-    fn opened(deposit: &str, overdraft: &str) -> BankEvent {
-        BankEvent::AccountOpened {
-            owner: "Ada".into(),
-            initial_deposit: money(deposit),
-            overdraft_limit: money(overdraft),
-            customer_id: None,
-        }
-    }
-
-    fn open_cmd(owner: &str) -> BankCommand {
-        BankCommand::OpenAccount {
-            owner: owner.into(),
-            initial_deposit: money("100"),
-            overdraft_limit: money("50"),
-            customer_id: Some(Uuid::from_u128(7)),
-        }
-    }
-
-    #[test]
-    fn opening_a_new_account_records_owner_deposit_and_overdraft() {
-        AccountTest::given_no_events().when(&open_cmd("  Ada ")).then_expect_events(&[
-            BankEvent::AccountOpened {
-                owner: "Ada".into(),
-                initial_deposit: money("100"),
-                overdraft_limit: money("50"),
-                customer_id: Some(Uuid::from_u128(7)),
-            },
-        ]);
-    }
-
-    #[test]
-    fn opening_twice_is_an_invalid_state() {
-        AccountTest::given(&[opened("1", "0")])
-            .when(&open_cmd("Ada"))
-            .then_expect_rejection(BankError::AlreadyOpened)
-            .then_expect_rejection_kind(RejectionKind::InvalidState);
-    }
-
-    #[test]
-    fn an_empty_owner_is_a_validation_error() {
-        AccountTest::given_no_events()
-            .when(&open_cmd("   "))
-            .then_expect_rejection_kind(RejectionKind::Validation);
-    }
-
-    #[test]
-    fn commands_on_an_unopened_account_are_invalid_state() {
-        let account = AccountTest::given_no_events();
-        for command in [
-            BankCommand::DepositMoney { amount: money("1") },
-            BankCommand::WithdrawMoney { amount: money("1") },
-            BankCommand::WriteCheck { check_number: "1".into(), amount: money("1") },
-        ] {
-            account.when(&command).then_expect_rejection(BankError::NotOpened);
-        }
-    }
-
-    #[test]
-    fn deposits_add_to_the_balance() {
-        let account = AccountTest::given(&[
-            opened("10", "0"),
-            BankEvent::MoneyDeposited { amount: money("5.25") },
-        ]);
-        assert_eq!(account.state().balance, Decimal::from_str("15.25").unwrap());
-        account
-            .when(&BankCommand::DepositMoney { amount: money("1") })
-            .then_expect_events(&[BankEvent::MoneyDeposited { amount: money("1") }]);
-    }
-
-    #[test]
-    fn withdrawing_up_to_balance_plus_overdraft_is_allowed() {
-        AccountTest::given(&[opened("100", "50")])
-            .when(&BankCommand::WithdrawMoney { amount: money("150") })
-            .then_expect_events(&[BankEvent::MoneyWithdrawn { amount: money("150") }])
-            .then_state(|account| assert_eq!(account.balance, Decimal::from(-50)));
-    }
-
-    #[test]
-    fn withdrawing_more_than_balance_plus_overdraft_is_insufficient_funds() {
-        AccountTest::given(&[opened("100", "50")])
-            .when(&BankCommand::WithdrawMoney { amount: money("150.01") })
-            .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
-    }
-
-    #[test]
-    fn a_check_beyond_available_funds_is_insufficient_funds() {
-        AccountTest::given(&[opened("10", "0"), BankEvent::MoneyWithdrawn { amount: money("5") }])
-            .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("5.01") })
-            .then_expect_rejection_kind(RejectionKind::InsufficientFunds);
-    }
-
-    #[test]
-    fn a_check_number_is_used_once() {
-        let account = AccountTest::given(&[
-            opened("100", "0"),
-            BankEvent::CheckWritten { check_number: "7".into(), amount: money("1") },
-        ]);
-        assert_eq!(account.state().balance, Decimal::from(99));
-        account
-            .when(&BankCommand::WriteCheck { check_number: "7".into(), amount: money("1") })
-            .then_expect_rejection(BankError::DuplicateCheck("7".into()));
-        account
-            .when(&BankCommand::WriteCheck { check_number: "8".into(), amount: money("1") })
-            .then_expect_accepted();
     }
 }

@@ -3,6 +3,8 @@
 
 mod aggregate;
 mod events;
+#[cfg(test)]
+mod tests;
 
 pub use aggregate::{BankAccount, BankCommand, BankError};
 pub use events::{BankEvent, upcast_account_opened_v1};

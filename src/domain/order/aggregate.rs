@@ -22,9 +22,20 @@ pub enum OrderCommand {
     },
     /// PENDING → CONFIRMED.
     ConfirmOrder,
-    /// PENDING or CONFIRMED → CANCELLED.
+    /// PENDING or CONFIRMED → CANCELLED, unless the order has an invoice or
+    /// a shipment.
     CancelOrder {
         reason: String,
+    },
+    /// Records the invoice issued for a CONFIRMED, SHIPPED or DELIVERED
+    /// order; a no-op for the invoice on record.
+    RecordInvoice {
+        invoice_id: Uuid,
+    },
+    /// Records the shipment created for a CONFIRMED order; a no-op for the
+    /// shipment on record.
+    RecordShipment {
+        shipment_id: Uuid,
     },
     /// CONFIRMED → SHIPPED; a no-op once shipped or delivered by this shipment.
     MarkOrderShipped {
@@ -45,6 +56,8 @@ impl OrderCommand {
             OrderCommand::CreateOrder { .. } => "CreateOrder",
             OrderCommand::ConfirmOrder => "ConfirmOrder",
             OrderCommand::CancelOrder { .. } => "CancelOrder",
+            OrderCommand::RecordInvoice { .. } => "RecordInvoice",
+            OrderCommand::RecordShipment { .. } => "RecordShipment",
             OrderCommand::MarkOrderShipped { .. } => "MarkOrderShipped",
             OrderCommand::MarkOrderDelivered { .. } => "MarkOrderDelivered",
         }
@@ -83,6 +96,17 @@ pub enum OrderError {
     /// `INVALID_STATE`: the order already travels with another shipment.
     #[error("order travels with another shipment than {0}")]
     OtherShipment(Uuid),
+    /// `INVALID_STATE`: an order is invoiced once.
+    #[error("order already has invoice {0}")]
+    AlreadyInvoiced(Uuid),
+    /// `INVALID_STATE`: an invoiced order is billed; cancelling it would
+    /// leave an invoice for a cancelled order.
+    #[error("order has invoice {0} and can no longer be cancelled")]
+    InvoicedNotCancellable(Uuid),
+    /// `INVALID_STATE`: an order with a shipment is on its way; cancelling
+    /// it would leave a shipment for a cancelled order.
+    #[error("order has shipment {0} and can no longer be cancelled")]
+    ShipmentNotCancellable(Uuid),
 }
 
 impl Rejection for OrderError {
@@ -90,7 +114,10 @@ impl Rejection for OrderError {
         match self {
             OrderError::AlreadyCreated
             | OrderError::IllegalTransition { .. }
-            | OrderError::OtherShipment(_) => RejectionKind::InvalidState,
+            | OrderError::OtherShipment(_)
+            | OrderError::AlreadyInvoiced(_)
+            | OrderError::InvoicedNotCancellable(_)
+            | OrderError::ShipmentNotCancellable(_) => RejectionKind::InvalidState,
             OrderError::NotFound => RejectionKind::NotFound,
             OrderError::InvalidLineCount(_)
             | OrderError::DuplicateProduct(_)
@@ -117,8 +144,11 @@ pub struct Order {
     pub customer_id: Uuid,
     pub items: Vec<OrderLine>,
     pub total: Money,
-    /// The shipment carrying the order, from `OrderShipped` on.
+    /// The shipment carrying the order, from `OrderShipmentCreated` (or,
+    /// for orders shipped before shipments were recorded, `OrderShipped`) on.
     pub shipment_id: Option<Uuid>,
+    /// The order's invoice, from `OrderInvoiced` on.
+    pub invoice_id: Option<Uuid>,
 }
 
 impl Order {
@@ -148,6 +178,29 @@ impl Order {
         } else {
             Err(OrderError::OtherShipment(shipment_id))
         }
+    }
+
+    /// A first shipping notice must come from the shipment on record, if
+    /// one is (orders shipped before shipments were recorded have none).
+    fn ensure_no_other_shipment(&self, shipment_id: Uuid) -> Result<(), OrderError> {
+        match self.shipment_id {
+            Some(on_record) if on_record != shipment_id => {
+                Err(OrderError::OtherShipment(shipment_id))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An order that is billed or on its way is kept: cancelling it would
+    /// leave an invoice or a shipment for a cancelled order.
+    fn ensure_cancellable(&self) -> Result<(), OrderError> {
+        if let Some(invoice_id) = self.invoice_id {
+            return Err(OrderError::InvoicedNotCancellable(invoice_id));
+        }
+        if let Some(shipment_id) = self.shipment_id {
+            return Err(OrderError::ShipmentNotCancellable(shipment_id));
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +238,8 @@ fn checked_lines(lines: &[OrderLine]) -> Result<(Vec<OrderLine>, Money), OrderEr
 
 impl Aggregate for Order {
     const STREAM_TYPE: &'static str = "Order";
+    /// 2: the state records its invoice (`invoice_id`).
+    const STATE_VERSION: i32 = 2;
     type Command = OrderCommand;
     type Event = OrderEvent;
     type Error = OrderError;
@@ -207,22 +262,44 @@ impl Aggregate for Order {
             },
             OrderCommand::CancelOrder { reason } => match self.existing_status()? {
                 Pending | Confirmed => {
+                    self.ensure_cancellable()?;
                     let reason =
                         trimmed_text(reason, MAX_TEXT).ok_or(OrderError::InvalidText("reason"))?;
                     Ok(vec![OrderEvent::OrderCancelled { reason }])
                 }
                 status => Err(illegal(status)),
             },
+            OrderCommand::RecordInvoice { invoice_id } => match self.existing_status()? {
+                Confirmed | Shipped | Delivered => match self.invoice_id {
+                    None => Ok(vec![OrderEvent::OrderInvoiced { invoice_id: *invoice_id }]),
+                    Some(on_record) if on_record == *invoice_id => Ok(vec![]),
+                    Some(on_record) => Err(OrderError::AlreadyInvoiced(on_record)),
+                },
+                status => Err(illegal(status)),
+            },
+            OrderCommand::RecordShipment { shipment_id } => match self.existing_status()? {
+                Confirmed if self.shipment_id.is_none() => {
+                    Ok(vec![OrderEvent::OrderShipmentCreated { shipment_id: *shipment_id }])
+                }
+                Confirmed => self.ensure_same_shipment(*shipment_id).map(|()| vec![]),
+                status => Err(illegal(status)),
+            },
             OrderCommand::MarkOrderShipped { shipment_id } => match self.existing_status()? {
-                Confirmed => Ok(vec![OrderEvent::OrderShipped { shipment_id: *shipment_id }]),
+                Confirmed => {
+                    self.ensure_no_other_shipment(*shipment_id)?;
+                    Ok(vec![OrderEvent::OrderShipped { shipment_id: *shipment_id }])
+                }
                 Shipped | Delivered => self.ensure_same_shipment(*shipment_id).map(|()| vec![]),
                 status => Err(illegal(status)),
             },
             OrderCommand::MarkOrderDelivered { shipment_id } => match self.existing_status()? {
-                Confirmed => Ok(vec![
-                    OrderEvent::OrderShipped { shipment_id: *shipment_id },
-                    OrderEvent::OrderDelivered { shipment_id: *shipment_id },
-                ]),
+                Confirmed => {
+                    self.ensure_no_other_shipment(*shipment_id)?;
+                    Ok(vec![
+                        OrderEvent::OrderShipped { shipment_id: *shipment_id },
+                        OrderEvent::OrderDelivered { shipment_id: *shipment_id },
+                    ])
+                }
                 Shipped => {
                     self.ensure_same_shipment(*shipment_id)?;
                     Ok(vec![OrderEvent::OrderDelivered { shipment_id: *shipment_id }])
@@ -249,6 +326,10 @@ impl Aggregate for Order {
             }
             OrderEvent::OrderDelivered { shipment_id } => {
                 self.status = Some(OrderStatus::Delivered);
+                self.shipment_id = Some(*shipment_id);
+            }
+            OrderEvent::OrderInvoiced { invoice_id } => self.invoice_id = Some(*invoice_id),
+            OrderEvent::OrderShipmentCreated { shipment_id } => {
                 self.shipment_id = Some(*shipment_id);
             }
         }

@@ -73,6 +73,16 @@ pub enum OrderEvent {
     OrderDelivered {
         shipment_id: Uuid,
     },
+    /// The order's invoice was issued, in the same append as the invoice's
+    /// `InvoiceIssued`: the order is billed and can no longer be cancelled.
+    OrderInvoiced {
+        invoice_id: Uuid,
+    },
+    /// A shipment was created for the order, in the same append as the
+    /// shipment's `ShipmentCreated`: the order can no longer be cancelled.
+    OrderShipmentCreated {
+        shipment_id: Uuid,
+    },
 }
 
 impl DomainEvent for OrderEvent {}

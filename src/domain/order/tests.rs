@@ -317,3 +317,118 @@ fn statuses_are_stored_in_screaming_snake_case() {
     assert_eq!(snapshot["status"], "SHIPPED");
     assert_eq!(&serde_json::from_value::<Order>(snapshot).unwrap(), order.state());
 }
+
+fn invoiced(n: u128) -> OrderEvent {
+    OrderEvent::OrderInvoiced { invoice_id: id(n) }
+}
+
+fn shipment_created(n: u128) -> OrderEvent {
+    OrderEvent::OrderShipmentCreated { shipment_id: id(n) }
+}
+
+fn record_invoice(n: u128) -> OrderCommand {
+    OrderCommand::RecordInvoice { invoice_id: id(n) }
+}
+
+fn record_shipment(n: u128) -> OrderCommand {
+    OrderCommand::RecordShipment { shipment_id: id(n) }
+}
+
+const INVOICE: u128 = 0x1B;
+
+#[test]
+fn an_invoiced_order_cannot_be_cancelled() {
+    OrderTest::given(&[created(), OrderEvent::OrderConfirmed, invoiced(INVOICE)])
+        .when(&cancel("too late"))
+        .then_expect_rejection(OrderError::InvoicedNotCancellable(id(INVOICE)))
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
+}
+
+#[test]
+fn an_order_with_a_shipment_cannot_be_cancelled() {
+    OrderTest::given(&[created(), OrderEvent::OrderConfirmed, shipment_created(SHIPMENT)])
+        .when(&cancel("too late"))
+        .then_expect_rejection(OrderError::ShipmentNotCancellable(id(SHIPMENT)))
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
+    let message = OrderError::ShipmentNotCancellable(id(SHIPMENT)).to_string();
+    assert!(message.contains("can no longer be cancelled"), "{message}");
+}
+
+#[test]
+fn a_confirmed_shipped_or_delivered_order_records_its_invoice_once() {
+    let confirmed = [created(), OrderEvent::OrderConfirmed];
+    let shipped_order = [confirmed.as_slice(), &[shipped(SHIPMENT)]].concat();
+    let delivered_order = [shipped_order.as_slice(), &[delivered(SHIPMENT)]].concat();
+    for history in [confirmed.to_vec(), shipped_order, delivered_order] {
+        let order = OrderTest::given(&history);
+        let status = order.state().status;
+        order.when(&record_invoice(INVOICE)).then_expect_events(&[invoiced(INVOICE)]).then_state(
+            |billed| assert_eq!((billed.invoice_id, billed.status), (Some(id(INVOICE)), status)),
+        );
+    }
+    let billed = OrderTest::given(&[created(), OrderEvent::OrderConfirmed, invoiced(INVOICE)]);
+    billed.when(&record_invoice(INVOICE)).then_expect_events(&[]);
+    billed
+        .when(&record_invoice(0xBAD))
+        .then_expect_rejection(OrderError::AlreadyInvoiced(id(INVOICE)))
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
+}
+
+#[test]
+fn a_pending_or_cancelled_order_records_no_invoice() {
+    assert_illegal(&[created()], record_invoice(INVOICE), OrderStatus::Pending);
+    assert_illegal(&[created(), cancelled()], record_invoice(INVOICE), OrderStatus::Cancelled);
+}
+
+#[test]
+fn a_confirmed_order_records_its_shipment_once_and_stays_confirmed() {
+    OrderTest::given(&[created(), OrderEvent::OrderConfirmed])
+        .when(&record_shipment(SHIPMENT))
+        .then_expect_events(&[shipment_created(SHIPMENT)])
+        .then_state(|order| {
+            let recorded = (Some(OrderStatus::Confirmed), Some(id(SHIPMENT)));
+            assert_eq!((order.status, order.shipment_id), recorded);
+        });
+    let on_its_way =
+        OrderTest::given(&[created(), OrderEvent::OrderConfirmed, shipment_created(SHIPMENT)]);
+    on_its_way.when(&record_shipment(SHIPMENT)).then_expect_events(&[]);
+    on_its_way
+        .when(&record_shipment(0xBAD))
+        .then_expect_rejection(OrderError::OtherShipment(id(0xBAD)))
+        .then_expect_rejection_kind(RejectionKind::InvalidState);
+}
+
+#[test]
+fn only_a_confirmed_order_records_a_shipment() {
+    assert_illegal(&[created()], record_shipment(SHIPMENT), OrderStatus::Pending);
+    assert_illegal(&[created(), cancelled()], record_shipment(SHIPMENT), OrderStatus::Cancelled);
+    let shipped_order = [created(), OrderEvent::OrderConfirmed, shipped(SHIPMENT)];
+    assert_illegal(&shipped_order, record_shipment(SHIPMENT), OrderStatus::Shipped);
+}
+
+#[test]
+fn shipping_notices_of_another_shipment_than_the_recorded_one_are_refused() {
+    let order =
+        OrderTest::given(&[created(), OrderEvent::OrderConfirmed, shipment_created(SHIPMENT)]);
+    for command in [mark_shipped(0xBAD), mark_delivered(0xBAD)] {
+        order.when(&command).then_expect_rejection(OrderError::OtherShipment(id(0xBAD)));
+    }
+    order.when(&mark_shipped(SHIPMENT)).then_expect_events(&[shipped(SHIPMENT)]);
+    order
+        .when(&mark_delivered(SHIPMENT))
+        .then_expect_events(&[shipped(SHIPMENT), delivered(SHIPMENT)]);
+}
+
+#[test]
+fn the_largest_possible_order_is_refused_with_a_message_naming_the_limit() {
+    let max = Money::positive(MAX_AMOUNT, "price").unwrap();
+    let lines: Vec<_> = (0..MAX_ORDER_LINES as u128)
+        .map(|n| OrderLine { unit_price: max, quantity: MAX_QUANTITY, ..line(n, "1", 1) })
+        .collect();
+    OrderTest::given_no_events()
+        .when(&create(lines))
+        .then_expect_rejection(OrderError::TotalTooLarge)
+        .then_expect_rejection_kind(RejectionKind::Validation);
+    let message = OrderError::TotalTooLarge.to_string();
+    assert_eq!(message, "order total must not exceed 1000000000000000");
+}

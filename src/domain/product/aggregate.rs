@@ -8,6 +8,13 @@ use crate::domain::input::{MAX_QUANTITY, MAX_TEXT, quantity_in_range, trimmed_te
 use crate::domain::money::Money;
 use crate::es::aggregate::{Aggregate, Rejection, RejectionKind};
 
+/// Most units a product may have on hand (available plus reserved): 10^9,
+/// a thousand of the largest deliveries. Both counts then fit what the
+/// read side serves them as: `i64` in the stock view, and a GraphQL `Int`,
+/// which is a signed 32-bit number (at most 2,147,483,647). An increase past
+/// it is refused; one that reaches it exactly is allowed.
+pub const MAX_STOCK: u64 = 1_000_000_000;
+
 /// What a product command may ask. Quantities are per operation and must be
 /// within `1..=MAX_QUANTITY`; `handle` checks them.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,6 +63,9 @@ pub enum ProductError {
     /// `INSUFFICIENT_STOCK`: removing or reserving more than is available.
     #[error("insufficient stock: {requested} requested, {available} available")]
     InsufficientStock { requested: u32, available: u64 },
+    /// `VALIDATION_ERROR`: the units on hand would pass [`MAX_STOCK`].
+    #[error("stock on hand would exceed the limit of {MAX_STOCK} units")]
+    StockLimitExceeded,
     /// `INVALID_STATE`: the order already holds a reservation of another size.
     #[error("order {order_id} already reserved {reserved} units")]
     ReservationConflict { order_id: Uuid, reserved: u32 },
@@ -70,7 +80,8 @@ impl Rejection for ProductError {
             ProductError::NotFound => RejectionKind::NotFound,
             ProductError::InvalidText(_)
             | ProductError::PriceNotPositive
-            | ProductError::InvalidQuantity(_) => RejectionKind::Validation,
+            | ProductError::InvalidQuantity(_)
+            | ProductError::StockLimitExceeded => RejectionKind::Validation,
             ProductError::InsufficientStock { .. } => RejectionKind::InsufficientStock,
         }
     }
@@ -99,6 +110,16 @@ impl Product {
     /// Units physically on hand: available plus reserved.
     pub fn on_hand(&self) -> u64 {
         self.available.saturating_add(self.reserved())
+    }
+
+    /// Reserving and releasing move units between available and reserved;
+    /// only an increase adds to what is on hand, so only it can pass the
+    /// limit, and both counts stay within it.
+    fn ensure_room_for(&self, amount: u32) -> Result<(), ProductError> {
+        if self.on_hand().saturating_add(u64::from(amount)) > MAX_STOCK {
+            return Err(ProductError::StockLimitExceeded);
+        }
+        Ok(())
     }
 
     fn ensure_registered(&self) -> Result<(), ProductError> {
@@ -143,6 +164,7 @@ impl Aggregate for Product {
                 self.ensure_registered()?;
                 let amount = checked_quantity(*amount, "amount")?;
                 let reason = checked_text(reason, "reason")?;
+                self.ensure_room_for(amount)?;
                 Ok(vec![ProductEvent::StockIncreased { amount, reason }])
             }
             ProductCommand::DecreaseStock { amount, reason } => {

@@ -7,5 +7,5 @@ mod events;
 #[cfg(test)]
 mod tests;
 
-pub use aggregate::{Product, ProductCommand, ProductError};
+pub use aggregate::{MAX_STOCK, Product, ProductCommand, ProductError};
 pub use events::ProductEvent;

@@ -223,3 +223,43 @@ fn product_state_with_reservations_round_trips_through_a_snapshot() {
     let snapshot = serde_json::to_string(product.state()).unwrap();
     assert_eq!(&serde_json::from_str::<Product>(&snapshot).unwrap(), product.state());
 }
+
+/// A product with `MAX_STOCK - short` units on hand, 400,000 of them
+/// reserved. The history holds an increase larger than one command may
+/// ask: a fold accepts any fact, and it gets there in one event.
+fn nearly_full(short: u32) -> Vec<ProductEvent> {
+    vec![
+        registered(),
+        increased(MAX_STOCK as u32),
+        ProductEvent::StockDecreased { amount: short, reason: "sold".into() },
+        reserved(1, 400_000),
+    ]
+}
+
+#[test]
+fn stock_on_hand_may_reach_the_limit_exactly_but_not_pass_it() {
+    let increase = |amount| ProductCommand::IncreaseStock { amount, reason: "delivery".into() };
+    let full = ProductTest::given(&nearly_full(MAX_QUANTITY));
+    assert_eq!(full.state().on_hand(), MAX_STOCK - u64::from(MAX_QUANTITY));
+    full.when(&increase(MAX_QUANTITY)).then_state(|product| {
+        assert_eq!(product.on_hand(), MAX_STOCK);
+        assert_eq!((product.available, product.reserved()), (MAX_STOCK - 400_000, 400_000));
+    });
+    ProductTest::given(&nearly_full(MAX_QUANTITY - 1))
+        .when(&increase(MAX_QUANTITY))
+        .then_expect_rejection(ProductError::StockLimitExceeded)
+        .then_expect_rejection_kind(RejectionKind::Validation);
+    let message = ProductError::StockLimitExceeded.to_string();
+    assert!(message.contains("1000000000 units"), "the message names the limit: {message}");
+    assert!(MAX_STOCK <= i32::MAX as u64, "a GraphQL Int holds every count");
+}
+
+#[test]
+fn reserving_and_releasing_never_pass_the_limit() {
+    let full = [nearly_full(0), vec![increased(0)]].concat();
+    let product = ProductTest::given(&full);
+    assert_eq!(product.state().on_hand(), MAX_STOCK);
+    product.when(&reserve(2, MAX_QUANTITY)).then_expect_accepted();
+    let release = ProductCommand::ReleaseStock { order_id: order(1) };
+    product.when(&release).then_state(|p| assert_eq!(p.on_hand(), MAX_STOCK));
+}

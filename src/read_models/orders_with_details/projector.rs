@@ -1,7 +1,9 @@
 //! `orders_with_details_view`: one row per order with its customer, items,
 //! invoice and shipping, kept in sync from four kinds of streams:
 //!
-//! - order events create the row and move its status (`version`);
+//! - order events create the row and move its status; every one of them,
+//!   `OrderInvoiced` and `OrderShipmentCreated` too, advances `version`,
+//!   which is always the order stream's version;
 //! - customer events fill the customer's name and email into every row of
 //!   that customer (`customer_version`), and into `order_view_customers`,
 //!   this projector's own lookup for orders created later;
@@ -183,14 +185,18 @@ impl OrdersWithDetailsProjection {
                 .await?;
                 return Ok(changed([id]));
             }
-            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
-            OrderEvent::OrderCancelled { .. } => OrderStatus::Cancelled,
-            OrderEvent::OrderShipped { .. } => OrderStatus::Shipped,
-            OrderEvent::OrderDelivered { .. } => OrderStatus::Delivered,
+            OrderEvent::OrderConfirmed => Some(OrderStatus::Confirmed),
+            OrderEvent::OrderCancelled { .. } => Some(OrderStatus::Cancelled),
+            OrderEvent::OrderShipped { .. } => Some(OrderStatus::Shipped),
+            OrderEvent::OrderDelivered { .. } => Some(OrderStatus::Delivered),
+            // The invoice and shipping columns come from their own streams.
+            OrderEvent::OrderInvoiced { .. } | OrderEvent::OrderShipmentCreated { .. } => None,
         };
         let Some(row) = row else { return Err(missing(event, "OrderCreated")) };
         let mut active = row.into_active_model();
-        active.status = Set(status.as_str().to_owned());
+        if let Some(status) = status {
+            active.status = Set(status.as_str().to_owned());
+        }
         active.version = Set(event.version);
         active.updated_at = Set(event.recorded_at);
         active.update(txn).await?;

@@ -1,0 +1,182 @@
+//! Streams that an append only read are locked, not just re-checked: an
+//! append that read stream S either waits for a concurrent writer of S and
+//! then sees its version, or makes that writer wait; two appends that each
+//! read the other's stream never both commit (no write skew), on
+//! PostgreSQL and on SQLite.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold::es::envelope::{EventMetadata, NewEvent, StreamKey};
+use eventfold::es::store::{EventStore, StoreError, StreamAppend};
+use eventfold::infra::append_locks::stream_lock_key;
+use eventfold::infra::event_store::SeaEventStore;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseTransaction, DbBackend, Statement, TransactionTrait,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// Races run per test.
+const RACES: usize = 200;
+
+fn new_event() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Happened".into(),
+        schema_version: 1,
+        payload: json!({}),
+        metadata: EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() },
+    }
+}
+
+fn append(stream: &StreamKey, expected_version: i64, events: usize) -> StreamAppend {
+    StreamAppend {
+        stream: stream.clone(),
+        expected_version,
+        events: (0..events).map(|_| new_event()).collect(),
+    }
+}
+
+/// A store of its own over `app`'s database: another process's writer.
+async fn other_store(app: &TestApp) -> Arc<SeaEventStore> {
+    let db = eventfold::infra::db::connect(&app.database_url, 4).await.unwrap();
+    Arc::new(SeaEventStore::new(db))
+}
+
+/// `RACES` times, one race after the other, at the same instant, through
+/// stores of their own: one append writes T and checks that S is still at
+/// version 1, the other writes S and checks that T is still empty. Each
+/// read the stream the other writes, so in any serial order the second
+/// sees the first's write and loses: both winning is write skew. The only
+/// refusal allowed is a conflict.
+async fn assert_no_write_skew(app: &TestApp) {
+    let (left, right) = (other_store(app).await, other_store(app).await);
+    let read: Vec<StreamKey> = (0..RACES).map(|_| StreamKey::new("Test", Uuid::now_v7())).collect();
+    let created: Vec<_> = read.iter().map(|s| append(s, 0, 1)).collect();
+    left.append(created, None).await.unwrap();
+    let mut races = Vec::with_capacity(RACES);
+    for s in &read {
+        let t = StreamKey::new("Test", Uuid::now_v7());
+        races.push(tokio::join!(
+            left.append(vec![append(&t, 0, 1), append(s, 1, 0)], None),
+            right.append(vec![append(s, 1, 1), append(&t, 0, 0)], None),
+        ));
+    }
+    let mut both = 0;
+    for (wrote_t, wrote_s) in &races {
+        for result in [wrote_t, wrote_s] {
+            if let Err(e) = result {
+                assert!(matches!(e, StoreError::Conflict { .. }), "only conflicts: {e:?}");
+            }
+        }
+        both += usize::from(wrote_t.is_ok() && wrote_s.is_ok());
+    }
+    eprintln!("both appends committed in {both} of {RACES} races");
+    assert_eq!(both, 0, "each append read the other's stream, yet both won {both} times");
+}
+
+#[tokio::test]
+async fn two_appends_that_read_each_others_stream_never_both_win_on_postgres() {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    assert_no_write_skew(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn two_appends_that_read_each_others_stream_never_both_win_embedded() {
+    let app = spawn_embedded().await;
+    assert_no_write_skew(&app).await;
+    app.stop().await;
+}
+
+/// Advisory lock requests of this test's database still waiting.
+async fn waiting_locks(app: &TestApp) -> i64 {
+    app.scalar_i64(
+        "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+}
+
+/// Opens a transaction on a connection of its own that holds `stream`'s
+/// advisory lock as an append does: `exclusive` as a writer, else shared
+/// as an append that only checked the stream.
+async fn hold_lock(app: &TestApp, stream: &StreamKey, exclusive: bool) -> DatabaseTransaction {
+    let conn = eventfold::infra::db::connect(&app.database_url, 1).await.unwrap();
+    let txn = conn.begin().await.unwrap();
+    let function = if exclusive { "pg_advisory_xact_lock" } else { "pg_advisory_xact_lock_shared" };
+    let key = stream_lock_key(stream);
+    let sql = format!("SELECT {function}($1)");
+    txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [key.into()]))
+        .await
+        .unwrap();
+    txn
+}
+
+/// Waits (bounded) until some append waits for a lock.
+async fn until_an_append_waits(app: &TestApp) {
+    let waiting = eventually(Duration::from_secs(10), || async { waiting_locks(app).await > 0 });
+    assert!(waiting.await, "no append waited for the lock");
+}
+
+/// A PostgreSQL app, a store of its own, and a stream S at version 1.
+async fn stream_at_version_one() -> (TestApp, Arc<SeaEventStore>, StreamKey) {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let store = other_store(&app).await;
+    let stream = StreamKey::new("Test", Uuid::now_v7());
+    store.append(vec![append(&stream, 0, 1)], None).await.unwrap();
+    (app, store, stream)
+}
+
+#[tokio::test]
+async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_version() {
+    let (app, store, read) = stream_at_version_one().await;
+
+    // A writer of S holds its lock and has inserted version 2, not committed.
+    let writer = hold_lock(&app, &read, true).await;
+    let mut second = raw_event("Test", read.stream_id, "Happened");
+    second.version = sea_orm::ActiveValue::Set(2);
+    second.insert(&writer).await.unwrap();
+
+    // A command that decided on S at version 1 must wait for it...
+    let own = StreamKey::new("Test", Uuid::now_v7());
+    let reader = tokio::spawn({
+        let (store, own, read) = (store.clone(), own.clone(), read.clone());
+        async move { store.append(vec![append(&own, 0, 1), append(&read, 1, 0)], None).await }
+    });
+    until_an_append_waits(&app).await;
+    assert!(!reader.is_finished(), "the append that read S went ahead of S's writer");
+
+    // ...and, once the writer commits, see version 2 and lose.
+    writer.commit().await.unwrap();
+    let lost = reader.await.unwrap().unwrap_err();
+    assert!(matches!(lost, StoreError::Conflict { expected: 1, actual: 2, .. }), "{lost:?}");
+    assert!(store.load_stream(&own, 0).await.unwrap().is_empty(), "nothing of it appended");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_writer_waits_for_appends_that_read_its_stream_and_readers_share_it() {
+    let (app, store, read) = stream_at_version_one().await;
+
+    // An append that checked S is committing: it holds S shared.
+    let reader = hold_lock(&app, &read, false).await;
+    // Another append that only checks S shares the lock and goes through.
+    let own = StreamKey::new("Test", Uuid::now_v7());
+    let shared = store.append(vec![append(&own, 0, 1), append(&read, 1, 0)], None);
+    tokio::time::timeout(Duration::from_secs(10), shared).await.unwrap().unwrap();
+
+    // A writer of S waits until the reader has committed.
+    let writer = tokio::spawn({
+        let (store, read) = (store.clone(), read.clone());
+        async move { store.append(vec![append(&read, 1, 1)], None).await }
+    });
+    until_an_append_waits(&app).await;
+    assert!(!writer.is_finished(), "the writer moved S under an append that read it");
+    reader.commit().await.unwrap();
+    assert_eq!(writer.await.unwrap().unwrap().version, 2);
+    app.stop().await;
+}
