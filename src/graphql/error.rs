@@ -50,7 +50,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(_) | ServiceError::CommandIdReused(_) => "VALIDATION_ERROR",
             ServiceError::Rejected { kind, .. } => rejection_code(*kind),
             ServiceError::NotFound(_) => "NOT_FOUND",
-            ServiceError::Conflict { .. } => "CONCURRENCY_CONFLICT",
+            ServiceError::Conflict { .. } | ServiceError::AlreadyRunning(_) => {
+                "CONCURRENCY_CONFLICT"
+            }
             ServiceError::Timeout(_) => "TIMEOUT",
             ServiceError::Store(_) | ServiceError::Read(_) | ServiceError::Internal(_) => {
                 return ApiError::internal(&err);

@@ -12,7 +12,7 @@ use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::projection_runtime::dead_letters::{self, DeadLetter};
 use crate::infra::projection_runtime::{Applier, RunState, RuntimeSettings};
-use crate::infra::rebuild::{Rebuild, RebuildReport};
+use crate::infra::rebuild::{Rebuild, RebuildError, RebuildReport};
 use crate::read_models::Page;
 use crate::read_models::audit_log::{self, query::LoggedEvent};
 
@@ -80,7 +80,9 @@ impl Services {
     }
 
     /// Replays the event store into fresh tables of projection `name` and
-    /// swaps them in; `progress(applied, total)` follows the replay.
+    /// swaps them in; `progress(applied, total)` follows the replay. A
+    /// second rebuild of a projection while one runs is refused with
+    /// [`ServiceError::AlreadyRunning`].
     pub async fn rebuild_projection(
         &self,
         name: &str,
@@ -98,7 +100,10 @@ impl Services {
             projection,
             batch_size: 1000,
         };
-        rebuild.run(progress).await.map_err(ServiceError::internal)
+        rebuild.run(progress).await.map_err(|e| match e {
+            RebuildError::AlreadyRunning(_) => ServiceError::AlreadyRunning(e.to_string()),
+            RebuildError::Failed(e) => ServiceError::internal(e),
+        })
     }
 
     /// Progress of every projection: checkpoint, lag and parked events.
