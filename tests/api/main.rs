@@ -10,6 +10,7 @@ mod helpers;
 mod http;
 mod process;
 mod rebuild;
+mod rebuild_exclusive;
 mod schema;
 mod settings;
 mod shop_flow;
