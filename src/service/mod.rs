@@ -39,7 +39,7 @@ pub use crate::read_models::orders_with_details::query::{
 pub use crate::read_models::product_stock::query::ProductStock;
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{ProjectionReport, RebuildSource, RetryReport};
+pub use ops::{HealthProbes, ProjectionReport, ReadinessReport, RebuildSource, RetryReport};
 pub use orders::OrderLineRequest;
 
 /// Everything the services need, shared behind an `Arc`.
@@ -56,6 +56,8 @@ pub struct Services {
     pub rebuild_source: RebuildSource,
     /// Invoice URLs are `{invoice_base_url}/invoices/{invoice_id}.pdf`.
     pub invoice_base_url: String,
+    /// What readiness checks.
+    pub health: HealthProbes,
 }
 
 /// What a client may say about any command beyond its content.
