@@ -234,28 +234,27 @@ mod tests {
         assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(1));
     }
 
+    /// Supervised as the event writer's tasks are: no shutdown signal,
+    /// they end when their queue closes.
     #[tokio::test]
     async fn a_task_that_panics_is_restarted_until_it_finishes() {
         let board = Arc::new(TaskBoard::default());
-        let (_stop, shutdown) = watch::channel(false);
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
-        let supervised = Supervisor::new(board.clone(), shutdown).with_backoff(quick()).run(
-            "worker",
-            move || {
-                let run = counted.fetch_add(1, Ordering::SeqCst) + 1;
-                async move {
-                    if run < 3 {
-                        panic!("run {run} breaks");
-                    }
-                    Ok(())
+        let supervisor = Supervisor::without_shutdown(board.clone()).with_backoff(quick());
+        let supervised = supervisor.run("event writer 1", move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if run < 3 {
+                    panic!("run {run} breaks");
                 }
-            },
-        );
+                Ok(())
+            }
+        });
         let ended = tokio::time::timeout(Duration::from_secs(5), supervised).await;
         assert!(ended.expect("restarted within 5 s").is_ok());
         assert_eq!(runs.load(Ordering::SeqCst), 3);
-        assert_eq!(board.state("worker"), Some(TaskState::Stopped));
+        assert_eq!(board.state("event writer 1"), Some(TaskState::Stopped));
     }
 
     #[tokio::test]
