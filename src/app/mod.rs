@@ -1,15 +1,17 @@
 //! Startup wiring: the only place that knows every layer. It connects and
 //! migrates the databases, assembles the services, and starts the HTTP
 //! server, the relay and the projection runners with a shutdown signal.
+//! The relay and the runners run supervised (see
+//! [`crate::infra::supervisor`]): a failure restarts them after a pause
+//! and shows in readiness; only the HTTP server ending, or the shutdown
+//! signal, ends the process.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::es::changes::{ChangeBus, LocalChangeBus};
@@ -24,14 +26,18 @@ use crate::infra::projection_runtime::{
     Applier, InProcessRunner, PartitionedRunner, ProjectionMonitor, RuntimeSettings,
 };
 use crate::infra::read_your_writes::ReadYourWrites;
+use crate::infra::redis::RedisPing;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
-use crate::service::{Access, RebuildSource, Services};
+use crate::infra::supervisor::{Supervisor, TaskBoard};
+use crate::service::{Access, HealthProbes, RebuildSource, Services};
 
 mod config;
+mod running;
 
 pub use config::{AuthMode, Config, Role, defaults};
+pub use running::{Ended, RunningApp};
 
 /// Every projection of the application, in the order they are started: the
 /// read models, then the process managers (which execute with `commands`).
@@ -42,42 +48,6 @@ pub fn projections(
     let mut all = crate::read_models::all(upcasters.clone());
     all.extend(crate::processes::all(upcasters, commands));
     all
-}
-
-/// A started application: its address and its tasks.
-pub struct RunningApp {
-    pub addr: Option<SocketAddr>,
-    pub services: Arc<Services>,
-    shutdown: watch::Sender<bool>,
-    tasks: JoinSet<(String, anyhow::Result<()>)>,
-}
-
-impl RunningApp {
-    /// Asks every task to stop and reports how each ended.
-    pub async fn stop(mut self) -> Vec<(String, anyhow::Result<()>)> {
-        let _ = self.shutdown.send(true);
-        let mut ended = Vec::new();
-        while let Some(joined) = self.tasks.join_next().await {
-            ended.push(joined.unwrap_or_else(|e| ("task".into(), Err(anyhow::anyhow!(e)))));
-        }
-        ended
-    }
-
-    /// Runs until a task ends or `signal` resolves, then stops the rest.
-    pub async fn run_until(
-        mut self,
-        signal: impl Future<Output = ()>,
-    ) -> Vec<(String, anyhow::Result<()>)> {
-        let mut ended = Vec::new();
-        tokio::select! {
-            _ = signal => {}
-            Some(joined) = self.tasks.join_next() => {
-                ended.push(joined.unwrap_or_else(|e| ("task".into(), Err(anyhow::anyhow!(e)))));
-            }
-        }
-        ended.extend(self.stop().await);
-        ended
-    }
 }
 
 /// The assembled application before any task runs.
@@ -157,7 +127,6 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let (shutdown, _) = watch::channel(false);
     let sea_store = Arc::new(SeaEventStore::new(write_db.clone()));
     let commits = sea_store.commits();
-    let store: Arc<dyn EventStore> = sea_store;
     let upcasters = Arc::new(crate::domain::upcasters());
     let monitor = Arc::new(ProjectionMonitor::default());
     let redis = config.redis();
@@ -168,6 +137,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         }
         None => Arc::new(LocalChangeBus::new(1024)),
     };
+    let health = HealthProbes {
+        event_store: sea_store.clone(),
+        redis: redis.as_ref().map(RedisPing::new).transpose()?,
+        tasks: Arc::new(TaskBoard::default()),
+    };
+    let store: Arc<dyn EventStore> = sea_store;
     let commands = executor(config, store.clone(), upcasters.clone());
     let projections = projections(upcasters, commands.clone());
     let services = Arc::new(Services {
@@ -189,6 +164,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         },
         invoice_base_url: config.invoice_base_url.clone(),
         access,
+        health,
     });
     Ok(Built { services, write_db, commits, shutdown })
 }
@@ -217,7 +193,8 @@ async fn process_executor(
 /// Connects, migrates and starts the parts `config.role` asks for.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let Built { services, write_db, commits, shutdown } = build(&config).await?;
-    let mut tasks = JoinSet::new();
+    let supervisor = Supervisor::new(services.health.tasks.clone(), shutdown.subscribe());
+    let mut app = RunningApp::new(services.clone(), shutdown.clone());
     let runs = |role: Role| config.role == Role::All || config.role == role;
     let redis = config.redis();
     if config.role == Role::Relay && redis.is_none() {
@@ -237,9 +214,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             lease_ttl: config.lease_ttl(),
             batch_size: 1000,
             max_unread: 100_000,
+            health: services.health.tasks.health("relay"),
         };
         let (commits, stop) = (commits.clone(), shutdown.subscribe());
-        tasks.spawn(async move { ("relay".to_owned(), relay.run(commits, stop).await) });
+        app.supervise(&supervisor, "relay".into(), move || {
+            relay.clone().run(commits.clone(), stop.clone())
+        });
     }
     if runs(Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
@@ -266,33 +246,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                         lease_ttl: config.lease_ttl(),
                         batch_size: 500,
                     });
-                    tasks.spawn(async move { (name, runner.run(stop).await) });
+                    app.supervise(&supervisor, name, move || runner.clone().run(stop.clone()));
                 }
                 None => {
-                    let runner = InProcessRunner { store: services.store.clone(), applier };
-                    let commits = commits.clone();
-                    tasks.spawn(async move { (name, runner.run(commits, stop).await) });
+                    let (store, commits) = (services.store.clone(), commits.clone());
+                    app.supervise(&supervisor, name, move || {
+                        let runner =
+                            InProcessRunner { store: store.clone(), applier: applier.clone() };
+                        runner.run(commits.clone(), stop.clone())
+                    });
                 }
             }
         }
     }
-    let mut addr = None;
     if runs(Role::Api) {
         check_open_mode(&config, &services.access).await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;
-        addr = Some(listener.local_addr()?);
+        app.addr = Some(listener.local_addr()?);
         let router = crate::http::router(services.clone());
         let mut stop = shutdown.subscribe();
-        tasks.spawn(async move {
-            let served = axum::serve(listener, router)
+        let served = async move {
+            axum::serve(listener, router)
                 .with_graceful_shutdown(async move {
                     let _ = stop.wait_for(|s| *s).await;
                 })
-                .await;
-            ("http server".to_owned(), served.map_err(anyhow::Error::from))
-        });
+                .await
+                .map_err(anyhow::Error::from)
+        };
+        app.serve(served);
     }
-    Ok(RunningApp { addr, services, shutdown, tasks })
+    Ok(app)
 }

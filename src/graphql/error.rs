@@ -52,7 +52,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(_) => "NOT_FOUND",
             ServiceError::Unauthenticated(_) => "UNAUTHENTICATED",
             ServiceError::Forbidden(_) => "FORBIDDEN",
-            ServiceError::Conflict { .. } => "CONCURRENCY_CONFLICT",
+            ServiceError::Conflict { .. } | ServiceError::AlreadyRunning(_) => {
+                "CONCURRENCY_CONFLICT"
+            }
             ServiceError::Timeout(_) => "TIMEOUT",
             ServiceError::Store(_) | ServiceError::Read(_) | ServiceError::Internal(_) => {
                 return ApiError::internal(&err);

@@ -44,14 +44,17 @@ async fn graphiql() -> Html<String> {
     Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
 }
 
+/// 200 `{"status":"ready"}`, or 503 `{"status":"unavailable","reasons":[…]}`.
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.services.ready().await {
-        Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
-        }
-    }
+    let report = state.services.ready().await;
+    let (status, body) = if report.is_ready() {
+        (StatusCode::OK, serde_json::json!({ "status": "ready" }))
+    } else {
+        tracing::warn!(reasons = ?report.reasons, "not ready");
+        let body = serde_json::json!({ "status": "unavailable", "reasons": report.reasons });
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 /// A request error outside GraphQL: malformed HTTP, not a GraphQL result.

@@ -48,6 +48,17 @@ impl SeaEventStore {
     pub fn commits(&self) -> watch::Receiver<u64> {
         self.committed.subscribe()
     }
+
+    /// Whether the store's database answers.
+    pub async fn ping(&self) -> Result<(), sea_orm::DbErr> {
+        self.db.ping().await
+    }
+
+    /// Whether appends can complete: at least one group-commit writer task
+    /// is alive (a failed one is restarted after a pause).
+    pub fn writer_running(&self) -> bool {
+        self.writer.running()
+    }
 }
 
 fn to_recorded(m: events::Model) -> RecordedEvent {

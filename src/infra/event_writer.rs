@@ -13,7 +13,7 @@
 //! `read_committed` (see the event store module).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use chrono::Utc;
 use entity::{command_log, events};
@@ -26,6 +26,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::append_locks::{begin_append, lock_streams};
+use super::supervisor::{Supervisor, TaskBoard};
 use crate::es::envelope::{Position, StreamKey};
 use crate::es::store::{CommandRecord, Outcome, StoreError, StreamAppend};
 
@@ -42,40 +43,37 @@ pub(crate) struct Writer {
     db: DatabaseConnection,
     committed: Arc<watch::Sender<u64>>,
     queue: mpsc::UnboundedSender<Pending>,
+    /// The writer tasks, as their supervisor reports them.
+    tasks: Arc<TaskBoard>,
 }
 
+type Queue = Arc<Mutex<mpsc::UnboundedReceiver<Pending>>>;
+
 impl Writer {
-    /// Starts `writers` writer tasks on `db`.
+    /// Starts `writers` writer tasks on `db`, each supervised: a task that
+    /// panics is restarted (the appends of the group it was committing get
+    /// "event writer stopped"; the queue is kept).
     pub(crate) fn start(
         db: DatabaseConnection,
         committed: Arc<watch::Sender<u64>>,
         writers: usize,
     ) -> Arc<Self> {
         let (queue, receiver) = mpsc::unbounded_channel();
-        let writer = Arc::new(Writer { db, committed, queue });
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..writers.max(1) {
+        let tasks = Arc::new(TaskBoard::default());
+        let writer = Arc::new(Writer { db, committed, queue, tasks: tasks.clone() });
+        let receiver: Queue = Arc::new(Mutex::new(receiver));
+        let supervisor = Supervisor::without_shutdown(tasks);
+        for n in 1..=writers.max(1) {
             let (receiver, weak) = (receiver.clone(), Arc::downgrade(&writer));
-            tokio::spawn(async move {
-                loop {
-                    let mut group = Vec::new();
-                    {
-                        let mut receiver = receiver.lock().await;
-                        let Some(first) = receiver.recv().await else { return };
-                        group.push(first);
-                        while group.len() < MAX_GROUP {
-                            match receiver.try_recv() {
-                                Ok(p) => group.push(p),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    let Some(writer) = weak.upgrade() else { return };
-                    writer.commit_group(group).await;
-                }
-            });
+            let task = move || write_groups(receiver.clone(), weak.clone());
+            tokio::spawn(supervisor.clone().run(format!("event writer {n}"), task));
         }
         writer
+    }
+
+    /// Whether at least one writer task is alive (not waiting to restart).
+    pub(crate) fn running(&self) -> bool {
+        self.tasks.any_running()
     }
 
     pub(crate) async fn append(
@@ -209,6 +207,27 @@ impl Writer {
             }
             _ => Err(StoreError::backend(err)),
         }
+    }
+}
+
+/// One writer task: takes everything queued (up to [`MAX_GROUP`]) and
+/// commits it, until the queue closes or the store is gone.
+async fn write_groups(receiver: Queue, writer: Weak<Writer>) -> anyhow::Result<()> {
+    loop {
+        let mut group = Vec::new();
+        {
+            let mut receiver = receiver.lock().await;
+            let Some(first) = receiver.recv().await else { return Ok(()) };
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match receiver.try_recv() {
+                    Ok(p) => group.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
+        let Some(writer) = writer.upgrade() else { return Ok(()) };
+        writer.commit_group(group).await;
     }
 }
 

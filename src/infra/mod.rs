@@ -10,3 +10,4 @@ pub mod projection_runtime;
 pub mod read_your_writes;
 pub mod rebuild;
 pub mod redis;
+pub mod supervisor;

@@ -9,14 +9,30 @@
 //! projection to the rebuilt position. Live appliers re-read their
 //! checkpoint under that lock, so nothing is applied twice or skipped.
 //!
+//! Rebuilds are exclusive per projection. On PostgreSQL a rebuild first
+//! takes the projection's rebuild lock, a session-level advisory lock tried
+//! with `pg_try_advisory_lock` on a connection it holds to the end (and
+//! unlocks then, failed or not; a crashed process releases it with its
+//! session): a second rebuild of the same projection is refused with
+//! [`RebuildError::AlreadyRunning`] instead of dropping the first one's
+//! shadow schema. Each projection has shadow and retired schemas of its own
+//! ([`RebuildSchemas`]), so rebuilds of different projections run side by
+//! side.
+//!
 //! SQLite (embedded): the tables are emptied and replayed in place in one
-//! transaction; queries wait for it.
+//! transaction; queries wait for it. That is already exclusive: the whole
+//! rebuild is one write transaction (its first statement writes), and
+//! SQLite admits one writer at a time, so a second rebuild waits for the
+//! first to commit and then replays again from scratch (or gives up after
+//! the busy timeout); two never interleave.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use migration::rebuild::{SHADOW, clean_up, prepare, swap};
+use anyhow::Context as _;
+use migration::rebuild::{RebuildSchemas, clean_up, prepare, swap};
 use migration::{Migrator, MigratorTrait};
+use sea_orm::sqlx::{Connection as _, PgConnection};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
     Statement, TransactionTrait,
@@ -43,6 +59,17 @@ impl RebuildReport {
     }
 }
 
+/// Why a rebuild did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// Another rebuild of the same projection holds its rebuild lock.
+    #[error("a rebuild of projection {0} is already running; try again when it has finished")]
+    AlreadyRunning(&'static str),
+    /// The rebuild failed on its way; the live tables are untouched.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
 pub struct Rebuild {
     pub store: Arc<dyn EventStore>,
     pub read_url: String,
@@ -55,19 +82,37 @@ pub struct Rebuild {
 
 impl Rebuild {
     /// Runs the rebuild; `progress(applied, total)` is called after each batch.
-    pub async fn run(&self, mut progress: impl FnMut(u64, u64)) -> anyhow::Result<RebuildReport> {
-        let tables = self.projection.tables();
-        anyhow::ensure!(
-            !tables.is_empty(),
-            "projection {} declares no tables to rebuild",
-            self.projection.name()
-        );
+    pub async fn run(&self, progress: impl FnMut(u64, u64)) -> Result<RebuildReport, RebuildError> {
+        let name = self.projection.name();
+        if self.projection.tables().is_empty() {
+            return Err(anyhow::anyhow!("projection {name} declares no tables to rebuild").into());
+        }
+        if self.read_db.get_database_backend() != DbBackend::Postgres {
+            return Ok(self.in_place(progress).await?);
+        }
+        let lock = RebuildLock::try_acquire(&self.read_url, name)
+            .await?
+            .ok_or(RebuildError::AlreadyRunning(name))?;
+        let schemas = RebuildSchemas::of(name).map_err(anyhow::Error::from)?;
+        let rebuilt = self.in_shadow(&schemas, progress).await;
+        if rebuilt.is_err()
+            && let Err(e) = clean_up(&self.read_db, &schemas).await
+        {
+            tracing::warn!(projection = name, error = %e, "rebuild leftovers not dropped; the next rebuild drops them");
+        }
+        lock.release().await;
+        Ok(rebuilt?)
+    }
+
+    /// Replays into the projection's shadow schema, then swaps it in.
+    async fn in_shadow(
+        &self,
+        schemas: &RebuildSchemas,
+        mut progress: impl FnMut(u64, u64),
+    ) -> anyhow::Result<RebuildReport> {
         let started = Instant::now();
         let total = self.store.count_after(Position::START, u64::MAX >> 1).await?;
-        if self.read_db.get_database_backend() != DbBackend::Postgres {
-            return self.in_place(started, total, progress).await;
-        }
-        let target = self.shadow().await?;
+        let target = self.shadow(schemas).await?;
         let applier = Applier {
             read_db: target.clone(),
             projection: self.projection.clone(),
@@ -84,18 +129,18 @@ impl Rebuild {
             applied += batch.len() as u64;
             progress(applied, total.max(applied));
         }
-        let (position, late) = self.swap_in(&target, cursor).await?;
+        let (position, late) = self.swap_in(&target, schemas, cursor).await?;
         target.close().await.ok();
-        clean_up(&self.read_db).await?;
+        clean_up(&self.read_db, schemas).await?;
         Ok(RebuildReport { events: applied + late, elapsed: started.elapsed(), position })
     }
 
     /// A connection whose unqualified names resolve to a freshly migrated
     /// shadow schema.
-    async fn shadow(&self) -> anyhow::Result<DatabaseConnection> {
-        prepare(&self.read_db).await?;
+    async fn shadow(&self, schemas: &RebuildSchemas) -> anyhow::Result<DatabaseConnection> {
+        prepare(&self.read_db, schemas).await?;
         let mut options = ConnectOptions::new(self.read_url.clone());
-        options.max_connections(2).sqlx_logging(false).set_schema_search_path(SHADOW);
+        options.max_connections(2).sqlx_logging(false).set_schema_search_path(&schemas.shadow);
         let shadow = Database::connect(options).await?;
         Migrator::up(&shadow, None).await?;
         Ok(shadow)
@@ -105,6 +150,7 @@ impl Rebuild {
     async fn swap_in(
         &self,
         shadow: &DatabaseConnection,
+        schemas: &RebuildSchemas,
         mut cursor: Position,
     ) -> anyhow::Result<(Position, u64)> {
         let txn = shadow.begin().await?;
@@ -116,18 +162,15 @@ impl Rebuild {
         .await?;
         let late;
         (cursor, late) = self.replay(&txn, cursor, |_| {}).await?;
-        swap(&txn, self.projection.tables()).await?;
+        swap(&txn, schemas, self.projection.tables()).await?;
         let name = self.projection.name();
-        txn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "DELETE FROM public.projection_checkpoints WHERE name = ANY($1)",
-            [self.checkpoint_keys.clone().into()],
-        ))
-        .await?;
+        // Every checkpoint of the projection moves to the rebuilt position;
+        // lease epochs stay, so a fenced-off worker stays fenced off.
         for key in &self.checkpoint_keys {
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO public.projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now())",
+                "INSERT INTO public.projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now()) \
+                 ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()",
                 [key.clone().into(), cursor.tx.into(), cursor.pos.into()],
             ))
             .await?;
@@ -144,7 +187,8 @@ impl Rebuild {
             format!(
                 "INSERT INTO public.dead_letters (projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at) \
                  SELECT projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at \
-                 FROM {SHADOW}.dead_letters WHERE projection = $1"
+                 FROM {}.dead_letters WHERE projection = $1",
+                schemas.shadow
             ),
             [name.into()],
         ))
@@ -174,12 +218,10 @@ impl Rebuild {
         Ok((cursor, applied))
     }
 
-    async fn in_place(
-        &self,
-        started: Instant,
-        total: u64,
-        mut progress: impl FnMut(u64, u64),
-    ) -> anyhow::Result<RebuildReport> {
+    /// SQLite: empties and replays the tables in place, in one transaction.
+    async fn in_place(&self, mut progress: impl FnMut(u64, u64)) -> anyhow::Result<RebuildReport> {
+        let started = Instant::now();
+        let total = self.store.count_after(Position::START, u64::MAX >> 1).await?;
         let txn = self.read_db.begin().await?;
         for table in self.projection.tables() {
             txn.execute_unprepared(&format!("DELETE FROM {table}")).await?;
@@ -192,5 +234,45 @@ impl Rebuild {
         }
         txn.commit().await?;
         Ok(RebuildReport { events: applied, elapsed: started.elapsed(), position: cursor })
+    }
+}
+
+/// A projection's rebuild lock: a session-level advisory lock on a
+/// connection of its own, held for the whole rebuild. It is not the
+/// projection's apply lock ([`projection_lock_id`], which live appliers hold
+/// shared and the swap takes exclusively): holding that for the whole
+/// replay would stop the live projector.
+struct RebuildLock {
+    session: PgConnection,
+    id: i64,
+}
+
+impl RebuildLock {
+    /// Takes the lock of `projection`'s rebuilds, or `None` when another
+    /// session holds it.
+    async fn try_acquire(url: &str, projection: &str) -> anyhow::Result<Option<Self>> {
+        let mut session = PgConnection::connect(url)
+            .await
+            .context("Failed to open the rebuild lock's connection")?;
+        let id = projection_lock_id(&format!("rebuild {projection}"));
+        let taken: bool = sea_orm::sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(id)
+            .fetch_one(&mut session)
+            .await
+            .context("Failed to try the rebuild lock")?;
+        Ok(taken.then_some(RebuildLock { session, id }))
+    }
+
+    /// Unlocks and closes the session. Best effort: if either fails, the
+    /// session ends with the connection anyway, and the lock with it.
+    async fn release(mut self) {
+        let unlocked = sea_orm::sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.id)
+            .execute(&mut self.session)
+            .await;
+        if let Err(e) = unlocked {
+            tracing::warn!(error = %e, "rebuild lock not released; it goes with the session");
+        }
+        let _ = self.session.close().await;
     }
 }

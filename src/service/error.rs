@@ -42,6 +42,10 @@ pub enum ServiceError {
     /// `VALIDATION_ERROR`: a command id was reused for a different stream.
     #[error("commandId {0} was already used for another command")]
     CommandIdReused(Uuid),
+    /// `CONCURRENCY_CONFLICT`: the same operation is already running (a
+    /// second rebuild of one projection); try again once it has finished.
+    #[error("{0}")]
+    AlreadyRunning(String),
     /// `TIMEOUT`: the projections did not reach `minPosition` in time.
     #[error("projection did not reach the requested position within {0:?}")]
     Timeout(Duration),

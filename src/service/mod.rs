@@ -42,7 +42,7 @@ pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{ProjectionReport, RebuildSource};
+pub use ops::{HealthProbes, ProjectionReport, ReadinessReport, RebuildSource};
 pub use orders::OrderLineRequest;
 
 /// Everything the services need, shared behind an `Arc`.
@@ -61,6 +61,8 @@ pub struct Services {
     pub invoice_base_url: String,
     /// How callers are authenticated.
     pub access: Access,
+    /// What readiness checks.
+    pub health: HealthProbes,
 }
 
 /// What a client may say about any command beyond its content.

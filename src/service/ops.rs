@@ -3,6 +3,7 @@
 //! audit log, and readiness.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
@@ -11,8 +12,10 @@ use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::projection_runtime::dead_letters::{self, DeadLetter, Retried as RetryReport};
-use crate::infra::projection_runtime::{Applier, RunState, RuntimeSettings};
-use crate::infra::rebuild::{Rebuild, RebuildReport};
+use crate::infra::projection_runtime::{Applier, ProjectionStatus, RunState, RuntimeSettings};
+use crate::infra::rebuild::{Rebuild, RebuildError, RebuildReport};
+use crate::infra::redis::RedisPing;
+use crate::infra::supervisor::TaskBoard;
 use crate::read_models::Page;
 use crate::read_models::audit_log::{self, query::LoggedEvent};
 
@@ -70,7 +73,9 @@ impl Services {
     }
 
     /// Replays the event store into fresh tables of projection `name` and
-    /// swaps them in; `progress(applied, total)` follows the replay.
+    /// swaps them in; `progress(applied, total)` follows the replay. A
+    /// second rebuild of a projection while one runs is refused with
+    /// [`ServiceError::AlreadyRunning`].
     pub async fn rebuild_projection(
         &self,
         name: &str,
@@ -88,7 +93,10 @@ impl Services {
             projection,
             batch_size: 1000,
         };
-        rebuild.run(progress).await.map_err(ServiceError::internal)
+        rebuild.run(progress).await.map_err(|e| match e {
+            RebuildError::AlreadyRunning(_) => ServiceError::AlreadyRunning(e.to_string()),
+            RebuildError::Failed(e) => ServiceError::internal(e),
+        })
     }
 
     /// Progress of every projection: checkpoint, lag and parked events.
@@ -136,8 +144,68 @@ impl Services {
         Ok(page.await?)
     }
 
-    /// Whether the read database answers.
-    pub async fn ready(&self) -> Result<(), ServiceError> {
-        Ok(self.read_db.ping().await?)
+    /// Whether this process can do its work now, and if not, why. Every
+    /// check is cheap and they run together, each within [`PROBE_TIMEOUT`]:
+    /// the event store's and the read database's pings, Redis's `PING`
+    /// (when the transport uses it), a live event writer task, and no
+    /// projection or supervised task of this process failing.
+    pub async fn ready(&self) -> ReadinessReport {
+        let probes = &self.health;
+        let redis = async {
+            match &probes.redis {
+                Some(redis) => redis.ping(PROBE_TIMEOUT).await,
+                None => true,
+            }
+        };
+        let (event_store, read_db, redis) =
+            tokio::join!(answers(probes.event_store.ping()), answers(self.read_db.ping()), redis);
+        let mut reasons = Vec::new();
+        let checks = [
+            (event_store, "event store unreachable"),
+            (read_db, "read database unreachable"),
+            (redis, "redis unreachable"),
+            (probes.event_store.writer_running(), "event writer down"),
+        ];
+        reasons.extend(checks.iter().filter(|(ok, _)| !ok).map(|(_, reason)| reason.to_string()));
+        for name in self.projections.iter().map(|p| p.name()) {
+            if self.monitor.state(name).is_some_and(|s| s.status == ProjectionStatus::Failing) {
+                reasons.push(format!("projection {name} failing"));
+            }
+        }
+        reasons.extend(probes.tasks.failing().into_iter().map(|task| format!("{task} failing")));
+        ReadinessReport { reasons }
+    }
+}
+
+/// The longest a readiness check waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Whether `ping` succeeds within [`PROBE_TIMEOUT`].
+async fn answers<E>(ping: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, ping).await, Ok(Ok(())))
+}
+
+/// What readiness looks at besides the read database and the projection
+/// monitor.
+pub struct HealthProbes {
+    /// The event store: its database must answer and a writer task live.
+    pub event_store: Arc<SeaEventStore>,
+    /// Redis, when the transport uses it.
+    pub redis: Option<RedisPing>,
+    /// The supervised tasks of this process (relay, projectors).
+    pub tasks: Arc<TaskBoard>,
+}
+
+/// Whether a process should receive traffic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadinessReport {
+    /// What is wrong, in short words (`redis unreachable`, `projection
+    /// bank_account_summary failing`); empty when ready.
+    pub reasons: Vec<String>,
+}
+
+impl ReadinessReport {
+    pub fn is_ready(&self) -> bool {
+        self.reasons.is_empty()
     }
 }

@@ -111,6 +111,18 @@ pub(crate) async fn spawn_app_in_process() -> TestApp {
     spawn(url, Store::Postgres { admin, name }, |_| {}).await
 }
 
+/// PostgreSQL with the in-process transport, on a database that is
+/// migrated and then changed by `sql` before the server starts.
+pub(crate) async fn spawn_in_process_after(sql: &str) -> TestApp {
+    let (admin, name) = fresh_postgres().await;
+    let url = with_database(&admin, &name);
+    let db = eventfold::infra::db::connect(&url, 1).await.expect("test connection");
+    eventfold::infra::db::migrate(&db).await.expect("migrated");
+    db.execute_unprepared(sql).await.expect("prepared");
+    db.close().await.ok();
+    spawn(url, Store::Postgres { admin, name }, |_| {}).await
+}
+
 /// Fails the test (never skips it) when Redis does not answer.
 pub(crate) async fn require_redis(url: &str) {
     let client = redis::Client::open(url).expect("valid Redis URL");
@@ -159,6 +171,21 @@ impl TestApp {
 
     pub(crate) async fn gql(&self, query: &str, variables: Value) -> Gql {
         gql_as(self, self.token.as_deref(), query, variables).await.1
+    }
+
+    /// `GET /health/ready`: its status and its body (JSON, or the text
+    /// when it is not JSON).
+    pub(crate) async fn readiness(&self) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url("/health/ready"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .expect("readiness answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("a body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Number of rows in the events table.

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use crate::convergence::assert_converged;
 use crate::helpers::*;
+use crate::load::{Load, accounts};
 use crate::process::Server;
-use crate::transport::{Load, accounts};
 
 const SUMMARY: &str = "bank_account_summary";
 

@@ -1,4 +1,5 @@
-//! Real `eventfold` child processes, to be killed with SIGKILL.
+//! Real child processes: `eventfold` servers to kill with SIGKILL, and
+//! private `redis-server`s to pause, kill and restart.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,5 +72,89 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// A `redis-server` of the test's own on a free loopback port, to pause,
+/// kill and start again (killed on drop).
+pub(crate) struct PrivateRedis {
+    child: Child,
+    port: u16,
+    pub(crate) url: String,
+}
+
+impl PrivateRedis {
+    /// Starts it and waits until it answers.
+    pub(crate) async fn start() -> PrivateRedis {
+        let port = free_port();
+        let mut redis = PrivateRedis {
+            child: spawn_redis(port),
+            port,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        redis.answering().await;
+        redis
+    }
+
+    async fn answering(&mut self) {
+        let client = redis::Client::open(self.url.as_str()).unwrap();
+        let up = crate::helpers::eventually(Duration::from_secs(10), || async {
+            client.get_multiplexed_async_connection().await.is_ok()
+        })
+        .await;
+        assert!(up, "redis-server answers on port {}", self.port);
+    }
+
+    /// SIGKILL: its data (no persistence) is lost.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A fresh, empty server on the same port.
+    pub(crate) async fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_redis(self.port);
+        self.answering().await;
+    }
+
+    /// SIGSTOP: connections stay open and nothing answers.
+    pub(crate) fn pause(&self) {
+        assert!(self.signal("-STOP"), "redis-server stopped");
+    }
+
+    /// SIGCONT after [`PrivateRedis::pause`].
+    pub(crate) fn resume(&self) {
+        assert!(self.signal("-CONT"), "redis-server resumed");
+    }
+
+    fn signal(&self, signal: &str) -> bool {
+        let sent = Command::new("kill").args([signal, &self.child.id().to_string()]).status();
+        sent.is_ok_and(|s| s.success())
+    }
+}
+
+fn spawn_redis(port: u16) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/test installs it)")
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        // A stopped process only dies once continued.
+        self.signal("-CONT");
+        self.kill();
     }
 }

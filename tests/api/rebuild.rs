@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::convergence::assert_converged;
 use crate::helpers::*;
 
-fn rebuild_command(app: &TestApp, name: &str) -> tokio::process::Command {
+pub(crate) fn rebuild_command(app: &TestApp, name: &str) -> tokio::process::Command {
     let redis = app.redis.clone().unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"));
     command

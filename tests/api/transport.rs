@@ -2,72 +2,18 @@
 //! of every process kind, a Redis restart, poison events, worker failover
 //! and subscriptions across servers.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use eventfold::app::{self, Config, Role};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, TransactionTrait};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use crate::convergence::assert_converged;
 use crate::helpers::*;
-use crate::process::Server;
+use crate::load::{Load, accounts};
+use crate::process::{PrivateRedis, Server};
 use crate::subscriptions::WsClient;
-
-/// Deposits round-robin over `accounts` through `url` until `stop`.
-pub(crate) struct Load {
-    stop: Arc<AtomicBool>,
-    done: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    pub(crate) fn start(url: String, accounts: Vec<String>) -> Load {
-        let (stop, done) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let (s, d) = (stop.clone(), done.clone());
-        let task = tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            let mut i = 0usize;
-            // Bounded: at most 5,000 requests whatever happens.
-            while !s.load(Ordering::Relaxed) && i < 5_000 {
-                let body = json!({ "query": DEPOSIT, "variables": { "input": { "accountId": accounts[i % accounts.len()], "amount": "1" } } });
-                let sent =
-                    client.post(&url).json(&body).timeout(Duration::from_secs(5)).send().await;
-                if let Ok(r) = sent
-                    && r.json::<Value>().await.is_ok_and(|v| v.get("errors").is_none())
-                {
-                    d.fetch_add(1, Ordering::Relaxed);
-                }
-                i += 1;
-            }
-        });
-        Load { stop, done, task }
-    }
-
-    pub(crate) async fn wait_for(&self, n: usize) {
-        let reached = eventually(Duration::from_secs(30), || async {
-            self.done.load(Ordering::Relaxed) >= n
-        })
-        .await;
-        assert!(reached, "load did not reach {n} deposits");
-    }
-
-    pub(crate) async fn stop(self) -> usize {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.done.load(Ordering::Relaxed)
-    }
-}
-
-pub(crate) async fn accounts(app: &TestApp, n: usize) -> Vec<String> {
-    let mut ids = Vec::new();
-    for i in 0..n {
-        ids.push(open_account(app, &format!("owner {i}"), "100", "0").await.0);
-    }
-    ids
-}
 
 /// An API-only server in this process; relays and projectors run elsewhere.
 async fn api_only() -> TestApp {
@@ -199,49 +145,18 @@ async fn killing_an_all_in_one_server_mid_load_converges() {
 
 #[tokio::test]
 async fn a_redis_restart_mid_load_loses_nothing() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let start_redis = || {
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)")
-    };
-    let mut redis_server = start_redis();
-    let url = format!("redis://127.0.0.1:{port}");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            redis::Client::open(url.as_str())
-                .unwrap()
-                .get_multiplexed_async_connection()
-                .await
-                .is_ok()
-        })
-        .await
-    );
-    let app = spawn_app_with(|c| c.redis_url = Some(url.clone())).await;
+    let mut redis = PrivateRedis::start().await;
+    let app = spawn_app_with(|c| c.redis_url = Some(redis.url.clone())).await;
     let ids = accounts(&app, 8).await;
     let load = Load::start(app.url("/graphql"), ids);
     load.wait_for(40).await;
-    redis_server.kill().unwrap();
-    redis_server.wait().unwrap();
+    redis.kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    redis_server = start_redis();
+    redis.restart().await;
     load.wait_for(100).await;
     load.stop().await;
     assert_converged(&app).await;
     app.stop().await;
-    let _ = redis_server.kill();
-    let _ = redis_server.wait();
 }
 
 #[tokio::test]

@@ -88,6 +88,46 @@ pub async fn connection(
     client.get_multiplexed_async_connection_with_config(&config).await
 }
 
+/// Whether Redis answers, for readiness: a `PING` on a kept connection,
+/// opened again after any failure.
+pub struct RedisPing {
+    client: redis::Client,
+    conn: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+}
+
+impl RedisPing {
+    pub fn new(settings: &RedisSettings) -> anyhow::Result<Self> {
+        Ok(RedisPing { client: settings.client()?, conn: Default::default() })
+    }
+
+    /// `true` when Redis answered `PING` within `limit` (a stopped or
+    /// unreachable server makes it `false` after `limit`, never later).
+    pub async fn ping(&self, limit: Duration) -> bool {
+        let attempt = async {
+            let mut conn = self.conn.lock().await;
+            if conn.is_none() {
+                *conn = connection(&self.client).await.ok();
+            }
+            let Some(c) = conn.as_mut() else { return false };
+            let answered = redis::cmd("PING").query_async::<String>(c).await.is_ok();
+            if !answered {
+                *conn = None;
+            }
+            answered
+        };
+        match tokio::time::timeout(limit, attempt).await {
+            Ok(answered) => answered,
+            Err(_) => {
+                // The connection may be stuck; the next probe opens a new one.
+                if let Ok(mut conn) = self.conn.try_lock() {
+                    *conn = None;
+                }
+                false
+            }
+        }
+    }
+}
+
 /// Compares two stream entry ids (`ms-seq`).
 pub fn entry_id_key(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));

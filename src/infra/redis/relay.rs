@@ -26,6 +26,7 @@ use crate::es::envelope::Position;
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projection_runtime::checkpoint::{Claim, load_checkpoint, save_checkpoint};
+use crate::infra::supervisor::TaskHealth;
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
 const LINGER: Duration = Duration::from_millis(2);
@@ -33,6 +34,7 @@ const LINGER: Duration = Duration::from_millis(2);
 /// The PostgreSQL channel the events trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "eventfold_events";
 
+#[derive(Clone)]
 pub struct Relay {
     pub store: Arc<dyn EventStore>,
     pub write_db: DatabaseConnection,
@@ -46,6 +48,9 @@ pub struct Relay {
     pub batch_size: u64,
     /// Entries kept in a stream no consumer group reads.
     pub max_unread: u64,
+    /// Where the relay says it is failing (a step failed; it retries) or
+    /// running again, for readiness.
+    pub health: TaskHealth,
 }
 
 impl Relay {
@@ -54,8 +59,7 @@ impl Relay {
         mut commits: watch::Receiver<u64>,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let wake = spawn_listener(self.postgres_url.clone(), shutdown.clone());
-        let mut wake_rx = wake.subscribe();
+        let (_wake, mut wake_rx) = spawn_listener(self.postgres_url.clone(), shutdown.clone());
         let lease = Lease {
             key: self.settings.lease_key("relay"),
             owner: self.owner.clone(),
@@ -70,6 +74,7 @@ impl Relay {
         // bound above it): every entry carries it, so a consumer can tell
         // when it missed one.
         let mut last: Vec<Position> = Vec::new();
+        let mut failing = false;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -105,6 +110,19 @@ impl Relay {
                 self.publish_batch(c, &mut checkpoint, &mut last).await
             };
             let published = step.await;
+            match (&published, failing) {
+                (Err(e), _) => {
+                    let error = format!("{e:#}");
+                    tracing::warn!(error = %error, "relay step failed; retrying");
+                    self.health.failing(error);
+                    failing = true;
+                }
+                (Ok(_), true) => {
+                    self.health.running();
+                    failing = false;
+                }
+                (Ok(_), false) => {}
+            }
             // Linger after a wake-up only under load (the last batch carried
             // several events), so an idle system publishes at once.
             let linger = if matches!(published, Ok(n) if n > 1) { LINGER } else { Duration::ZERO };
@@ -112,8 +130,7 @@ impl Relay {
                 Ok(n) if n == self.batch_size => continue,
                 Ok(_) if holding => Duration::from_millis(100),
                 Ok(_) => Duration::from_secs(1),
-                Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "relay step failed; retrying");
+                Err(_) => {
                     conn = None;
                     Duration::from_millis(500)
                 }
@@ -214,10 +231,17 @@ impl Relay {
     }
 }
 
-/// LISTENs on PostgreSQL for the insert trigger's notifications.
-fn spawn_listener(url: Option<String>, mut shutdown: watch::Receiver<bool>) -> watch::Sender<u64> {
-    let (tx, _) = watch::channel(0u64);
-    let Some(url) = url else { return tx };
+/// LISTENs on PostgreSQL for the insert trigger's notifications, until
+/// shutdown or until the relay run that asked drops the returned receiver
+/// (a restarted relay starts a listener of its own). The caller keeps the
+/// returned sender too, so that without a listener the signal stays quiet
+/// instead of closing.
+fn spawn_listener(
+    url: Option<String>,
+    mut shutdown: watch::Receiver<bool>,
+) -> (watch::Sender<u64>, watch::Receiver<u64>) {
+    let (tx, rx) = watch::channel(0u64);
+    let Some(url) = url else { return (tx, rx) };
     let sender = tx.clone();
     tokio::spawn(async move {
         use sea_orm::sqlx::postgres::PgListener;
@@ -235,9 +259,10 @@ fn spawn_listener(url: Option<String>, mut shutdown: watch::Receiver<bool>) -> w
             tokio::select! {
                 r = listening => if let Err(e) = r { tracing::warn!(error = %e, "LISTEN failed; polling until it is back") },
                 _ = shutdown.changed() => return,
+                _ = sender.closed() => return,
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    tx
+    (tx, rx)
 }
