@@ -1,12 +1,11 @@
 //! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation,
-//! CORS for the allowed origins), GraphQL over WebSocket, GraphiQL
+//! CORS for the allowed origins), GraphQL over WebSocket ([`ws`]), GraphiQL
 //! and health checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQLSubscription;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
@@ -16,11 +15,12 @@ use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::graphql::{ApiError, AppSchema};
-use crate::service::Services;
+use crate::service::{Caller, Services};
 
 mod metrics;
 mod negotiate;
 mod origin;
+pub mod ws;
 
 use negotiate::{MediaType, is_mutation, response_media_type};
 use origin::Origins;
@@ -42,19 +42,22 @@ pub struct HttpSettings {
 struct AppState {
     schema: AppSchema,
     services: Arc<Services>,
+    settings: Arc<HttpSettings>,
+    origins: Arc<Origins>,
 }
 
 pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
     let schema = crate::graphql::schema(services.clone());
     let open_mode = !services.access.is_enforced();
-    let origins = Arc::new(Origins::new(settings.allowed_origins, open_mode));
-    let state = AppState { schema, services };
+    let origins = Arc::new(Origins::new(settings.allowed_origins.clone(), open_mode));
+    let state =
+        AppState { schema, services, settings: Arc::new(settings), origins: origins.clone() };
     let graphql =
         Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
     Router::new()
         .route("/", get(graphiql))
         .merge(graphql)
-        .route_service("/graphql/ws", GraphQLSubscription::new(state.schema.clone()))
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::metrics))
@@ -195,12 +198,7 @@ async fn execute(
             return response;
         }
     };
-    // Introspection shows internals: with authentication on, staff only.
-    let mut request = request;
-    if state.services.access.is_enforced() && !caller.is_staff() {
-        request = request.disable_introspection();
-    }
-    let response = state.schema.execute(request.data(caller)).await;
+    let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
     // is a 400; application/json keeps 200 for every well-formed request.
@@ -220,4 +218,21 @@ async fn execute(
         }
     };
     (status, [(header::CONTENT_TYPE, media.as_str())], body).into_response()
+}
+
+/// `request` as `caller` runs it. Requests over HTTP and over WebSocket
+/// both pass here, so both obey the same checks: the resolvers see this
+/// caller, and introspection, which shows internals, is for staff only
+/// when authentication is on.
+fn as_caller(
+    services: &Services,
+    request: async_graphql::Request,
+    caller: Caller,
+) -> async_graphql::Request {
+    let request = if services.access.is_enforced() && !caller.is_staff() {
+        request.disable_introspection()
+    } else {
+        request
+    };
+    request.data(caller)
 }
