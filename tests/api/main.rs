@@ -25,3 +25,4 @@ mod shop_subscriptions;
 mod shop_upcasting;
 mod subscriptions;
 mod transport;
+mod ws_security;
