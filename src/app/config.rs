@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, FromArgMatches};
 
+use crate::http::{HttpSettings, parse_origin};
 use crate::infra::redis::RedisSettings;
 
 /// The default of every setting.
@@ -21,6 +22,11 @@ pub mod defaults {
     pub const MIN_POSITION_TIMEOUT_MS: u64 = 5_000;
     pub const INVOICE_BASE_URL: &str = "http://127.0.0.1:8000";
     pub const DATABASE_POOL_SIZE: u32 = 16;
+    /// 1 MiB.
+    pub const MAX_BODY_BYTES: usize = 1_048_576;
+    pub const WS_MAX_SUBSCRIPTIONS: u32 = 100;
+    /// None listed: only the server's own origin (any origin in open mode).
+    pub const ALLOWED_ORIGINS: &[&str] = &[];
 }
 
 /// Which parts of the system this process runs.
@@ -106,6 +112,17 @@ pub struct Config {
     /// Base URL of invoice documents (`{base}/invoices/{id}.pdf`).
     #[arg(long, env = "INVOICE_BASE_URL", default_value = defaults::INVOICE_BASE_URL, global = true)]
     pub invoice_base_url: String,
+    /// Largest request body, and largest WebSocket message, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES, global = true)]
+    pub max_body_bytes: usize,
+    /// Most subscriptions (operations in flight) one WebSocket may hold.
+    #[arg(long, env = "WS_MAX_SUBSCRIPTIONS", default_value_t = defaults::WS_MAX_SUBSCRIPTIONS,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub ws_max_subscriptions: u32,
+    /// Browser origins (`scheme://host[:port]`, comma-separated) besides
+    /// the server's own that may open WebSockets and read responses (CORS).
+    #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', value_parser = origin, global = true)]
+    pub allowed_origins: Vec<String>,
 }
 
 impl Config {
@@ -143,6 +160,22 @@ impl Config {
     pub fn min_position_timeout(&self) -> Duration {
         Duration::from_millis(self.min_position_timeout_ms)
     }
+
+    /// What the HTTP layer enforces.
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            max_body_bytes: self.max_body_bytes,
+            ws_max_subscriptions: self.ws_max_subscriptions as usize,
+            allowed_origins: self.allowed_origins.clone(),
+        }
+    }
+}
+
+/// One `ALLOWED_ORIGINS` entry, refused at start unless it is an origin.
+fn origin(value: &str) -> Result<String, String> {
+    parse_origin(value).ok_or_else(|| {
+        format!("{value:?} is not an origin like https://shop.example or http://localhost:3000")
+    })
 }
 
 /// The settings as a command that ignores the environment.
@@ -170,6 +203,25 @@ mod tests {
         assert_eq!(c.min_position_timeout_ms, defaults::MIN_POSITION_TIMEOUT_MS);
         assert_eq!(c.invoice_base_url, defaults::INVOICE_BASE_URL);
         assert_eq!(c.pool_size, defaults::DATABASE_POOL_SIZE);
+        assert_eq!(c.max_body_bytes, defaults::MAX_BODY_BYTES);
+        assert_eq!(c.ws_max_subscriptions, defaults::WS_MAX_SUBSCRIPTIONS);
+        assert_eq!(c.allowed_origins, defaults::ALLOWED_ORIGINS);
+    }
+
+    #[test]
+    fn allowed_origins_are_a_comma_separated_list_of_origins() {
+        let parse = |value: &str| {
+            without_env()
+                .try_get_matches_from(["eventfold", "--allowed-origins", value])
+                .map(|m| Config::from_arg_matches(&m).unwrap().allowed_origins)
+        };
+        assert_eq!(
+            parse("https://Shop.example/,http://localhost:3000").unwrap(),
+            ["https://shop.example", "http://localhost:3000"]
+        );
+        for bad in ["shop.example", "https://shop.example/path", "ftp://shop.example", "*"] {
+            assert!(parse(bad).is_err(), "{bad} is refused");
+        }
     }
 
     #[test]

@@ -265,7 +265,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;
         app.addr = Some(listener.local_addr()?);
-        let router = crate::http::router(services.clone());
+        let router = crate::http::router(services.clone(), config.http());
         let mut stop = shutdown.subscribe();
         let served = async move {
             axum::serve(listener, router)

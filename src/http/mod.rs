@@ -1,43 +1,80 @@
-//! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation),
-//! GraphQL over WebSocket, GraphiQL and health checks.
+//! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation,
+//! CORS for the allowed origins), GraphQL over WebSocket ([`ws`]), GraphiQL
+//! and health checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::GraphQLSubscription;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::graphql::{ApiError, AppSchema};
-use crate::service::Services;
+use crate::service::{Caller, Services};
 
 mod metrics;
 mod negotiate;
+mod origin;
+pub mod ws;
 
 use negotiate::{MediaType, is_mutation, response_media_type};
+use origin::Origins;
+pub use origin::parse_origin;
+
+/// What the HTTP layer enforces, from the settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest WebSocket message, in bytes (`MAX_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// Most operations one WebSocket may run at once.
+    pub ws_max_subscriptions: usize,
+    /// Origins besides the server's own that browsers may use, as
+    /// [`parse_origin`] returns them.
+    pub allowed_origins: Vec<String>,
+}
 
 #[derive(Clone)]
 struct AppState {
     schema: AppSchema,
     services: Arc<Services>,
+    settings: Arc<HttpSettings>,
+    origins: Arc<Origins>,
 }
 
-pub fn router(services: Arc<Services>) -> Router {
+pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
     let schema = crate::graphql::schema(services.clone());
-    let state = AppState { schema: schema.clone(), services };
+    let open_mode = !services.access.is_enforced();
+    let origins = Arc::new(Origins::new(settings.allowed_origins.clone(), open_mode));
+    let state =
+        AppState { schema, services, settings: Arc::new(settings), origins: origins.clone() };
+    let graphql =
+        Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
     Router::new()
         .route("/", get(graphiql))
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
+        .merge(graphql)
+        .route("/graphql/ws", get(ws::upgrade))
         .route("/health/live", get(|| async { "ok" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::metrics))
         .with_state(state)
+}
+
+/// CORS for GraphQL over HTTP: a browser page may read responses only if
+/// its origin may also open a WebSocket. Tokens travel in `Authorization`,
+/// never in cookies, so credentials are not allowed.
+fn cors(origins: Arc<Origins>) -> CorsLayer {
+    let allowed = AllowOrigin::predicate(move |origin, request| {
+        origins.allow(Some(origin), request.headers.get(header::HOST))
+    });
+    CorsLayer::new()
+        .allow_origin(allowed)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
 }
 
 async fn graphiql() -> Html<String> {
@@ -164,12 +201,7 @@ async fn execute(
             return response;
         }
     };
-    // Introspection shows internals: with authentication on, staff only.
-    let mut request = request;
-    if state.services.access.is_enforced() && !caller.is_staff() {
-        request = request.disable_introspection();
-    }
-    let response = state.schema.execute(request.data(caller)).await;
+    let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
     // is a 400; application/json keeps 200 for every well-formed request.
@@ -189,4 +221,21 @@ async fn execute(
         }
     };
     (status, [(header::CONTENT_TYPE, media.as_str())], body).into_response()
+}
+
+/// `request` as `caller` runs it. Requests over HTTP and over WebSocket
+/// both pass here, so both obey the same checks: the resolvers see this
+/// caller, and introspection, which shows internals, is for staff only
+/// when authentication is on.
+fn as_caller(
+    services: &Services,
+    request: async_graphql::Request,
+    caller: Caller,
+) -> async_graphql::Request {
+    let request = if services.access.is_enforced() && !caller.is_staff() {
+        request.disable_introspection()
+    } else {
+        request
+    };
+    request.data(caller)
 }

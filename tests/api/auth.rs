@@ -1,6 +1,6 @@
 //! Who may do what: bearer tokens, roles and ownership, as the DESIGN's
 //! table says, for every query and mutation (subscriptions: see
-//! `ws_auth`). A refused command appends nothing.
+//! `ws_security`). A refused command appends nothing.
 
 use std::time::Duration;
 
@@ -25,10 +25,18 @@ pub(crate) fn token(role: &str, sub: Option<String>) -> String {
 
 /// A server with authentication on; the app's own calls are an admin's.
 pub(crate) async fn spawn_secured() -> TestApp {
+    spawn_secured_with(|_| {}).await
+}
+
+/// [`spawn_secured`], with other settings adjusted too.
+pub(crate) async fn spawn_secured_with(
+    adjust: impl FnOnce(&mut eventfold::app::Config),
+) -> TestApp {
     let mut app = spawn_app_with(|c| {
         c.auth_jwt_secret = Some(SECRET.into());
         c.auth_jwt_issuer = Some(ISSUER.into());
         c.auth_jwt_audience = Some(AUDIENCE.into());
+        adjust(c);
     })
     .await;
     app.token = Some(token("admin", Some("ops".into())));
@@ -128,14 +136,14 @@ fn matrix() -> Vec<(Op, [Expect; 4])> {
 
 /// The data every operation targets: one customer whose token the matrix
 /// uses, another customer, their accounts and orders, a product in stock.
-struct Fixtures {
-    me: Uuid,
-    other: Uuid,
-    my_account: String,
-    other_account: String,
-    my_order: String,
-    other_order: String,
-    product: String,
+pub(crate) struct Fixtures {
+    pub(crate) me: Uuid,
+    pub(crate) other: Uuid,
+    pub(crate) my_account: String,
+    pub(crate) other_account: String,
+    pub(crate) my_order: String,
+    pub(crate) other_order: String,
+    pub(crate) product: String,
 }
 
 async fn register_self(app: &TestApp, id: Uuid, name: &str) {
@@ -153,6 +161,30 @@ async fn account_of(app: &TestApp, customer: Uuid) -> String {
 async fn order_of(app: &TestApp, customer: Uuid, product: &str) -> String {
     let input = json!({ "input": { "customerId": customer, "items": [{ "productId": product, "quantity": 1 }] } });
     payload(&app.gql(CREATE_ORDER, input).await.ok(), "createOrder").0
+}
+
+impl Fixtures {
+    /// The token of the customer the fixtures call `me`.
+    pub(crate) fn my_token(&self) -> String {
+        token("customer", Some(self.me.to_string()))
+    }
+}
+
+/// [`fixtures`], once the read models show them all.
+pub(crate) async fn projected_fixtures(app: &TestApp) -> Fixtures {
+    let fx = fixtures(app).await;
+    let position = app
+        .gql(DEPOSIT, json!({ "input": { "accountId": fx.my_account, "amount": "1" } }))
+        .await
+        .ok();
+    let position = position["depositMoney"]["position"].as_str().unwrap().to_owned();
+    app.gql(
+        &format!("{{ order(id: \"{}\", minPosition: \"{position}\") {{ id }} }}", fx.other_order),
+        json!({}),
+    )
+    .await
+    .ok();
+    fx
 }
 
 async fn confirmed_order(app: &TestApp, fx: &Fixtures) -> String {
@@ -298,21 +330,10 @@ async fn prepare(app: &TestApp, fx: &Fixtures, op: Op) -> (&'static str, Value, 
 #[tokio::test]
 async fn every_role_may_do_exactly_what_the_design_table_says() {
     let app = spawn_secured().await;
-    let fx = fixtures(&app).await;
     // Read models must show the fixtures before queries run.
-    let position = app
-        .gql(DEPOSIT, json!({ "input": { "accountId": fx.my_account, "amount": "1" } }))
-        .await
-        .ok();
-    let position = position["depositMoney"]["position"].as_str().unwrap().to_owned();
-    app.gql(
-        &format!("{{ order(id: \"{}\", minPosition: \"{position}\") {{ id }} }}", fx.other_order),
-        json!({}),
-    )
-    .await
-    .ok();
+    let fx = projected_fixtures(&app).await;
 
-    let me = token("customer", Some(fx.me.to_string()));
+    let me = fx.my_token();
     let clerk = token("clerk", Some("bob".into()));
     let admin = token("admin", Some("ops".into()));
     let callers = [
@@ -348,7 +369,7 @@ async fn every_role_may_do_exactly_what_the_design_table_says() {
 async fn a_customer_lists_and_opens_only_what_is_its_own() {
     let app = spawn_secured().await;
     let fx = fixtures(&app).await;
-    let me = token("customer", Some(fx.me.to_string()));
+    let me = fx.my_token();
     // Whatever customer it names, a customer opens an account for itself.
     let input = json!({ "input": { "owner": "mine", "initialDeposit": "5", "overdraftLimit": "0", "customerId": fx.other } });
     let (_, res) = gql_as(&app, Some(&me), OPEN, input).await;

@@ -32,3 +32,4 @@ mod subscriptions;
 mod supervision;
 mod tls;
 mod transport;
+mod ws_security;

@@ -13,8 +13,8 @@ type Socket =
 
 /// A minimal GraphQL-over-WebSocket client.
 pub(crate) struct WsClient {
-    socket: Socket,
-    legacy: bool,
+    pub(crate) socket: Socket,
+    pub(crate) legacy: bool,
 }
 
 impl WsClient {
@@ -23,20 +23,37 @@ impl WsClient {
     }
 
     pub(crate) async fn connect_to(addr: std::net::SocketAddr, legacy: bool) -> Self {
-        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
-        let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
-        let (socket, response) =
-            tokio_tungstenite::connect_async(request).await.expect("websocket connects");
-        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
-        let mut client = WsClient { socket, legacy };
-        client.send(json!({ "type": "connection_init", "payload": {} })).await;
-        let ack = client.next_message().await;
-        assert_eq!(ack["type"], "connection_ack");
+        let mut client = Self::upgrade(addr, legacy, None).await.expect("websocket connects");
+        client.init(json!({})).await;
         client
     }
 
-    async fn send(&mut self, message: Value) {
+    /// The upgrade alone (with `origin` as its `Origin` header), before
+    /// any `connection_init`.
+    pub(crate) async fn upgrade(
+        addr: std::net::SocketAddr,
+        legacy: bool,
+        origin: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let mut request = format!("ws://{addr}/graphql/ws").into_client_request().unwrap();
+        let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
+        if let Some(origin) = origin {
+            request.headers_mut().insert("Origin", HeaderValue::from_str(origin).unwrap());
+        }
+        let (socket, response) = tokio_tungstenite::connect_async(request).await?;
+        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+        Ok(WsClient { socket, legacy })
+    }
+
+    /// Sends `connection_init` with `payload` and expects the ack.
+    pub(crate) async fn init(&mut self, payload: Value) {
+        self.send(json!({ "type": "connection_init", "payload": payload })).await;
+        let ack = self.next_message().await;
+        assert_eq!(ack["type"], "connection_ack", "{ack}");
+    }
+
+    pub(crate) async fn send(&mut self, message: Value) {
         self.socket.send(Message::Text(message.to_string().into())).await.unwrap();
     }
 
@@ -47,10 +64,17 @@ impl WsClient {
 
     /// The next protocol message (pings answered, keep-alives skipped), within 10 s.
     pub(crate) async fn next_message(&mut self) -> Value {
+        self.next_within(Duration::from_secs(10)).await.expect("a websocket message within 10 s")
+    }
+
+    /// The next protocol message (pings answered, keep-alives skipped), if
+    /// one comes within `limit`.
+    pub(crate) async fn next_within(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let message = tokio::time::timeout(Duration::from_secs(10), self.socket.next())
+            let message = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
-                .expect("a websocket message within 10 s")
+                .ok()?
                 .expect("socket open")
                 .expect("valid frame");
             let Message::Text(text) = message else { continue };
@@ -58,7 +82,7 @@ impl WsClient {
             match value["type"].as_str() {
                 Some("ping") => self.send(json!({ "type": "pong" })).await,
                 Some("ka") => {}
-                _ => return value,
+                _ => return Some(value),
             }
         }
     }
