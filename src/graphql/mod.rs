@@ -10,6 +10,7 @@ use async_graphql::{Context, MergedObject, MergedSubscription, SDLExportOptions,
 pub mod accounts;
 pub mod audit;
 pub mod customers;
+pub mod decimal;
 pub mod error;
 pub mod ops;
 pub mod order_commands;

@@ -5,9 +5,9 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::{ApiError, caller, services};
 use crate::domain::order::OrderStatus as DomainOrderStatus;
@@ -140,7 +140,7 @@ impl From<OrderDetails> for Order {
         Order {
             id: o.id,
             status: o.status.into(),
-            total: o.total,
+            total: o.total.into(),
             created_at: o.created_at,
             customer: OrderCustomer {
                 id: o.customer.id,
@@ -154,7 +154,7 @@ impl From<OrderDetails> for Order {
                     product_id: i.product_id,
                     product_name: i.product_name,
                     quantity: i.quantity,
-                    unit_price: i.unit_price,
+                    unit_price: i.unit_price.into(),
                 })
                 .collect(),
             invoice: o.invoice.map(|i| Invoice { id: i.id, url: i.url, issued_at: i.issued_at }),

@@ -5,9 +5,9 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
 use super::{ApiError, caller, services};
@@ -33,7 +33,7 @@ impl From<ProductStock> for Product {
         Product {
             id: p.id,
             name: p.name,
-            price: p.price,
+            price: p.price.into(),
             stock: p.stock,
             reserved: p.reserved,
             last_updated: p.last_updated,
@@ -75,7 +75,9 @@ impl ProductMutation {
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
         payload(
-            services(ctx)?.register_product(caller(ctx)?, input.name, input.price, options).await,
+            services(ctx)?
+                .register_product(caller(ctx)?, input.name, input.price.into(), options)
+                .await,
         )
     }
 
