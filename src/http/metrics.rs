@@ -44,7 +44,7 @@ const FAMILIES: &[Family] = &[
         name: "eventfold_projection_dead_letters",
         help: "Events parked after repeated failures, or waiting behind one.",
         kind: "gauge",
-        value: |r| Some(r.dead_letters.len() as u64),
+        value: |r| Some(r.dead_letters),
     },
     Family {
         name: "eventfold_projection_transient_failures_total",

@@ -29,7 +29,8 @@ mod products;
 mod reads;
 
 pub use crate::es::store::Outcome;
-pub use crate::infra::projection_runtime::dead_letters::Retried as RetryReport;
+pub use crate::infra::projection_runtime::dead_letters::{DeadLetter, Retried as RetryReport};
+pub use crate::infra::projection_runtime::{Failure, FailureKind};
 pub use crate::read_models::Page;
 pub use crate::read_models::account_summary::query::AccountSummary;
 pub use crate::read_models::audit_log::query::LoggedEvent;
@@ -42,7 +43,7 @@ pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{ProjectionReport, RebuildSource};
+pub use ops::{LAG_CAP, ProjectionReport, RebuildSource};
 pub use orders::OrderLineRequest;
 
 /// Everything the services need, shared behind an `Arc`.

@@ -16,8 +16,10 @@ use crate::infra::rebuild::{Rebuild, RebuildReport};
 use crate::read_models::Page;
 use crate::read_models::audit_log::{self, query::LoggedEvent};
 
-/// Lag is counted up to this many events.
-const LAG_CAP: u64 = 1_000_000;
+/// Lag is counted up to this many events: enough to tell "catching up"
+/// from "far behind", and counting it stays a bounded index scan however
+/// far behind a projector is.
+pub const LAG_CAP: u64 = 10_000;
 
 /// How far one projection is.
 pub struct ProjectionReport {
@@ -28,7 +30,8 @@ pub struct ProjectionReport {
     /// Its runner's state when it runs in this process; `None` when it runs
     /// elsewhere.
     pub state: Option<RunState>,
-    pub dead_letters: Vec<DeadLetter>,
+    /// Events parked (or waiting behind one); see [`Services::dead_letters`].
+    pub dead_letters: u64,
 }
 
 /// The databases a rebuild works on.
@@ -91,13 +94,15 @@ impl Services {
         rebuild.run(progress).await.map_err(ServiceError::internal)
     }
 
-    /// Progress of every projection: checkpoint, lag and parked events.
+    /// Progress of every projection: checkpoint, lag and the number of
+    /// parked events. A few bounded queries per projection, however far
+    /// behind it is and however many events it parked.
     pub async fn projection_reports(&self) -> Result<Vec<ProjectionReport>, ServiceError> {
         let mut reports = Vec::with_capacity(self.projections.len());
         for name in self.projections.iter().map(|p| p.name()) {
             let checkpoint = self.read_your_writes.checkpoint(name).await?;
             let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
-            let dead_letters = dead_letters::list(&self.read_db, name).await?;
+            let dead_letters = dead_letters::count(&self.read_db, name).await?;
             let state = self.monitor.state(name);
             reports.push(ProjectionReport { name, checkpoint, lag, state, dead_letters });
         }
@@ -111,6 +116,20 @@ impl Services {
     ) -> Result<Vec<ProjectionReport>, ServiceError> {
         caller.require_admin()?;
         self.projection_reports().await
+    }
+
+    /// A page of the events projection `name` parked, oldest first, after
+    /// position `after` (admins).
+    pub async fn dead_letters(
+        &self,
+        caller: &Caller,
+        name: &str,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<DeadLetter>, ServiceError> {
+        caller.require_admin()?;
+        let (items, has_next) = dead_letters::page(&self.read_db, name, after, limit).await?;
+        Ok(Page { items, has_next })
     }
 
     /// The history of one stream, oldest first, after version `after_version`

@@ -8,6 +8,8 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
+use super::failure::{Failure, FailureKind};
+
 /// How a projection runner in this process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProjectionStatus {
@@ -47,8 +49,9 @@ pub struct ProjectionMonitor {
 #[derive(Debug, Clone)]
 pub struct RunState {
     pub status: ProjectionStatus,
-    /// The last failure seen, kept after recovery so an operator can read it.
-    pub last_error: Option<String>,
+    /// The last failure seen, kept after recovery so an operator can read
+    /// it (its detail is in the log, under its reference).
+    pub last_error: Option<Failure>,
     /// Attempts that failed transiently and were retried, since start.
     pub transient_failures: u64,
     /// Transport entries ignored because they could not be trusted
@@ -69,7 +72,7 @@ impl RunState {
 
 impl ProjectionMonitor {
     /// Records `status`; `last_error` replaces the previous one when given.
-    pub fn set(&self, name: &'static str, status: ProjectionStatus, last_error: Option<String>) {
+    pub fn set(&self, name: &'static str, status: ProjectionStatus, last_error: Option<Failure>) {
         self.update(name, |entry| {
             entry.status = status;
             if last_error.is_some() {
@@ -78,22 +81,34 @@ impl ProjectionMonitor {
         });
     }
 
-    /// Records an attempt that failed transiently: the projection is
-    /// `FAILING` until an attempt succeeds.
-    pub fn transient_failure(&self, name: &'static str, error: String) {
+    /// Logs an attempt that failed transiently (the `failures`th in a row)
+    /// and records it: the projection is `FAILING` until an attempt succeeds.
+    pub fn transient_failure(&self, name: &'static str, error: &dyn fmt::Display, failures: u32) {
+        let failure = Failure::new(FailureKind::Transient, error);
+        tracing::warn!(projection = name, reference = ?failure.reference, error = %error, failures, "transient failure; retrying");
         self.update(name, |entry| {
             entry.status = ProjectionStatus::Failing;
-            entry.last_error = Some(error);
+            entry.last_error = Some(failure);
             entry.transient_failures += 1;
         });
     }
 
-    /// Records a transport entry that was ignored, and why.
+    /// Logs a transport entry that was ignored, and why, and records it.
     pub fn rejected_entry(&self, name: &'static str, reason: String) {
+        let failure = Failure::new(FailureKind::Untrusted, &reason);
+        tracing::error!(projection = name, reference = ?failure.reference, "{reason}");
         self.update(name, |entry| {
-            entry.last_error = Some(reason);
+            entry.last_error = Some(failure);
             entry.rejected_entries += 1;
         });
+    }
+
+    /// Logs a failure of a runner (it restarts) and records the projection
+    /// as `FAILING`.
+    pub fn runner_failed(&self, name: &'static str, error: &dyn fmt::Display) {
+        let failure = Failure::new(FailureKind::Runner, error);
+        tracing::error!(projection = name, reference = ?failure.reference, error = %error, "projection runner failed; restarting");
+        self.set(name, ProjectionStatus::Failing, Some(failure));
     }
 
     fn update(&self, name: &'static str, change: impl FnOnce(&mut RunState)) {
