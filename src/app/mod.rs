@@ -5,10 +5,12 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -171,6 +173,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     };
     let commands = executor(config, store.clone(), upcasters.clone());
     let projections = projections(upcasters, commands.clone());
+    // Progress reaches this process's board by announcement when projectors
+    // run here or Redis carries theirs; otherwise only by reading it.
+    let announced = redis.is_some() || matches!(config.role, Role::All | Role::Projector);
     let services = Arc::new(Services {
         commands,
         store,
@@ -179,9 +184,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         monitor: monitor.clone(),
         read_your_writes: ReadYourWrites {
             read_db,
-            monitor,
+            board: monitor.progress.clone(),
             timeout: config.min_position_timeout(),
             redis: redis.map(RedisProgress::new).transpose()?,
+            projections: projections.iter().map(|p| p.name()).collect(),
+            refresh_every: if announced { REFRESH_ANNOUNCED } else { REFRESH_UNANNOUNCED },
+            resync: Arc::new(Notify::new()),
+            refreshes: AtomicU64::new(0),
         },
         projections,
         rebuild_source: RebuildSource {
@@ -193,6 +202,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     });
     Ok(Built { services, write_db, commits, shutdown })
 }
+
+/// How often waiters' shared refresh reads the checkpoints while anyone
+/// waits, where progress is announced (a safety net for lost announcements)…
+const REFRESH_ANNOUNCED: Duration = Duration::from_secs(1);
+/// …and where it is not (an API process without Redis, its projectors in
+/// another process): then it is how waiters learn of progress at all.
+const REFRESH_UNANNOUNCED: Duration = Duration::from_millis(25);
 
 /// A name for this process in leases and consumer groups.
 fn worker_id() -> String {
@@ -225,6 +241,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
     }
     let worker = worker_id();
+    if let Some(redis) = &redis {
+        let rw = &services.read_your_writes;
+        let heard = runs(Role::Api).then(|| rw.resync.clone());
+        let stop = shutdown.subscribe();
+        crate::infra::redis::progress::share(
+            redis,
+            rw.board.clone(),
+            runs(Role::Projector),
+            heard,
+            stop,
+        )?;
+    }
     if runs(Role::Relay)
         && let Some(redis) = &redis
     {
@@ -293,6 +321,11 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                 })
                 .await;
             ("http server".to_owned(), served.map_err(anyhow::Error::from))
+        });
+        let follower = services.clone();
+        let stop = shutdown.subscribe();
+        tasks.spawn(async move {
+            ("minPosition refresh".to_owned(), follower.read_your_writes.follow(stop).await)
         });
     }
     Ok(RunningApp { addr, services, shutdown, tasks })

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::{AccountSummary, OpenAccount};
 
 /// A bank account as the summary read model shows it.
@@ -166,7 +166,8 @@ impl AccountQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Account>> {
-        let account = services(ctx)?.account(caller(ctx)?, id, min_position.as_deref()).await;
+        let account =
+            services(ctx)?.account(caller(ctx)?, id, read_after(ctx, &min_position)).await;
         Ok(account.map_err(ApiError::from)?.map(Account::from))
     }
 
@@ -179,8 +180,9 @@ impl AccountQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Account>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page =
-            services(ctx)?.accounts(caller(ctx)?, cursor, limit, min_position.as_deref()).await;
+        let page = services(ctx)?
+            .accounts(caller(ctx)?, cursor, limit, read_after(ctx, &min_position))
+            .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |a| (a.id.to_string(), Account::from(a))))
     }
@@ -194,8 +196,9 @@ impl AccountQuery {
         at: DateTime<Utc>,
         min_position: Option<String>,
     ) -> Result<Option<Decimal>> {
-        let balance =
-            services(ctx)?.account_balance_at(caller(ctx)?, id, at, min_position.as_deref()).await;
+        let balance = services(ctx)?
+            .account_balance_at(caller(ctx)?, id, at, read_after(ctx, &min_position))
+            .await;
         Ok(balance.map_err(ApiError::from)?.map(Decimal::from))
     }
 }

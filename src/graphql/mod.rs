@@ -5,7 +5,12 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, SDLExportOptions, Schema};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::{
+    Context, MergedObject, MergedSubscription, SDLExportOptions, Schema, ServerResult,
+};
 
 pub mod accounts;
 pub mod audit;
@@ -21,7 +26,7 @@ pub mod products;
 
 pub use error::ApiError;
 
-use crate::service::{Caller, Services};
+use crate::service::{Caller, MinPosition, RequestWaits, Services};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -61,7 +66,7 @@ pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscri
 /// The schema serving `services`.
 pub fn schema(services: Arc<Services>) -> AppSchema {
     let caller = services.access.default_caller();
-    schema_builder().data(services).data(caller).finish()
+    schema_builder().extension(PerRequestWaits).data(services).data(caller).finish()
 }
 
 /// The SDL served by the API, as written to `schema.graphql`: what
@@ -73,6 +78,34 @@ pub fn sdl() -> String {
 /// The services every resolver calls.
 fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Services>> {
     ctx.data::<Arc<Services>>()
+}
+
+/// Gives every request (and subscription) its own [`RequestWaits`], which
+/// its `minPosition` fields share.
+struct PerRequestWaits;
+
+impl ExtensionFactory for PerRequestWaits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerRequestWaits)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for PerRequestWaits {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        next.run(ctx, request.data(RequestWaits::default())).await
+    }
+}
+
+/// A field's `minPosition`, waited for together with the other fields of
+/// its request.
+fn read_after<'a>(ctx: &Context<'a>, min_position: &'a Option<String>) -> MinPosition<'a> {
+    MinPosition { position: min_position.as_deref(), request: ctx.data_opt::<RequestWaits>() }
 }
 
 /// The caller of this request (the schema's default caller when the

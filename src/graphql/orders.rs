@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::domain::order::OrderStatus as DomainOrderStatus;
 use crate::domain::shipment::ShipmentStatus as DomainShipmentStatus;
 use crate::service::{OrderDetails, OrderFilter};
@@ -182,7 +182,7 @@ impl OrderQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Order>> {
-        let order = services(ctx)?.order(caller(ctx)?, id, min_position.as_deref()).await;
+        let order = services(ctx)?.order(caller(ctx)?, id, read_after(ctx, &min_position)).await;
         Ok(order.map_err(ApiError::from)?.map(Order::from))
     }
 
@@ -200,7 +200,7 @@ impl OrderQuery {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
         let filter = OrderFilter { customer_id, status: status.map(Into::into) };
         let page = services(ctx)?
-            .orders(caller(ctx)?, cursor, limit, filter, min_position.as_deref())
+            .orders(caller(ctx)?, cursor, limit, filter, read_after(ctx, &min_position))
             .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |o| (o.id.to_string(), Order::from(o))))

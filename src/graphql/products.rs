@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::ProductStock;
 
 /// A product as `product_stock_view` shows it.
@@ -123,7 +123,7 @@ impl ProductQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Product>> {
-        let product = services(ctx)?.product(id, min_position.as_deref()).await;
+        let product = services(ctx)?.product(id, read_after(ctx, &min_position)).await;
         Ok(product.map_err(ApiError::from)?.map(Product::from))
     }
 
@@ -136,7 +136,7 @@ impl ProductQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Product>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page = services(ctx)?.products(cursor, limit, min_position.as_deref()).await;
+        let page = services(ctx)?.products(cursor, limit, read_after(ctx, &min_position)).await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |p| (p.id.to_string(), Product::from(p))))
     }

@@ -1,5 +1,6 @@
 //! `GET /metrics`: Prometheus text exposition of what an operator watches:
-//! each projection's checkpoint, lag and parked events.
+//! each projection's checkpoint, lag and parked events, and the requests
+//! waiting for `minPosition`.
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -71,6 +72,23 @@ async fn render(state: &AppState) -> anyhow::Result<String> {
                 out.push_str(&format!("{name}{{projection=\"{}\"}} {v}\n", r.name));
             }
         }
+    }
+    let waits = state.services.wait_stats();
+    for (name, help, kind, value) in [
+        (
+            "eventfold_min_position_waiting",
+            "Requests waiting for minPosition now.",
+            "gauge",
+            waits.waiting as u64,
+        ),
+        (
+            "eventfold_min_position_refreshes_total",
+            "Reads of the stored checkpoints on behalf of all minPosition waiters (this process).",
+            "counter",
+            waits.refreshes,
+        ),
+    ] {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
     }
     Ok(out)
 }

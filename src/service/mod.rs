@@ -43,8 +43,9 @@ pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{LAG_CAP, ProjectionReport, RebuildSource};
+pub use ops::{LAG_CAP, ProjectionReport, RebuildSource, WaitStats};
 pub use orders::OrderLineRequest;
+pub use reads::{MinPosition, RequestWaits};
 
 /// Everything the services need, shared behind an `Arc`.
 pub struct Services {

@@ -3,10 +3,11 @@
 //! audit log, and readiness.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use uuid::Uuid;
 
-use super::{Caller, ServiceError, Services};
+use super::{Caller, MinPosition, ServiceError, Services};
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
@@ -32,6 +33,15 @@ pub struct ProjectionReport {
     pub state: Option<RunState>,
     /// Events parked (or waiting behind one); see [`Services::dead_letters`].
     pub dead_letters: u64,
+}
+
+/// Read-your-writes in this process, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitStats {
+    /// Requests waiting for `minPosition` now.
+    pub waiting: usize,
+    /// Reads of the stored checkpoints made on behalf of all waiters.
+    pub refreshes: u64,
 }
 
 /// The databases a rebuild works on.
@@ -141,7 +151,7 @@ impl Services {
         stream_id: Uuid,
         after_version: i64,
         limit: u64,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<LoggedEvent>, ServiceError> {
         caller.require_admin()?;
         self.wait_for(&[audit_log::NAME], min_position).await?;
@@ -153,6 +163,13 @@ impl Services {
             limit,
         );
         Ok(page.await?)
+    }
+
+    /// Read-your-writes in this process: requests waiting, and the shared
+    /// reads of the stored checkpoints made for them.
+    pub fn wait_stats(&self) -> WaitStats {
+        let rw = &self.read_your_writes;
+        WaitStats { waiting: rw.waiting(), refreshes: rw.refreshes.load(Ordering::Relaxed) }
     }
 
     /// Whether the read database answers.

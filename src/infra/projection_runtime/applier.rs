@@ -167,6 +167,7 @@ impl Applier {
             match self.apply_once(claim, events, watermark).await {
                 Ok((checkpoint, changes)) => {
                     self.recovered(failures);
+                    self.monitor.progress.committed(&claim.key, checkpoint);
                     self.committed(changes);
                     return Ok(Ok(checkpoint));
                 }
@@ -183,9 +184,8 @@ impl Applier {
         }
     }
 
-    /// Signals progress and announces the rows a commit changed.
+    /// Announces the rows a commit changed.
     pub(super) fn committed(&self, changes: Vec<Change>) {
-        self.monitor.advanced();
         self.changes.publish(changes);
     }
 
@@ -274,7 +274,7 @@ impl Applier {
             match self.park_once(claim, event, &failure, error, attempts).await {
                 Ok(checkpoint) => {
                     self.monitor.set(name, ProjectionStatus::Running, Some(failure));
-                    self.committed(vec![]);
+                    self.monitor.progress.committed(&claim.key, checkpoint);
                     return Ok(checkpoint);
                 }
                 Err(Attempt::Fenced(f)) => return Err(f.into()),

@@ -10,7 +10,7 @@
 //!   one lease per partition.
 //! - [`ProjectionMonitor`]: the live [`ProjectionStatus`] of each projection
 //!   running in this process (its last [`Failure`] as it may be shown), and
-//!   the progress signal read-your-writes waits on.
+//!   the [`ProgressBoard`] read-your-writes waits on.
 //! - [`checkpoint`] and [`dead_letters`]: the runtime's own tables.
 
 mod applier;
@@ -21,6 +21,7 @@ mod failure;
 mod in_process;
 mod monitor;
 mod partitioned;
+mod progress;
 
 pub use applier::{Applier, ApplyError, RuntimeSettings};
 pub use checkpoint::{Claim, Fenced};
@@ -29,3 +30,4 @@ pub use failure::{Failure, FailureKind};
 pub use in_process::InProcessRunner;
 pub use monitor::{ProjectionMonitor, ProjectionStatus, RunState};
 pub use partitioned::PartitionedRunner;
+pub use progress::ProgressBoard;

@@ -1,14 +1,13 @@
-//! What the runners of this process report about their projections, and a
-//! signal that fires after every checkpoint commit (read-your-writes waits
+//! What the runners of this process report about their projections, and
+//! the board their checkpoint commits are posted to (read-your-writes waits
 //! on it instead of polling).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
-
-use tokio::sync::watch;
+use std::sync::{Arc, Mutex};
 
 use super::failure::{Failure, FailureKind};
+use super::progress::ProgressBoard;
 
 /// How a projection runner in this process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +41,9 @@ impl fmt::Display for ProjectionStatus {
 #[derive(Default)]
 pub struct ProjectionMonitor {
     states: Mutex<HashMap<&'static str, RunState>>,
-    /// Bumped after every checkpoint commit, for read-your-writes waiters.
-    progress: watch::Sender<u64>,
+    /// Every checkpoint commit of this process is posted here, for
+    /// read-your-writes waiters (and other processes).
+    pub progress: Arc<ProgressBoard>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,14 +119,5 @@ impl ProjectionMonitor {
     /// The state of `name`, or `None` when it does not run in this process.
     pub fn state(&self, name: &str) -> Option<RunState> {
         self.states.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    pub fn progress(&self) -> watch::Receiver<u64> {
-        self.progress.subscribe()
-    }
-
-    /// Signals that some checkpoint moved.
-    pub(super) fn advanced(&self) {
-        self.progress.send_modify(|n| *n += 1);
     }
 }

@@ -342,6 +342,7 @@ impl PartitionedRunner {
         if let Some(w) = batch.watermark {
             // Everything up to `w` in this partition is applied now.
             record(&mut part.conn, &part.progress_key, w).await?;
+            self.applier.monitor.progress.committed(&part.claim.key, w);
             if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
                 self.applier.apply(&part.claim, &[], Some(w)).await?;
                 *persisted = Instant::now();
