@@ -3,7 +3,7 @@
 //! server, the relay and the projection runners with a shutdown signal.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -19,6 +19,7 @@ use crate::es::command::{CommandExecutor, CommandSettings};
 use crate::es::projector::Projection;
 use crate::es::store::EventStore;
 use crate::es::upcast::Upcasters;
+use crate::http::HttpSettings;
 use crate::infra::db;
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::jwt::Jwt;
@@ -49,6 +50,8 @@ pub fn projections(
 /// A started application: its address and its tasks.
 pub struct RunningApp {
     pub addr: Option<SocketAddr>,
+    /// Where `/metrics` is served without authentication (`METRICS_LISTEN`).
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<(String, anyhow::Result<()>)>,
@@ -141,6 +144,26 @@ async fn check_open_mode(config: &Config, access: &Access) -> anyhow::Result<()>
     }
     tracing::warn!(listen = %config.listen, "no authentication configured: every caller is an admin");
     Ok(())
+}
+
+/// The HTTP limits `config` sets; the rate limit is on by default only
+/// when requests are authenticated.
+fn http_settings(config: &Config, access: &Access) -> HttpSettings {
+    HttpSettings {
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout(),
+        max_root_fields: config.graphql_max_root_fields,
+        rate_limit: config.rate_limit(access.is_enforced()),
+    }
+}
+
+/// Loopback, or a private network (IPv4 RFC 1918 / link-local, IPv6
+/// unique-local): where an unauthenticated `/metrics` belongs.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
 }
 
 /// Connects, migrates and assembles the services (no task is started).
@@ -305,21 +328,19 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             }
         }
     }
-    let mut addr = None;
+    let (mut addr, mut metrics_addr) = (None, None);
     if runs(Role::Api) {
         check_open_mode(&config, &services.access).await?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;
         addr = Some(listener.local_addr()?);
-        let router = crate::http::router(services.clone());
-        let mut stop = shutdown.subscribe();
+        let settings = http_settings(&config, &services.access);
+        let router = crate::http::router(services.clone(), &settings);
+        let stop = shutdown.subscribe();
+        let timeout = settings.request_timeout;
         tasks.spawn(async move {
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
+            let served = crate::http::serve(listener, router, timeout, stop).await;
             ("http server".to_owned(), served.map_err(anyhow::Error::from))
         });
         let follower = services.clone();
@@ -327,6 +348,22 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         tasks.spawn(async move {
             ("minPosition refresh".to_owned(), follower.read_your_writes.follow(stop).await)
         });
+        if let Some(listen) = &config.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                anyhow::anyhow!("Failed to listen on {listen} (METRICS_LISTEN): {e}")
+            })?;
+            let bound = listener.local_addr()?;
+            if !is_internal(bound.ip()) {
+                tracing::warn!(%bound, "METRICS_LISTEN serves /metrics without authentication on a public address");
+            }
+            metrics_addr = Some(bound);
+            let router = crate::http::metrics_router(services.clone());
+            let stop = shutdown.subscribe();
+            tasks.spawn(async move {
+                let served = crate::http::serve(listener, router, timeout, stop).await;
+                ("metrics server".to_owned(), served.map_err(anyhow::Error::from))
+            });
+        }
     }
-    Ok(RunningApp { addr, services, shutdown, tasks })
+    Ok(RunningApp { addr, metrics_addr, services, shutdown, tasks })
 }

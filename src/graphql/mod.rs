@@ -17,6 +17,7 @@ pub mod audit;
 pub mod customers;
 pub mod decimal;
 pub mod error;
+pub mod limits;
 pub mod ops;
 pub mod order_commands;
 pub mod orders;
@@ -59,14 +60,20 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .extension(error::DefaultErrorCode)
-        .limit_depth(16)
-        .limit_complexity(5_000)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
 }
 
-/// The schema serving `services`.
-pub fn schema(services: Arc<Services>) -> AppSchema {
+/// The schema serving `services`, refusing operations of more than
+/// `max_root_fields` root fields.
+pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     let caller = services.access.default_caller();
-    schema_builder().extension(PerRequestWaits).data(services).data(caller).finish()
+    schema_builder()
+        .extension(limits::MaxRootFields(max_root_fields))
+        .extension(PerRequestWaits)
+        .data(services)
+        .data(caller)
+        .finish()
 }
 
 /// The SDL served by the API, as written to `schema.graphql`: what

@@ -1,35 +1,63 @@
 //! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation),
-//! GraphQL over WebSocket, GraphiQL and health checks.
+//! GraphQL over WebSocket, GraphiQL, health checks and metrics, and the
+//! limits every request is held to: a header and a request timeout, a body
+//! size, a rate per caller.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::GraphQLSubscription;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router, middleware};
 
 use crate::graphql::{ApiError, AppSchema};
-use crate::service::Services;
+use crate::service::{Caller, Services};
 
+mod limits;
 mod metrics;
 mod negotiate;
+mod rate_limit;
+mod serve;
 
+use limits::BodyError;
 use negotiate::{MediaType, is_mutation, response_media_type};
+use rate_limit::{CallerKey, RateLimiter};
+pub use serve::serve;
+
+/// What the HTTP layer holds requests to.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Largest request body; a larger one is answered 413.
+    pub max_body_bytes: usize,
+    /// Longest a request may take (also how long a client may take to send
+    /// its headers, see [`serve`]).
+    pub request_timeout: Duration,
+    /// Most root fields of one GraphQL operation.
+    pub max_root_fields: usize,
+    /// Requests per second and burst of one caller; `None`: no limit.
+    pub rate_limit: Option<(u32, u32)>,
+}
 
 #[derive(Clone)]
 struct AppState {
     schema: AppSchema,
     services: Arc<Services>,
+    limiter: Option<Arc<RateLimiter>>,
+    max_body_bytes: usize,
 }
 
-pub fn router(services: Arc<Services>) -> Router {
-    let schema = crate::graphql::schema(services.clone());
-    let state = AppState { schema: schema.clone(), services };
+pub fn router(services: Arc<Services>, settings: &HttpSettings) -> Router {
+    let schema = crate::graphql::schema(services.clone(), settings.max_root_fields);
+    let limiter = settings.rate_limit.map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst)));
+    let max_body_bytes = settings.max_body_bytes;
+    let state = AppState { schema: schema.clone(), services, limiter, max_body_bytes };
     Router::new()
         .route("/", get(graphiql))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -38,6 +66,14 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::metrics))
         .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(settings.request_timeout, limits::request_timeout))
+}
+
+/// `/metrics` alone, without authentication: for `METRICS_LISTEN`, an
+/// address only the monitoring can reach.
+pub fn metrics_router(services: Arc<Services>) -> Router {
+    Router::new().route("/metrics", get(metrics::open_metrics)).with_state(services)
 }
 
 async fn graphiql() -> Html<String> {
@@ -54,13 +90,27 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-/// A request error outside GraphQL: malformed HTTP, not a GraphQL result.
-fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "VALIDATION_ERROR" } }] });
+/// An error outside GraphQL execution, shaped as a GraphQL response.
+fn graphql_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, [(header::CONTENT_TYPE, media.as_str())], body.to_string()).into_response()
 }
 
-async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// A request error outside GraphQL: malformed HTTP, not a GraphQL result.
+fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
+    graphql_error(status, media, "VALIDATION_ERROR", message)
+}
+
+/// The client's address, as the accept loop recorded it.
+type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(media) = response_media_type(&headers) else {
         return (
             StatusCode::NOT_ACCEPTABLE,
@@ -78,6 +128,23 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             "Content-Type must be application/json",
         );
     }
+    let caller = match admit(&state, &headers, client) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(media),
+    };
+    let body = match limits::read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        // VALIDATION_ERROR like every other refused request: the status
+        // says which limit it was.
+        Err(BodyError::TooLarge) => {
+            let limit = state.max_body_bytes;
+            let message = format!("the request body exceeds {limit} bytes");
+            return request_error(StatusCode::PAYLOAD_TOO_LARGE, media, &message);
+        }
+        Err(BodyError::Unreadable) => {
+            return request_error(StatusCode::BAD_REQUEST, media, "the request body was cut off");
+        }
+    };
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -88,11 +155,12 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             );
         }
     };
-    execute(&state, &headers, request, media).await
+    execute(&state, caller, request, media).await
 }
 
 async fn graphql_get(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -116,6 +184,10 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
+    let caller = match admit(&state, &headers, client) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(media),
+    };
     let mut request = async_graphql::Request::new(query.clone());
     if let Some(operation) = operation {
         request = request.operation_name(operation);
@@ -132,35 +204,63 @@ async fn graphql_get(
             }
         }
     }
-    execute(&state, &headers, request, media).await
+    execute(&state, caller, request, media).await
 }
 
-/// Runs `request` as the caller its `Authorization` header names. A header
-/// that does not verify is refused with 401 whatever the operation.
+/// Why a request was turned away before it was read.
+enum Refusal {
+    /// Over the caller's rate; try again after this long.
+    RateLimited(Duration),
+    /// A token that does not verify.
+    Unauthenticated(ApiError),
+}
+
+impl Refusal {
+    /// 429 with `Retry-After`, or 401 with a `WWW-Authenticate` challenge.
+    fn response(self, media: MediaType) -> Response {
+        let (mut response, name, value) = match self {
+            Refusal::RateLimited(wait) => {
+                let message = "too many requests; retry after the seconds Retry-After gives";
+                let status = StatusCode::TOO_MANY_REQUESTS;
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let response = graphql_error(status, media, "RATE_LIMITED", message);
+                (response, header::RETRY_AFTER, HeaderValue::from(seconds))
+            }
+            Refusal::Unauthenticated(error) => {
+                let status = StatusCode::UNAUTHORIZED;
+                let response = graphql_error(status, media, error.code, &error.message);
+                (response, header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            }
+        };
+        response.headers_mut().insert(name, value);
+        response
+    }
+}
+
+/// The caller its `Authorization` header names, if it may go on: a
+/// header that does not verify is refused (401) whatever the operation,
+/// and a caller over its rate (by `sub`, else by address; checked first,
+/// so failed tokens count too) is refused (429).
+fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller, Refusal> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let authenticated = state.services.authenticate(authorization);
+    if let Some(limiter) = &state.limiter {
+        let key = match &authenticated {
+            Ok(Caller { sub: Some(sub), .. }) => CallerKey::Subject(sub.clone()),
+            _ => CallerKey::Address(client.map_or([0, 0, 0, 0].into(), |c| c.0.0.ip())),
+        };
+        limiter.check(key).map_err(Refusal::RateLimited)?;
+    }
+    authenticated.map_err(|e| Refusal::Unauthenticated(e.into()))
+}
+
+/// Runs `request` as `caller`.
 async fn execute(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: Caller,
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-    let caller = match state.services.authenticate(authorization) {
-        Ok(caller) => caller,
-        Err(e) => {
-            let error = ApiError::from(e);
-            let body = serde_json::json!({ "errors": [{ "message": error.message, "extensions": { "code": error.code } }] });
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                [(header::CONTENT_TYPE, media.as_str())],
-                body.to_string(),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    };
     // Introspection shows internals: with authentication on, staff only.
     let mut request = request;
     if state.services.access.is_enforced() && !caller.is_staff() {
