@@ -25,10 +25,18 @@ pub(crate) fn token(role: &str, sub: Option<String>) -> String {
 
 /// A server with authentication on; the app's own calls are an admin's.
 pub(crate) async fn spawn_secured() -> TestApp {
+    spawn_secured_with(|_| {}).await
+}
+
+/// [`spawn_secured`], with further settings.
+pub(crate) async fn spawn_secured_with(
+    adjust: impl FnOnce(&mut eventfold::app::Config),
+) -> TestApp {
     let mut app = spawn_app_with(|c| {
         c.auth_jwt_secret = Some(SECRET.into());
         c.auth_jwt_issuer = Some(ISSUER.into());
         c.auth_jwt_audience = Some(AUDIENCE.into());
+        adjust(c);
     })
     .await;
     app.token = Some(token("admin", Some("ops".into())));

@@ -10,6 +10,7 @@ mod event_store;
 mod helpers;
 mod http;
 mod integrity;
+mod limits;
 mod process;
 mod rebuild;
 mod schema;
