@@ -13,6 +13,7 @@ use crate::service::{self, Failure, LAG_CAP};
 
 /// What kind of failure a projection met.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
+#[graphql(remote = "service::FailureKind")]
 pub enum FailureKind {
     /// May pass by itself (lost connection, timeout, deadlock, the write
     /// side unavailable); retried for as long as it lasts.
@@ -29,19 +30,6 @@ pub enum FailureKind {
     Waiting,
     /// The runner failed (store or transport unreachable) and restarts.
     Runner,
-}
-
-impl From<service::FailureKind> for FailureKind {
-    fn from(kind: service::FailureKind) -> Self {
-        match kind {
-            service::FailureKind::Transient => FailureKind::Transient,
-            service::FailureKind::Rejected => FailureKind::Rejected,
-            service::FailureKind::Database => FailureKind::Database,
-            service::FailureKind::Untrusted => FailureKind::Untrusted,
-            service::FailureKind::Waiting => FailureKind::Waiting,
-            service::FailureKind::Runner => FailureKind::Runner,
-        }
-    }
 }
 
 #[derive(SimpleObject)]

@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -22,8 +21,8 @@ use crate::es::envelope::Position;
 #[derive(Default)]
 pub struct ProgressBoard {
     inner: Mutex<Inner>,
-    /// Waiters whose future is alive.
-    waiting: Arc<AtomicUsize>,
+    /// Held once more by every waiter whose future is alive.
+    waiters: Arc<()>,
     /// Where this process's own progress goes for other processes to hear.
     outbox: OnceLock<mpsc::UnboundedSender<(String, Position)>>,
 }
@@ -114,7 +113,7 @@ impl ProgressBoard {
         position: Position,
     ) -> impl Future<Output = ()> + Send + 'static {
         let parked = self.park(keys.into(), position);
-        let guard = parked.is_some().then(|| Waiting::new(&self.waiting));
+        let guard = parked.is_some().then(|| self.waiters.clone());
         async move {
             let _guard = guard;
             if let Some(woken) = parked
@@ -144,7 +143,7 @@ impl ProgressBoard {
 
     /// Waiters whose future is alive.
     pub fn waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        Arc::strong_count(&self.waiters) - 1
     }
 }
 
@@ -168,22 +167,6 @@ fn blocking_key(
     position: Position,
 ) -> Option<String> {
     keys.iter().find(|k| known.get(k.as_str()).is_none_or(|k| k.at < position)).cloned()
-}
-
-/// Counts a live waiter for as long as it exists.
-struct Waiting(Arc<AtomicUsize>);
-
-impl Waiting {
-    fn new(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Waiting(count.clone())
-    }
-}
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
