@@ -12,7 +12,12 @@ pub struct Model {
     pub stream_type: String,
     pub stream_id: Uuid,
     pub event_type: String,
+    /// The error's full text, for operators (never shown by the API).
     pub error: String,
+    /// The failure's kind: `rejected`, `database`, `waiting`, …
+    pub error_kind: String,
+    /// The reference of the log line with the error (none for `waiting`).
+    pub error_reference: Option<Uuid>,
     pub attempts: i32,
     pub parked_at: DateTimeUtc,
 }

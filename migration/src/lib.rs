@@ -12,6 +12,7 @@ mod m20261126_000004_create_shop_views;
 mod m20261126_000005_notify_on_append;
 mod m20261130_000001_fence_checkpoints;
 mod m20261130_000002_own_accounts;
+mod m20261201_000001_classify_dead_letters;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_notify_on_append::Migration),
             Box::new(m20261130_000001_fence_checkpoints::Migration),
             Box::new(m20261130_000002_own_accounts::Migration),
+            Box::new(m20261201_000001_classify_dead_letters::Migration),
         ]
     }
 }

@@ -22,8 +22,18 @@ pub mod defaults {
     pub const MIN_POSITION_TIMEOUT_MS: u64 = 5_000;
     pub const INVOICE_BASE_URL: &str = "http://127.0.0.1:8000";
     pub const DATABASE_POOL_SIZE: u32 = 16;
-    /// 1 MiB.
+    /// Largest request body (1 MiB).
     pub const MAX_BODY_BYTES: usize = 1_048_576;
+    /// Longest a request may take, from its first byte to its response.
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    /// Most root fields (aliases included) of one GraphQL operation.
+    pub const GRAPHQL_MAX_ROOT_FIELDS: usize = 50;
+    /// Sustained requests per second of one caller, when authentication is
+    /// on and `RATE_LIMIT_PER_SECOND` is not set (open mode: no limit).
+    pub const RATE_LIMIT_PER_SECOND: u32 = 100;
+    /// Requests one caller may send at once above the sustained rate, when
+    /// authentication is on and `RATE_LIMIT_BURST` is not set.
+    pub const RATE_LIMIT_BURST: u32 = 200;
     pub const WS_MAX_SUBSCRIPTIONS: u32 = 100;
     /// None listed: only the server's own origin (any origin in open mode).
     pub const ALLOWED_ORIGINS: &[&str] = &[];
@@ -112,9 +122,31 @@ pub struct Config {
     /// Base URL of invoice documents (`{base}/invoices/{id}.pdf`).
     #[arg(long, env = "INVOICE_BASE_URL", default_value = defaults::INVOICE_BASE_URL, global = true)]
     pub invoice_base_url: String,
-    /// Largest request body, and largest WebSocket message, in bytes.
+    /// Largest request body in bytes; a larger one is refused with 413.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES, global = true)]
     pub max_body_bytes: usize,
+    /// Longest a request may take, headers included, in milliseconds; a
+    /// client that has not sent its headers by then is disconnected.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = defaults::REQUEST_TIMEOUT_MS,
+          value_parser = clap::value_parser!(u64).range(100..), global = true)]
+    pub request_timeout_ms: u64,
+    /// Most root fields (aliases included) of one GraphQL operation.
+    #[arg(long, env = "GRAPHQL_MAX_ROOT_FIELDS", default_value_t = defaults::GRAPHQL_MAX_ROOT_FIELDS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..), global = true)]
+    pub graphql_max_root_fields: usize,
+    /// Sustained requests per second of one caller (its token's `sub`, else
+    /// its address); 0 turns the limit off. Unset: 100 with authentication,
+    /// off in open mode.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", global = true)]
+    pub rate_limit_per_second: Option<u32>,
+    /// Requests one caller may send at once beyond the sustained rate.
+    /// Unset: 200 (twice the default rate) when the limit is on.
+    #[arg(long, env = "RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit_burst: Option<u32>,
+    /// A separate address serving `/metrics` without authentication (keep it
+    /// internal: loopback or a private network). Unset: no such listener.
+    #[arg(long, env = "METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
     /// Most subscriptions (operations in flight) one WebSocket may hold.
     #[arg(long, env = "WS_MAX_SUBSCRIPTIONS", default_value_t = defaults::WS_MAX_SUBSCRIPTIONS,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
@@ -161,10 +193,36 @@ impl Config {
         Duration::from_millis(self.min_position_timeout_ms)
     }
 
-    /// What the HTTP layer enforces.
-    pub fn http(&self) -> HttpSettings {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The per-caller rate limit as (per second, burst), or `None` when off:
+    /// explicitly (`RATE_LIMIT_PER_SECOND=0`), or by default in open mode.
+    pub fn rate_limit(&self, authenticated: bool) -> Option<(u32, u32)> {
+        let per_second = match self.rate_limit_per_second {
+            Some(0) => return None,
+            Some(n) => n,
+            None if authenticated || self.rate_limit_burst.is_some() => {
+                defaults::RATE_LIMIT_PER_SECOND
+            }
+            None => return None,
+        };
+        let burst = self.rate_limit_burst.unwrap_or(match self.rate_limit_per_second {
+            Some(_) => per_second.saturating_mul(2),
+            None => defaults::RATE_LIMIT_BURST,
+        });
+        Some((per_second, burst))
+    }
+
+    /// What the HTTP layer enforces (`authenticated`: whether tokens are
+    /// required, which turns the default rate limit on).
+    pub fn http(&self, authenticated: bool) -> HttpSettings {
         HttpSettings {
             max_body_bytes: self.max_body_bytes,
+            request_timeout: self.request_timeout(),
+            max_root_fields: self.graphql_max_root_fields,
+            rate_limit: self.rate_limit(authenticated),
             ws_max_subscriptions: self.ws_max_subscriptions as usize,
             allowed_origins: self.allowed_origins.clone(),
         }
@@ -204,6 +262,9 @@ mod tests {
         assert_eq!(c.invoice_base_url, defaults::INVOICE_BASE_URL);
         assert_eq!(c.pool_size, defaults::DATABASE_POOL_SIZE);
         assert_eq!(c.max_body_bytes, defaults::MAX_BODY_BYTES);
+        assert_eq!(c.request_timeout(), Duration::from_millis(defaults::REQUEST_TIMEOUT_MS));
+        assert_eq!(c.graphql_max_root_fields, defaults::GRAPHQL_MAX_ROOT_FIELDS);
+        assert_eq!(c.metrics_listen, None);
         assert_eq!(c.ws_max_subscriptions, defaults::WS_MAX_SUBSCRIPTIONS);
         assert_eq!(c.allowed_origins, defaults::ALLOWED_ORIGINS);
     }
@@ -222,6 +283,20 @@ mod tests {
         for bad in ["shop.example", "https://shop.example/path", "ftp://shop.example", "*"] {
             assert!(parse(bad).is_err(), "{bad} is refused");
         }
+    }
+
+    #[test]
+    fn the_rate_limit_is_on_with_authentication_and_off_in_open_mode_unless_set() {
+        let mut c = Config::embedded();
+        let on = (defaults::RATE_LIMIT_PER_SECOND, defaults::RATE_LIMIT_BURST);
+        assert_eq!(c.rate_limit(false), None);
+        assert_eq!(c.rate_limit(true), Some(on));
+        c.rate_limit_per_second = Some(5);
+        assert_eq!(c.rate_limit(false), Some((5, 10)));
+        c.rate_limit_burst = Some(7);
+        assert_eq!(c.rate_limit(true), Some((5, 7)));
+        c.rate_limit_per_second = Some(0);
+        assert_eq!(c.rate_limit(true), None);
     }
 
     #[test]

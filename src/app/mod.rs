@@ -6,12 +6,14 @@
 //! and shows in readiness; only the HTTP server ending, or the shutdown
 //! signal, ends the process.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sea_orm::DatabaseConnection;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use crate::es::changes::{ChangeBus, LocalChangeBus};
@@ -111,6 +113,15 @@ async fn check_open_mode(config: &Config, access: &Access) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Loopback, or a private network (IPv4 RFC 1918 / link-local, IPv6
+/// unique-local): where an unauthenticated `/metrics` belongs.
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
 /// Connects, migrates and assembles the services (no task is started).
 pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let access = access(config)?;
@@ -145,6 +156,9 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let store: Arc<dyn EventStore> = sea_store;
     let commands = executor(config, store.clone(), upcasters.clone());
     let projections = projections(upcasters, commands.clone());
+    // Progress reaches this process's board by announcement when projectors
+    // run here or Redis carries theirs; otherwise only by reading it.
+    let announced = redis.is_some() || matches!(config.role, Role::All | Role::Projector);
     let services = Arc::new(Services {
         commands,
         store,
@@ -153,9 +167,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         monitor: monitor.clone(),
         read_your_writes: ReadYourWrites {
             read_db,
-            monitor,
+            board: monitor.progress.clone(),
             timeout: config.min_position_timeout(),
             redis: redis.map(RedisProgress::new).transpose()?,
+            projections: projections.iter().map(|p| p.name()).collect(),
+            refresh_every: if announced { REFRESH_ANNOUNCED } else { REFRESH_UNANNOUNCED },
+            resync: Arc::new(Notify::new()),
+            refreshes: AtomicU64::new(0),
         },
         projections,
         rebuild_source: RebuildSource {
@@ -168,6 +186,13 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     });
     Ok(Built { services, write_db, commits, shutdown })
 }
+
+/// How often waiters' shared refresh reads the checkpoints while anyone
+/// waits, where progress is announced (a safety net for lost announcements)…
+const REFRESH_ANNOUNCED: Duration = Duration::from_secs(1);
+/// …and where it is not (an API process without Redis, its projectors in
+/// another process): then it is how waiters learn of progress at all.
+const REFRESH_UNANNOUNCED: Duration = Duration::from_millis(25);
 
 /// A name for this process in leases and consumer groups.
 fn worker_id() -> String {
@@ -201,6 +226,18 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
     }
     let worker = worker_id();
+    if let Some(redis) = &redis {
+        let rw = &services.read_your_writes;
+        let heard = runs(Role::Api).then(|| rw.resync.clone());
+        let stop = shutdown.subscribe();
+        crate::infra::redis::progress::share(
+            redis,
+            rw.board.clone(),
+            runs(Role::Projector),
+            heard,
+            stop,
+        )?;
+    }
     if runs(Role::Relay)
         && let Some(redis) = &redis
     {
@@ -265,17 +302,35 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             .await
             .map_err(|e| anyhow::anyhow!("Failed to listen on {}: {e}", config.listen))?;
         app.addr = Some(listener.local_addr()?);
-        let router = crate::http::router(services.clone(), config.http());
-        let mut stop = shutdown.subscribe();
-        let served = async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await
-                .map_err(anyhow::Error::from)
-        };
-        app.serve(served);
+        let settings = config.http(services.access.is_enforced());
+        let timeout = settings.request_timeout;
+        let router = crate::http::router(services.clone(), settings);
+        let stop = shutdown.subscribe();
+        app.serve(async move {
+            crate::http::serve(listener, router, timeout, stop).await.map_err(anyhow::Error::from)
+        });
+        let (follower, stop) = (services.clone(), shutdown.subscribe());
+        app.supervise(&supervisor, "minPosition refresh".into(), move || {
+            let (follower, stop) = (follower.clone(), stop.clone());
+            async move { follower.read_your_writes.follow(stop).await }
+        });
+        if let Some(listen) = &config.metrics_listen {
+            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+                anyhow::anyhow!("Failed to listen on {listen} (METRICS_LISTEN): {e}")
+            })?;
+            let bound = listener.local_addr()?;
+            if !is_internal(bound.ip()) {
+                tracing::warn!(%bound, "METRICS_LISTEN serves /metrics without authentication on a public address");
+            }
+            app.metrics_addr = Some(bound);
+            let router = crate::http::metrics_router(services.clone());
+            let stop = shutdown.subscribe();
+            app.spawn("metrics server".into(), async move {
+                crate::http::serve(listener, router, timeout, stop)
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+        }
     }
     Ok(app)
 }

@@ -27,6 +27,8 @@ pub type Ended = (String, anyhow::Result<()>);
 /// instead of ending the process.
 pub struct RunningApp {
     pub addr: Option<SocketAddr>,
+    /// Where `/metrics` is served without authentication (`METRICS_LISTEN`).
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<anyhow::Result<()>>,
@@ -39,6 +41,7 @@ impl RunningApp {
     pub(super) fn new(services: Arc<Services>, shutdown: watch::Sender<bool>) -> Self {
         RunningApp {
             addr: None,
+            metrics_addr: None,
             services,
             shutdown,
             tasks: JoinSet::new(),
@@ -54,6 +57,16 @@ impl RunningApp {
         Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
     {
         let id = self.tasks.spawn(supervisor.clone().run(name.clone(), start)).id();
+        self.names.insert(id, name);
+    }
+
+    /// Runs a task that is not restarted, as `name` (its end is reported).
+    pub(super) fn spawn(
+        &mut self,
+        name: String,
+        task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        let id = self.tasks.spawn(task).id();
         self.names.insert(id, name);
     }
 

@@ -4,12 +4,12 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::{AccountSummary, OpenAccount};
 
 /// A bank account as the summary read model shows it.
@@ -34,10 +34,10 @@ impl From<AccountSummary> for Account {
         Account {
             id: a.id,
             owner: a.owner,
-            balance: a.balance,
-            overdraft_limit: a.overdraft_limit,
-            total_deposits: a.total_deposits,
-            total_withdrawals: a.total_withdrawals,
+            balance: a.balance.into(),
+            overdraft_limit: a.overdraft_limit.into(),
+            total_deposits: a.total_deposits.into(),
+            total_withdrawals: a.total_withdrawals.into(),
             opened_at: a.opened_at,
             last_transaction_at: a.last_transaction_at,
             version: a.version,
@@ -99,8 +99,8 @@ impl AccountMutation {
     ) -> Result<MutationPayload> {
         let open = OpenAccount {
             owner: input.owner,
-            initial_deposit: input.initial_deposit,
-            overdraft_limit: input.overdraft_limit,
+            initial_deposit: input.initial_deposit.into(),
+            overdraft_limit: input.overdraft_limit.into(),
             customer_id: input.customer_id,
         };
         let options = options(input.command_id, input.expected_version);
@@ -115,7 +115,7 @@ impl AccountMutation {
         let options = options(input.command_id, input.expected_version);
         payload(
             services(ctx)?
-                .deposit_money(caller(ctx)?, input.account_id, input.amount, options)
+                .deposit_money(caller(ctx)?, input.account_id, input.amount.into(), options)
                 .await,
         )
     }
@@ -128,7 +128,7 @@ impl AccountMutation {
         let options = options(input.command_id, input.expected_version);
         payload(
             services(ctx)?
-                .withdraw_money(caller(ctx)?, input.account_id, input.amount, options)
+                .withdraw_money(caller(ctx)?, input.account_id, input.amount.into(), options)
                 .await,
         )
     }
@@ -146,7 +146,7 @@ impl AccountMutation {
                     caller(ctx)?,
                     input.account_id,
                     input.check_number,
-                    input.amount,
+                    input.amount.into(),
                     options,
                 )
                 .await,
@@ -166,7 +166,8 @@ impl AccountQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Account>> {
-        let account = services(ctx)?.account(caller(ctx)?, id, min_position.as_deref()).await;
+        let account =
+            services(ctx)?.account(caller(ctx)?, id, read_after(ctx, &min_position)).await;
         Ok(account.map_err(ApiError::from)?.map(Account::from))
     }
 
@@ -179,8 +180,9 @@ impl AccountQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Account>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page =
-            services(ctx)?.accounts(caller(ctx)?, cursor, limit, min_position.as_deref()).await;
+        let page = services(ctx)?
+            .accounts(caller(ctx)?, cursor, limit, read_after(ctx, &min_position))
+            .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |a| (a.id.to_string(), Account::from(a))))
     }
@@ -194,9 +196,10 @@ impl AccountQuery {
         at: DateTime<Utc>,
         min_position: Option<String>,
     ) -> Result<Option<Decimal>> {
-        let balance =
-            services(ctx)?.account_balance_at(caller(ctx)?, id, at, min_position.as_deref()).await;
-        Ok(balance.map_err(ApiError::from)?)
+        let balance = services(ctx)?
+            .account_balance_at(caller(ctx)?, id, at, read_after(ctx, &min_position))
+            .await;
+        Ok(balance.map_err(ApiError::from)?.map(Decimal::from))
     }
 }
 

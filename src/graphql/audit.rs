@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::pagination::{bad_cursor, connection, page_size};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::LoggedEvent;
 
 /// One stored event, as recorded.
@@ -68,7 +68,7 @@ impl AuditQuery {
                 stream_id,
                 after_version,
                 limit,
-                min_position.as_deref(),
+                read_after(ctx, &min_position),
             )
             .await
             .map_err(ApiError::from)?;

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::CustomerSummary;
 
 /// A customer as `customers_view` shows it.
@@ -94,7 +94,8 @@ impl CustomerQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Customer>> {
-        let customer = services(ctx)?.customer(caller(ctx)?, id, min_position.as_deref()).await;
+        let customer =
+            services(ctx)?.customer(caller(ctx)?, id, read_after(ctx, &min_position)).await;
         Ok(customer.map_err(ApiError::from)?.map(Customer::from))
     }
 
@@ -107,8 +108,9 @@ impl CustomerQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Customer>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page =
-            services(ctx)?.customers(caller(ctx)?, cursor, limit, min_position.as_deref()).await;
+        let page = services(ctx)?
+            .customers(caller(ctx)?, cursor, limit, read_after(ctx, &min_position))
+            .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |c| (c.id.to_string(), Customer::from(c))))
     }

@@ -5,12 +5,19 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, MergedObject, MergedSubscription, SDLExportOptions, Schema};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
+use async_graphql::{
+    Context, MergedObject, MergedSubscription, SDLExportOptions, Schema, ServerResult,
+};
 
 pub mod accounts;
 pub mod audit;
 pub mod customers;
+pub mod decimal;
 pub mod error;
+pub mod limits;
 pub mod ops;
 pub mod order_commands;
 pub mod orders;
@@ -20,7 +27,7 @@ pub mod products;
 
 pub use error::ApiError;
 
-use crate::service::{Caller, Services};
+use crate::service::{Caller, MinPosition, RequestWaits, Services};
 
 #[derive(MergedObject, Default)]
 pub struct Query(
@@ -53,14 +60,20 @@ pub type AppSchema = Schema<Query, Mutation, Subscription>;
 pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .extension(error::DefaultErrorCode)
-        .limit_depth(16)
-        .limit_complexity(5_000)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
 }
 
-/// The schema serving `services`.
-pub fn schema(services: Arc<Services>) -> AppSchema {
+/// The schema serving `services`, refusing operations of more than
+/// `max_root_fields` root fields.
+pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     let caller = services.access.default_caller();
-    schema_builder().data(services).data(caller).finish()
+    schema_builder()
+        .extension(limits::MaxRootFields(max_root_fields))
+        .extension(PerRequestWaits)
+        .data(services)
+        .data(caller)
+        .finish()
 }
 
 /// The SDL served by the API, as written to `schema.graphql`: what
@@ -72,6 +85,34 @@ pub fn sdl() -> String {
 /// The services every resolver calls.
 fn services<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Arc<Services>> {
     ctx.data::<Arc<Services>>()
+}
+
+/// Gives every request (and subscription) its own [`RequestWaits`], which
+/// its `minPosition` fields share.
+struct PerRequestWaits;
+
+impl ExtensionFactory for PerRequestWaits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PerRequestWaits)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for PerRequestWaits {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        next.run(ctx, request.data(RequestWaits::default())).await
+    }
+}
+
+/// A field's `minPosition`, waited for together with the other fields of
+/// its request.
+fn read_after<'a>(ctx: &Context<'a>, min_position: &'a Option<String>) -> MinPosition<'a> {
+    MinPosition { position: min_position.as_deref(), request: ctx.data_opt::<RequestWaits>() }
 }
 
 /// The caller of this request (the schema's default caller when the

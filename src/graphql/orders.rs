@@ -5,11 +5,11 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, Enum, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::domain::order::OrderStatus as DomainOrderStatus;
 use crate::domain::shipment::ShipmentStatus as DomainShipmentStatus;
 use crate::service::{OrderDetails, OrderFilter};
@@ -140,7 +140,7 @@ impl From<OrderDetails> for Order {
         Order {
             id: o.id,
             status: o.status.into(),
-            total: o.total,
+            total: o.total.into(),
             created_at: o.created_at,
             customer: OrderCustomer {
                 id: o.customer.id,
@@ -154,7 +154,7 @@ impl From<OrderDetails> for Order {
                     product_id: i.product_id,
                     product_name: i.product_name,
                     quantity: i.quantity,
-                    unit_price: i.unit_price,
+                    unit_price: i.unit_price.into(),
                 })
                 .collect(),
             invoice: o.invoice.map(|i| Invoice { id: i.id, url: i.url, issued_at: i.issued_at }),
@@ -182,7 +182,7 @@ impl OrderQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Order>> {
-        let order = services(ctx)?.order(caller(ctx)?, id, min_position.as_deref()).await;
+        let order = services(ctx)?.order(caller(ctx)?, id, read_after(ctx, &min_position)).await;
         Ok(order.map_err(ApiError::from)?.map(Order::from))
     }
 
@@ -200,7 +200,7 @@ impl OrderQuery {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
         let filter = OrderFilter { customer_id, status: status.map(Into::into) };
         let page = services(ctx)?
-            .orders(caller(ctx)?, cursor, limit, filter, min_position.as_deref())
+            .orders(caller(ctx)?, cursor, limit, filter, read_after(ctx, &min_position))
             .await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |o| (o.id.to_string(), Order::from(o))))

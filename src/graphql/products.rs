@@ -5,12 +5,12 @@ use async_graphql::connection::Connection;
 use async_graphql::{Context, InputObject, Object, Result, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt};
-use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use super::decimal::Decimal;
 use super::pagination::{connection, id_cursor, page_size};
 use super::payload::{MutationPayload, options, payload};
-use super::{ApiError, caller, services};
+use super::{ApiError, caller, read_after, services};
 use crate::service::ProductStock;
 
 /// A product as `product_stock_view` shows it.
@@ -33,7 +33,7 @@ impl From<ProductStock> for Product {
         Product {
             id: p.id,
             name: p.name,
-            price: p.price,
+            price: p.price.into(),
             stock: p.stock,
             reserved: p.reserved,
             last_updated: p.last_updated,
@@ -75,7 +75,9 @@ impl ProductMutation {
     ) -> Result<MutationPayload> {
         let options = options(input.command_id, input.expected_version);
         payload(
-            services(ctx)?.register_product(caller(ctx)?, input.name, input.price, options).await,
+            services(ctx)?
+                .register_product(caller(ctx)?, input.name, input.price.into(), options)
+                .await,
         )
     }
 
@@ -121,7 +123,7 @@ impl ProductQuery {
         id: Uuid,
         min_position: Option<String>,
     ) -> Result<Option<Product>> {
-        let product = services(ctx)?.product(id, min_position.as_deref()).await;
+        let product = services(ctx)?.product(id, read_after(ctx, &min_position)).await;
         Ok(product.map_err(ApiError::from)?.map(Product::from))
     }
 
@@ -134,7 +136,7 @@ impl ProductQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, Product>> {
         let (limit, cursor) = (page_size(first)?, id_cursor(after.as_deref())?);
-        let page = services(ctx)?.products(cursor, limit, min_position.as_deref()).await;
+        let page = services(ctx)?.products(cursor, limit, read_after(ctx, &min_position)).await;
         let page = page.map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |p| (p.id.to_string(), Product::from(p))))
     }

@@ -1,36 +1,53 @@
 //! HTTP surface: GraphQL over HTTP (POST and GET, with content negotiation,
-//! CORS for the allowed origins), GraphQL over WebSocket ([`ws`]), GraphiQL
-//! and health checks.
+//! CORS for the allowed origins), GraphQL over WebSocket ([`ws`]), GraphiQL,
+//! health checks and metrics, and the limits every request is held to: a
+//! header and a request timeout, a body size, a rate per caller.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_graphql::http::GraphiQLSource;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, Services};
 
+mod limits;
 mod metrics;
 mod negotiate;
 mod origin;
+mod rate_limit;
+mod serve;
 pub mod ws;
 
+use limits::BodyError;
 use negotiate::{MediaType, is_mutation, response_media_type};
 use origin::Origins;
 pub use origin::parse_origin;
+use rate_limit::{CallerKey, RateLimiter};
+pub use serve::serve;
 
-/// What the HTTP layer enforces, from the settings.
+/// What the HTTP layer holds requests to, from the settings.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
-    /// Largest WebSocket message, in bytes (`MAX_BODY_BYTES`).
+    /// Largest request body, and largest WebSocket message, in bytes; a
+    /// larger body is answered 413.
     pub max_body_bytes: usize,
+    /// Longest a request may take (also how long a client may take to send
+    /// its headers, see [`serve`]).
+    pub request_timeout: Duration,
+    /// Most root fields of one GraphQL operation.
+    pub max_root_fields: usize,
+    /// Requests per second and burst of one caller; `None`: no limit.
+    pub rate_limit: Option<(u32, u32)>,
     /// Most operations one WebSocket may run at once.
     pub ws_max_subscriptions: usize,
     /// Origins besides the server's own that browsers may use, as
@@ -44,14 +61,24 @@ struct AppState {
     services: Arc<Services>,
     settings: Arc<HttpSettings>,
     origins: Arc<Origins>,
+    limiter: Option<Arc<RateLimiter>>,
+    max_body_bytes: usize,
 }
 
 pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
-    let schema = crate::graphql::schema(services.clone());
+    let schema = crate::graphql::schema(services.clone(), settings.max_root_fields);
     let open_mode = !services.access.is_enforced();
     let origins = Arc::new(Origins::new(settings.allowed_origins.clone(), open_mode));
-    let state =
-        AppState { schema, services, settings: Arc::new(settings), origins: origins.clone() };
+    let limiter = settings.rate_limit.map(|(rate, burst)| Arc::new(RateLimiter::new(rate, burst)));
+    let (max_body_bytes, request_timeout) = (settings.max_body_bytes, settings.request_timeout);
+    let state = AppState {
+        schema,
+        services,
+        settings: Arc::new(settings),
+        origins: origins.clone(),
+        limiter,
+        max_body_bytes,
+    };
     let graphql =
         Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
     Router::new()
@@ -62,6 +89,14 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics::metrics))
         .with_state(state)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn_with_state(request_timeout, limits::request_timeout))
+}
+
+/// `/metrics` alone, without authentication: for `METRICS_LISTEN`, an
+/// address only the monitoring can reach.
+pub fn metrics_router(services: Arc<Services>) -> Router {
+    Router::new().route("/metrics", get(metrics::open_metrics)).with_state(services)
 }
 
 /// CORS for GraphQL over HTTP: a browser page may read responses only if
@@ -94,13 +129,27 @@ async fn ready(State(state): State<AppState>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
-/// A request error outside GraphQL: malformed HTTP, not a GraphQL result.
-fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
-    let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": "VALIDATION_ERROR" } }] });
+/// An error outside GraphQL execution, shaped as a GraphQL response.
+fn graphql_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, [(header::CONTENT_TYPE, media.as_str())], body.to_string()).into_response()
 }
 
-async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// A request error outside GraphQL: malformed HTTP, not a GraphQL result.
+fn request_error(status: StatusCode, media: MediaType, message: &str) -> Response {
+    graphql_error(status, media, "VALIDATION_ERROR", message)
+}
+
+/// The client's address, as the accept loop recorded it.
+type Client = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+async fn graphql_post(
+    State(state): State<AppState>,
+    client: Client,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(media) = response_media_type(&headers) else {
         return (
             StatusCode::NOT_ACCEPTABLE,
@@ -118,6 +167,23 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             "Content-Type must be application/json",
         );
     }
+    let caller = match admit(&state, &headers, client) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(media),
+    };
+    let body = match limits::read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        // VALIDATION_ERROR like every other refused request: the status
+        // says which limit it was.
+        Err(BodyError::TooLarge) => {
+            let limit = state.max_body_bytes;
+            let message = format!("the request body exceeds {limit} bytes");
+            return request_error(StatusCode::PAYLOAD_TOO_LARGE, media, &message);
+        }
+        Err(BodyError::Unreadable) => {
+            return request_error(StatusCode::BAD_REQUEST, media, "the request body was cut off");
+        }
+    };
     let request: async_graphql::Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -128,11 +194,12 @@ async fn graphql_post(State(state): State<AppState>, headers: HeaderMap, body: B
             );
         }
     };
-    execute(&state, &headers, request, media).await
+    execute(&state, caller, request, media).await
 }
 
 async fn graphql_get(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -156,6 +223,10 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
+    let caller = match admit(&state, &headers, client) {
+        Ok(caller) => caller,
+        Err(refused) => return refused.response(media),
+    };
     let mut request = async_graphql::Request::new(query.clone());
     if let Some(operation) = operation {
         request = request.operation_name(operation);
@@ -172,35 +243,63 @@ async fn graphql_get(
             }
         }
     }
-    execute(&state, &headers, request, media).await
+    execute(&state, caller, request, media).await
 }
 
-/// Runs `request` as the caller its `Authorization` header names. A header
-/// that does not verify is refused with 401 whatever the operation.
+/// Why a request was turned away before it was read.
+enum Refusal {
+    /// Over the caller's rate; try again after this long.
+    RateLimited(Duration),
+    /// A token that does not verify.
+    Unauthenticated(ApiError),
+}
+
+impl Refusal {
+    /// 429 with `Retry-After`, or 401 with a `WWW-Authenticate` challenge.
+    fn response(self, media: MediaType) -> Response {
+        let (mut response, name, value) = match self {
+            Refusal::RateLimited(wait) => {
+                let message = "too many requests; retry after the seconds Retry-After gives";
+                let status = StatusCode::TOO_MANY_REQUESTS;
+                let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+                let response = graphql_error(status, media, "RATE_LIMITED", message);
+                (response, header::RETRY_AFTER, HeaderValue::from(seconds))
+            }
+            Refusal::Unauthenticated(error) => {
+                let status = StatusCode::UNAUTHORIZED;
+                let response = graphql_error(status, media, error.code, &error.message);
+                (response, header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            }
+        };
+        response.headers_mut().insert(name, value);
+        response
+    }
+}
+
+/// The caller its `Authorization` header names, if it may go on: a
+/// header that does not verify is refused (401) whatever the operation,
+/// and a caller over its rate (by `sub`, else by address; checked first,
+/// so failed tokens count too) is refused (429).
+fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller, Refusal> {
+    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let authenticated = state.services.authenticate(authorization);
+    if let Some(limiter) = &state.limiter {
+        let key = match &authenticated {
+            Ok(Caller { sub: Some(sub), .. }) => CallerKey::Subject(sub.clone()),
+            _ => CallerKey::Address(client.map_or([0, 0, 0, 0].into(), |c| c.0.0.ip())),
+        };
+        limiter.check(key).map_err(Refusal::RateLimited)?;
+    }
+    authenticated.map_err(|e| Refusal::Unauthenticated(e.into()))
+}
+
+/// Runs `request` as `caller`.
 async fn execute(
     state: &AppState,
-    headers: &HeaderMap,
+    caller: Caller,
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
-    let caller = match state.services.authenticate(authorization) {
-        Ok(caller) => caller,
-        Err(e) => {
-            let error = ApiError::from(e);
-            let body = serde_json::json!({ "errors": [{ "message": error.message, "extensions": { "code": error.code } }] });
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                [(header::CONTENT_TYPE, media.as_str())],
-                body.to_string(),
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-            return response;
-        }
-    };
     let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use entity::{command_log, events, snapshots};
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, SelectStatement};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -216,15 +216,23 @@ impl EventStore for SeaEventStore {
     }
 
     async fn count_after(&self, after: Position, cap: u64) -> Result<u64, StoreError> {
-        let ids: Vec<i64> = events::Entity::find()
+        // Counted in the database over at most `cap` index entries: the
+        // cost is bounded however far behind `after` is.
+        let capped = events::Entity::find()
             .select_only()
             .column(events::Column::Position)
             .filter(after_condition(after))
             .limit(cap)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(StoreError::backend)?;
-        Ok(ids.len() as u64)
+            .into_query();
+        let count = SelectStatement::new()
+            .expr(Expr::cust("COUNT(*) AS pending"))
+            .from_subquery(capped, "capped")
+            .to_owned();
+        let row = self.db.query_one(&count).await.map_err(StoreError::backend)?;
+        let pending = match row {
+            Some(row) => row.try_get::<i64>("", "pending").map_err(StoreError::backend)?,
+            None => 0,
+        };
+        Ok(pending as u64)
     }
 }

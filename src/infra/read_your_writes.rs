@@ -1,53 +1,116 @@
 //! `minPosition`: a query waits, bounded, until the projections it reads
 //! have applied the event at the given position.
+//!
+//! Waiting costs no polling. Waiters park on the process's
+//! [`ProgressBoard`], which hears of every checkpoint commit: from the
+//! appliers of this process, and from projectors elsewhere through the
+//! Redis progress channel. One shared refresh per process reads the stored
+//! checkpoints: at start, after the progress subscription is (re)made
+//! (announcements were missed meanwhile), and, while anyone waits, every
+//! [`ReadYourWrites::refresh_every`], as a safety net for lost
+//! announcements and for writers that announce nothing (an operator's
+//! rebuild). However many requests wait, the database sees that one reader.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use entity::projection_checkpoints;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-use super::projection_runtime::ProjectionMonitor;
+use super::projection_runtime::ProgressBoard;
 use super::redis::RedisSettings;
 use super::redis::progress::RedisProgress;
 use crate::es::envelope::Position;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WaitError {
     #[error("projection did not reach the requested position within {0:?}")]
     Timeout(Duration),
-    #[error(transparent)]
-    Db(#[from] sea_orm::DbErr),
 }
 
 pub struct ReadYourWrites {
     pub read_db: DatabaseConnection,
-    pub monitor: Arc<ProjectionMonitor>,
+    pub board: Arc<ProgressBoard>,
+    /// Longest a request waits, for all its `minPosition` fields together.
     pub timeout: Duration,
     /// With a partitioned transport every partition keeps its own
     /// checkpoint, and relay watermarks (recorded in Redis) make them
     /// comparable to any position.
     pub redis: Option<RedisProgress>,
+    /// Every projection's name (for the shared refresh).
+    pub projections: Vec<&'static str>,
+    /// How often the shared refresh runs while anyone waits: a safety net
+    /// where progress is announced (projectors in this process, or Redis),
+    /// the only way to learn of progress otherwise.
+    pub refresh_every: Duration,
+    /// Asks for a refresh now (the progress subscription was made again).
+    pub resync: Arc<Notify>,
+    /// Refreshes made, for `/metrics`.
+    pub refreshes: AtomicU64,
 }
 
 impl ReadYourWrites {
-    /// Returns once every named projection's checkpoint is at or past `position`.
-    pub async fn wait(&self, projections: &[&str], position: Position) -> Result<(), WaitError> {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        let mut progress = self.monitor.progress();
+    /// Resolves once every key of `projection` is at or past `position`,
+    /// or fails at `deadline`. Owns what it needs, so several fields of a
+    /// request can share it.
+    pub fn wait(
+        &self,
+        projection: &str,
+        position: Position,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), WaitError>> + Send + 'static {
+        let reached = self.board.reached(self.keys(projection), position);
+        let timeout = self.timeout;
+        async move {
+            tokio::time::timeout_at(deadline, reached)
+                .await
+                .map_err(|_| WaitError::Timeout(timeout))
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.board.waiting()
+    }
+
+    /// Keeps the board current (see the module's documentation) until
+    /// `shutdown`.
+    pub async fn follow(&self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut due = true;
         loop {
-            if self.reached(projections, position).await? {
-                return Ok(());
+            if due && let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "cannot read the checkpoints for minPosition waits");
             }
-            // Projectors in this process signal progress; those elsewhere
-            // are seen by polling.
-            let tick = tokio::time::sleep(Duration::from_millis(10));
             tokio::select! {
-                _ = progress.changed() => {}
-                _ = tick => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(WaitError::Timeout(self.timeout)),
+                _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => return Ok(()),
+                _ = self.resync.notified() => due = true,
+                _ = tokio::time::sleep(self.refresh_every) => due = self.waiting() > 0,
             }
         }
+    }
+
+    /// Posts every stored checkpoint to the board: one query, and one MGET
+    /// of the delivered positions in Redis.
+    pub async fn refresh(&self) -> Result<(), sea_orm::DbErr> {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        for row in projection_checkpoints::Entity::find().all(&self.read_db).await? {
+            self.board.advance(&row.name, Position { tx: row.tx_id, pos: row.position });
+        }
+        if let Some(r) = &self.redis {
+            let keys: Vec<String> = self.projections.iter().flat_map(|p| self.keys(p)).collect();
+            let progress: Vec<String> =
+                self.projections.iter().flat_map(|p| progress_keys(&r.settings, p)).collect();
+            for (key, delivered) in keys.iter().zip(r.get(&progress).await) {
+                if let Some(position) = delivered {
+                    self.board.advance(key, position);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The checkpoint keys of one projection.
@@ -60,7 +123,8 @@ impl ReadYourWrites {
         }
     }
 
-    /// How far a projection has applied everything: the lowest of its keys.
+    /// How far a projection has applied everything: the lowest of its keys,
+    /// as stored (read now, for reports).
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, sea_orm::DbErr> {
         let keys = self.keys(projection);
         let rows = projection_checkpoints::Entity::find()
@@ -68,12 +132,7 @@ impl ReadYourWrites {
             .all(&self.read_db)
             .await?;
         let delivered = match &self.redis {
-            Some(r) => {
-                let progress: Vec<String> = (0..r.settings.partitions)
-                    .map(|p| r.settings.progress_key(projection, p))
-                    .collect();
-                r.get(&progress).await
-            }
+            Some(r) => r.get(&progress_keys(&r.settings, projection)).await,
             None => vec![None; keys.len()],
         };
         let at = |(key, delivered): (&String, &Option<Position>)| {
@@ -86,17 +145,9 @@ impl ReadYourWrites {
         };
         Ok(keys.iter().zip(delivered.iter()).map(at).min().unwrap_or_default())
     }
+}
 
-    async fn reached(
-        &self,
-        projections: &[&str],
-        position: Position,
-    ) -> Result<bool, sea_orm::DbErr> {
-        for projection in projections {
-            if self.checkpoint(projection).await? < position {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
+/// The Redis keys of a projection's delivered positions, one per partition.
+fn progress_keys(settings: &RedisSettings, projection: &str) -> Vec<String> {
+    (0..settings.partitions).map(|p| settings.progress_key(projection, p)).collect()
 }

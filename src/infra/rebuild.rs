@@ -185,8 +185,8 @@ impl Rebuild {
         txn.execute_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             format!(
-                "INSERT INTO public.dead_letters (projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at) \
-                 SELECT projection, position, event_id, stream_type, stream_id, event_type, error, attempts, parked_at \
+                "INSERT INTO public.dead_letters (projection, position, event_id, stream_type, stream_id, event_type, error, error_kind, error_reference, attempts, parked_at) \
+                 SELECT projection, position, event_id, stream_type, stream_id, event_type, error, error_kind, error_reference, attempts, parked_at \
                  FROM {}.dead_letters WHERE projection = $1",
                 schemas.shadow
             ),

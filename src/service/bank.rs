@@ -9,7 +9,7 @@ use futures::Stream;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Caller, CommandOptions, Outcome, ServiceError, Services, new_stream_id};
+use super::{Caller, CommandOptions, MinPosition, Outcome, ServiceError, Services, new_stream_id};
 use crate::domain::bank::{BankAccount, BankCommand};
 use crate::domain::customer::Customer;
 use crate::domain::money::Money;
@@ -127,7 +127,7 @@ impl Services {
         &self,
         caller: &Caller,
         id: Uuid,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Option<AccountSummary>, ServiceError> {
         caller.require_signed_in()?;
         self.wait_for(&[account_summary::NAME], min_position).await?;
@@ -141,7 +141,7 @@ impl Services {
         caller: &Caller,
         after: Option<Uuid>,
         limit: u64,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<AccountSummary>, ServiceError> {
         caller.require_signed_in()?;
         self.wait_for(&[account_summary::NAME], min_position).await?;
@@ -157,7 +157,7 @@ impl Services {
         caller: &Caller,
         id: Uuid,
         at: DateTime<Utc>,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Option<Decimal>, ServiceError> {
         caller.require_signed_in()?;
         self.wait_for(&[balance_history::NAME], min_position).await?;

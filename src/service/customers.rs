@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use super::{Caller, CommandOptions, Outcome, ServiceError, Services, new_stream_id};
+use super::{Caller, CommandOptions, MinPosition, Outcome, ServiceError, Services, new_stream_id};
 use crate::domain::customer::{Customer, CustomerCommand};
 use crate::read_models::Page;
 use crate::read_models::customers::{self, query::CustomerSummary};
@@ -69,7 +69,7 @@ impl Services {
         &self,
         caller: &Caller,
         id: Uuid,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Option<CustomerSummary>, ServiceError> {
         caller.require_signed_in()?;
         if !caller.may_see(Some(id)) {
@@ -86,7 +86,7 @@ impl Services {
         caller: &Caller,
         after: Option<Uuid>,
         limit: u64,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<CustomerSummary>, ServiceError> {
         caller.require_signed_in()?;
         self.wait_for(&[customers::NAME], min_position).await?;

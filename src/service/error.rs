@@ -97,7 +97,6 @@ impl From<WaitError> for ServiceError {
     fn from(err: WaitError) -> Self {
         match err {
             WaitError::Timeout(after) => ServiceError::Timeout(after),
-            WaitError::Db(e) => e.into(),
         }
     }
 }

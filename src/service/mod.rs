@@ -29,7 +29,8 @@ mod products;
 mod reads;
 
 pub use crate::es::store::Outcome;
-pub use crate::infra::projection_runtime::dead_letters::Retried as RetryReport;
+pub use crate::infra::projection_runtime::dead_letters::{DeadLetter, Retried as RetryReport};
+pub use crate::infra::projection_runtime::{Failure, FailureKind};
 pub use crate::read_models::Page;
 pub use crate::read_models::account_summary::query::AccountSummary;
 pub use crate::read_models::audit_log::query::LoggedEvent;
@@ -42,8 +43,9 @@ pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{HealthProbes, ProjectionReport, ReadinessReport, RebuildSource};
+pub use ops::{HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, WaitStats};
 pub use orders::OrderLineRequest;
+pub use reads::{MinPosition, RequestWaits};
 
 /// Everything the services need, shared behind an `Arc`.
 pub struct Services {

@@ -3,11 +3,12 @@
 //! audit log, and readiness.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::{Caller, ServiceError, Services};
+use super::{Caller, MinPosition, ServiceError, Services};
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::infra::event_store::SeaEventStore;
@@ -19,8 +20,10 @@ use crate::infra::supervisor::TaskBoard;
 use crate::read_models::Page;
 use crate::read_models::audit_log::{self, query::LoggedEvent};
 
-/// Lag is counted up to this many events.
-const LAG_CAP: u64 = 1_000_000;
+/// Lag is counted up to this many events: enough to tell "catching up"
+/// from "far behind", and counting it stays a bounded index scan however
+/// far behind a projector is.
+pub const LAG_CAP: u64 = 10_000;
 
 /// How far one projection is.
 pub struct ProjectionReport {
@@ -31,7 +34,17 @@ pub struct ProjectionReport {
     /// Its runner's state when it runs in this process; `None` when it runs
     /// elsewhere.
     pub state: Option<RunState>,
-    pub dead_letters: Vec<DeadLetter>,
+    /// Events parked (or waiting behind one); see [`Services::dead_letters`].
+    pub dead_letters: u64,
+}
+
+/// Read-your-writes in this process, for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitStats {
+    /// Requests waiting for `minPosition` now.
+    pub waiting: usize,
+    /// Reads of the stored checkpoints made on behalf of all waiters.
+    pub refreshes: u64,
 }
 
 /// The databases a rebuild works on.
@@ -99,13 +112,15 @@ impl Services {
         })
     }
 
-    /// Progress of every projection: checkpoint, lag and parked events.
+    /// Progress of every projection: checkpoint, lag and the number of
+    /// parked events. A few bounded queries per projection, however far
+    /// behind it is and however many events it parked.
     pub async fn projection_reports(&self) -> Result<Vec<ProjectionReport>, ServiceError> {
         let mut reports = Vec::with_capacity(self.projections.len());
         for name in self.projections.iter().map(|p| p.name()) {
             let checkpoint = self.read_your_writes.checkpoint(name).await?;
             let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
-            let dead_letters = dead_letters::list(&self.read_db, name).await?;
+            let dead_letters = dead_letters::count(&self.read_db, name).await?;
             let state = self.monitor.state(name);
             reports.push(ProjectionReport { name, checkpoint, lag, state, dead_letters });
         }
@@ -121,6 +136,20 @@ impl Services {
         self.projection_reports().await
     }
 
+    /// A page of the events projection `name` parked, oldest first, after
+    /// position `after` (admins).
+    pub async fn dead_letters(
+        &self,
+        caller: &Caller,
+        name: &str,
+        after: Option<i64>,
+        limit: u64,
+    ) -> Result<Page<DeadLetter>, ServiceError> {
+        caller.require_admin()?;
+        let (items, has_next) = dead_letters::page(&self.read_db, name, after, limit).await?;
+        Ok(Page { items, has_next })
+    }
+
     /// The history of one stream, oldest first, after version `after_version`
     /// (admins).
     pub async fn stream_events(
@@ -130,7 +159,7 @@ impl Services {
         stream_id: Uuid,
         after_version: i64,
         limit: u64,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<LoggedEvent>, ServiceError> {
         caller.require_admin()?;
         self.wait_for(&[audit_log::NAME], min_position).await?;
@@ -142,6 +171,13 @@ impl Services {
             limit,
         );
         Ok(page.await?)
+    }
+
+    /// Read-your-writes in this process: requests waiting, and the shared
+    /// reads of the stored checkpoints made for them.
+    pub fn wait_stats(&self) -> WaitStats {
+        let rw = &self.read_your_writes;
+        WaitStats { waiting: rw.waiting(), refreshes: rw.refreshes.load(Ordering::Relaxed) }
     }
 
     /// Whether this process can do its work now, and if not, why. Every

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use futures::Stream;
 use uuid::Uuid;
 
-use super::{Caller, CommandOptions, Outcome, ServiceError, Services, new_stream_id, quantity};
+use super::{
+    Caller, CommandOptions, MinPosition, Outcome, ServiceError, Services, new_stream_id, quantity,
+};
 use crate::commands::fulfilment::{create_shipment, issue_invoice};
 use crate::commands::orders::{self, CreateOrder};
 use crate::domain::order::{Order, OrderCommand};
@@ -136,7 +138,7 @@ impl Services {
         &self,
         caller: &Caller,
         id: Uuid,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Option<OrderDetails>, ServiceError> {
         caller.require_signed_in()?;
         self.wait_for(&[orders_with_details::NAME], min_position).await?;
@@ -151,7 +153,7 @@ impl Services {
         after: Option<Uuid>,
         limit: u64,
         filter: OrderFilter,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<OrderDetails>, ServiceError> {
         caller.require_signed_in()?;
         // A customer's list is always its own.

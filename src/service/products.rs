@@ -6,7 +6,9 @@ use futures::Stream;
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use super::{Caller, CommandOptions, Outcome, ServiceError, Services, new_stream_id, quantity};
+use super::{
+    Caller, CommandOptions, MinPosition, Outcome, ServiceError, Services, new_stream_id, quantity,
+};
 use crate::domain::money::Money;
 use crate::domain::product::{Product, ProductCommand};
 use crate::read_models::product_stock::{self, query::ProductStock};
@@ -69,7 +71,7 @@ impl Services {
     pub async fn product(
         &self,
         id: Uuid,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Option<ProductStock>, ServiceError> {
         self.wait_for(&[product_stock::NAME], min_position).await?;
         Ok(product_stock::query::find(&self.read_db, id).await?)
@@ -80,7 +82,7 @@ impl Services {
         &self,
         after: Option<Uuid>,
         limit: u64,
-        min_position: Option<&str>,
+        min_position: MinPosition<'_>,
     ) -> Result<Page<ProductStock>, ServiceError> {
         self.wait_for(&[product_stock::NAME], min_position).await?;
         Ok(product_stock::query::page(&self.read_db, after, limit).await?)

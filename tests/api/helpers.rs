@@ -42,6 +42,8 @@ pub(crate) enum Store {
 
 pub(crate) struct TestApp {
     pub(crate) addr: std::net::SocketAddr,
+    /// Where `/metrics` is served without authentication, if configured.
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
     pub(crate) client: reqwest::Client,
     /// Direct connection for assertions on the stored events.
     pub(crate) db: DatabaseConnection,
@@ -151,9 +153,11 @@ async fn spawn(url: String, store: Store, adjust: impl FnOnce(&mut Config)) -> T
     let redis = config.redis();
     let running = app::start(config).await.expect("app starts");
     let addr = running.addr.expect("api role listens");
+    let metrics_addr = running.metrics_addr;
     let db = eventfold::infra::db::connect(&url, 4).await.expect("test connection");
     TestApp {
         addr,
+        metrics_addr,
         client: reqwest::Client::new(),
         db,
         database_url: url,

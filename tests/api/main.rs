@@ -11,6 +11,7 @@ mod event_store;
 mod helpers;
 mod http;
 mod integrity;
+mod limits;
 mod load;
 mod process;
 mod rebuild;

@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoint, save_checkpoint};
 use super::errors::is_transient;
+use super::failure::{Failure, FailureKind, WAITING};
 use super::monitor::{ProjectionMonitor, ProjectionStatus};
 use crate::es::changes::{Change, ChangeBus};
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
@@ -166,6 +167,7 @@ impl Applier {
             match self.apply_once(claim, events, watermark).await {
                 Ok((checkpoint, changes)) => {
                     self.recovered(failures);
+                    self.monitor.progress.committed(&claim.key, checkpoint);
                     self.committed(changes);
                     return Ok(Ok(checkpoint));
                 }
@@ -182,16 +184,14 @@ impl Applier {
         }
     }
 
+    /// Announces the rows a commit changed.
     pub(super) fn committed(&self, changes: Vec<Change>) {
-        self.monitor.advanced();
         self.changes.publish(changes);
     }
 
     /// Reports a transient failure and waits before the next attempt.
     async fn transient(&self, error: &ProjectionError, failures: u32) {
-        let name = self.name();
-        tracing::warn!(projection = name, error = %error, failures, "transient failure; retrying");
-        self.monitor.transient_failure(name, error.to_string());
+        self.monitor.transient_failure(self.name(), error, failures);
         let backoff = Duration::from_millis(50u64 << failures.min(10));
         tokio::time::sleep(backoff.min(self.settings.max_backoff)).await;
     }
@@ -223,8 +223,7 @@ impl Applier {
                 changes.extend(self.projection.apply_batch(&txn, &ready).await?);
             }
             for event in waiting {
-                let reason = "waits behind an earlier parked event of its stream";
-                park_row(&txn, self.name(), event, reason, 0).await?;
+                park_row(&txn, self.name(), event, &Failure::waiting(), WAITING, 0).await?;
             }
             reached = reached.max(fresh.iter().map(|e| e.position).max().unwrap_or_default());
         }
@@ -268,13 +267,14 @@ impl Applier {
         attempts: u32,
     ) -> Result<Position, ApplyError> {
         let name = self.name();
-        tracing::error!(projection = name, position = %event.position, event_type = %event.event_type, stream = %event.stream.stream_id, error = %error, "event parked as dead letter; its stream waits");
+        let failure = Failure::new(FailureKind::of(error), error);
+        tracing::error!(projection = name, reference = ?failure.reference, position = %event.position, event_type = %event.event_type, stream = %event.stream.stream_id, error = %error, "event parked as dead letter; its stream waits");
         let mut failures = 0;
         loop {
-            match self.park_once(claim, event, error, attempts).await {
+            match self.park_once(claim, event, &failure, error, attempts).await {
                 Ok(checkpoint) => {
-                    self.monitor.set(name, ProjectionStatus::Running, Some(error.to_string()));
-                    self.committed(vec![]);
+                    self.monitor.set(name, ProjectionStatus::Running, Some(failure));
+                    self.monitor.progress.committed(&claim.key, checkpoint);
                     return Ok(checkpoint);
                 }
                 Err(Attempt::Fenced(f)) => return Err(f.into()),
@@ -291,13 +291,15 @@ impl Applier {
         &self,
         claim: &Claim,
         event: &RecordedEvent,
+        failure: &Failure,
         error: &ProjectionError,
         attempts: u32,
     ) -> Result<Position, Attempt> {
         let txn = self.read_db.begin().await?;
         let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
         if event.position > checkpoint {
-            park_row(&txn, self.name(), event, &error.to_string(), attempts as i32).await?;
+            let detail = error.to_string();
+            park_row(&txn, self.name(), event, failure, &detail, attempts as i32).await?;
             save_checkpoint(&txn, claim, event.position).await?;
         }
         txn.commit().await?;
@@ -327,12 +329,14 @@ async fn parked_streams(
     Ok(rows.into_iter().map(|(t, id)| StreamKey::new(&t, id)).collect())
 }
 
-/// Records `event` as parked for `projection` with `error`.
+/// Records `event` as parked for `projection` with `failure`, and the
+/// error's full text (`detail`, for operators; never shown by the API).
 pub(super) async fn park_row(
     txn: &DatabaseTransaction,
     projection: &str,
     event: &RecordedEvent,
-    error: &str,
+    failure: &Failure,
+    detail: &str,
     attempts: i32,
 ) -> Result<(), sea_orm::DbErr> {
     dead_letters::Entity::insert(dead_letters::ActiveModel {
@@ -343,13 +347,20 @@ pub(super) async fn park_row(
         stream_type: Set(event.stream.stream_type.clone()),
         stream_id: Set(event.stream.stream_id),
         event_type: Set(event.event_type.clone()),
-        error: Set(error.to_owned()),
+        error: Set(detail.to_owned()),
+        error_kind: Set(failure.kind.as_str().to_owned()),
+        error_reference: Set(failure.reference),
         attempts: Set(attempts),
         parked_at: Set(Utc::now()),
     })
     .on_conflict(
         OnConflict::columns([dead_letters::Column::Projection, dead_letters::Column::EventId])
-            .update_columns([dead_letters::Column::Error, dead_letters::Column::Attempts])
+            .update_columns([
+                dead_letters::Column::Error,
+                dead_letters::Column::ErrorKind,
+                dead_letters::Column::ErrorReference,
+                dead_letters::Column::Attempts,
+            ])
             .to_owned(),
     )
     .exec_without_returning(txn)

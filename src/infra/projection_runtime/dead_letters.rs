@@ -1,22 +1,24 @@
-//! Parked events: listing them, and applying them again once their cause
-//! is fixed, each stream's in order.
+//! Parked events: listing them a page at a time, and applying them again
+//! once their cause is fixed, each stream's in order.
 
 use chrono::{DateTime, Utc};
 use entity::dead_letters;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait,
-    QueryFilter, QueryOrder, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::applier::Applier;
 use super::checkpoint::lock_all;
 use super::errors::is_transient;
+use super::failure::{Failure, FailureKind};
 use crate::es::changes::Change;
 use crate::es::envelope::StreamKey;
 use crate::es::store::EventStore;
 
-/// An event a projection gave up on, with the error it kept failing with.
+/// An event a projection gave up on, with what it kept failing with (as it
+/// may be shown: the error's text stays in the table and the log).
 #[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub position: i64,
@@ -24,7 +26,7 @@ pub struct DeadLetter {
     pub stream_type: String,
     pub stream_id: Uuid,
     pub event_type: String,
-    pub error: String,
+    pub failure: Failure,
     pub attempts: i32,
     pub parked_at: DateTime<Utc>,
 }
@@ -37,7 +39,11 @@ impl From<dead_letters::Model> for DeadLetter {
             stream_type: d.stream_type,
             stream_id: d.stream_id,
             event_type: d.event_type,
-            error: d.error,
+            failure: Failure::stored(
+                FailureKind::parse(&d.error_kind),
+                d.error_reference,
+                &d.error,
+            ),
             attempts: d.attempts,
             parked_at: d.parked_at,
         }
@@ -55,12 +61,33 @@ async fn parked(
         .await
 }
 
-/// The parked events of `projection`, oldest first.
-pub async fn list(
+/// Up to `limit` parked events of `projection` after position `after`,
+/// oldest first, and whether more follow.
+pub async fn page(
     db: &DatabaseConnection,
     projection: &str,
-) -> Result<Vec<DeadLetter>, sea_orm::DbErr> {
-    Ok(parked(db, projection).await?.into_iter().map(DeadLetter::from).collect())
+    after: Option<i64>,
+    limit: u64,
+) -> Result<(Vec<DeadLetter>, bool), sea_orm::DbErr> {
+    let mut query = dead_letters::Entity::find()
+        .filter(dead_letters::Column::Projection.eq(projection))
+        .order_by_asc(dead_letters::Column::Position)
+        .limit(limit + 1);
+    if let Some(after) = after {
+        query = query.filter(dead_letters::Column::Position.gt(after));
+    }
+    let mut rows = query.all(db).await?;
+    let more = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows.into_iter().map(DeadLetter::from).collect(), more))
+}
+
+/// How many events of `projection` are parked.
+pub async fn count(db: &DatabaseConnection, projection: &str) -> Result<u64, sea_orm::DbErr> {
+    dead_letters::Entity::find()
+        .filter(dead_letters::Column::Projection.eq(projection))
+        .count(db)
+        .await
 }
 
 /// What a retry of parked events did.
@@ -142,9 +169,13 @@ impl Applier {
                 }
                 Err(e) => {
                     attempt.rollback().await?;
+                    let failure = Failure::new(FailureKind::of(&e), &e);
+                    tracing::error!(projection = self.name(), reference = ?failure.reference, event = %letter.event_id, error = %e, "parked event failed again");
                     let attempts = letter.attempts + 1;
                     let mut active: dead_letters::ActiveModel = letter.into();
                     active.error = Set(e.to_string());
+                    active.error_kind = Set(failure.kind.as_str().to_owned());
+                    active.error_reference = Set(failure.reference);
                     active.attempts = Set(attempts);
                     active.update(&txn).await?;
                     retried.failed += 1;

@@ -38,8 +38,7 @@ impl InProcessRunner {
                     self.applier.settings.poll_interval
                 }
                 Err(e) => {
-                    tracing::error!(projection = name, error = %format!("{e:#}"), "projection stalled; retrying");
-                    monitor.set(name, ProjectionStatus::Failing, Some(e.to_string()));
+                    monitor.runner_failed(name, &format!("{e:#}"));
                     checkpoint = None;
                     Duration::from_millis(500)
                 }

@@ -9,20 +9,25 @@
 //! - [`PartitionedRunner`]: the production transport; Redis consumer groups,
 //!   one lease per partition.
 //! - [`ProjectionMonitor`]: the live [`ProjectionStatus`] of each projection
-//!   running in this process, and the progress signal read-your-writes waits on.
+//!   running in this process (its last [`Failure`] as it may be shown), and
+//!   the [`ProgressBoard`] read-your-writes waits on.
 //! - [`checkpoint`] and [`dead_letters`]: the runtime's own tables.
 
 mod applier;
 pub mod checkpoint;
 pub mod dead_letters;
 mod errors;
+mod failure;
 mod in_process;
 mod monitor;
 mod partitioned;
+mod progress;
 
 pub use applier::{Applier, ApplyError, RuntimeSettings};
 pub use checkpoint::{Claim, Fenced};
 pub use errors::is_transient;
+pub use failure::{Failure, FailureKind};
 pub use in_process::InProcessRunner;
 pub use monitor::{ProjectionMonitor, ProjectionStatus, RunState};
 pub use partitioned::PartitionedRunner;
+pub use progress::ProgressBoard;

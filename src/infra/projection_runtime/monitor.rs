@@ -1,12 +1,13 @@
-//! What the runners of this process report about their projections, and a
-//! signal that fires after every checkpoint commit (read-your-writes waits
+//! What the runners of this process report about their projections, and
+//! the board their checkpoint commits are posted to (read-your-writes waits
 //! on it instead of polling).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use super::failure::{Failure, FailureKind};
+use super::progress::ProgressBoard;
 
 /// How a projection runner in this process is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +41,17 @@ impl fmt::Display for ProjectionStatus {
 #[derive(Default)]
 pub struct ProjectionMonitor {
     states: Mutex<HashMap<&'static str, RunState>>,
-    /// Bumped after every checkpoint commit, for read-your-writes waiters.
-    progress: watch::Sender<u64>,
+    /// Every checkpoint commit of this process is posted here, for
+    /// read-your-writes waiters (and other processes).
+    pub progress: Arc<ProgressBoard>,
 }
 
 #[derive(Debug, Clone)]
 pub struct RunState {
     pub status: ProjectionStatus,
-    /// The last failure seen, kept after recovery so an operator can read it.
-    pub last_error: Option<String>,
+    /// The last failure seen, kept after recovery so an operator can read
+    /// it (its detail is in the log, under its reference).
+    pub last_error: Option<Failure>,
     /// Attempts that failed transiently and were retried, since start.
     pub transient_failures: u64,
     /// Transport entries ignored because they could not be trusted
@@ -69,7 +72,7 @@ impl RunState {
 
 impl ProjectionMonitor {
     /// Records `status`; `last_error` replaces the previous one when given.
-    pub fn set(&self, name: &'static str, status: ProjectionStatus, last_error: Option<String>) {
+    pub fn set(&self, name: &'static str, status: ProjectionStatus, last_error: Option<Failure>) {
         self.update(name, |entry| {
             entry.status = status;
             if last_error.is_some() {
@@ -78,22 +81,34 @@ impl ProjectionMonitor {
         });
     }
 
-    /// Records an attempt that failed transiently: the projection is
-    /// `FAILING` until an attempt succeeds.
-    pub fn transient_failure(&self, name: &'static str, error: String) {
+    /// Logs an attempt that failed transiently (the `failures`th in a row)
+    /// and records it: the projection is `FAILING` until an attempt succeeds.
+    pub fn transient_failure(&self, name: &'static str, error: &dyn fmt::Display, failures: u32) {
+        let failure = Failure::new(FailureKind::Transient, error);
+        tracing::warn!(projection = name, reference = ?failure.reference, error = %error, failures, "transient failure; retrying");
         self.update(name, |entry| {
             entry.status = ProjectionStatus::Failing;
-            entry.last_error = Some(error);
+            entry.last_error = Some(failure);
             entry.transient_failures += 1;
         });
     }
 
-    /// Records a transport entry that was ignored, and why.
+    /// Logs a transport entry that was ignored, and why, and records it.
     pub fn rejected_entry(&self, name: &'static str, reason: String) {
+        let failure = Failure::new(FailureKind::Untrusted, &reason);
+        tracing::error!(projection = name, reference = ?failure.reference, "{reason}");
         self.update(name, |entry| {
-            entry.last_error = Some(reason);
+            entry.last_error = Some(failure);
             entry.rejected_entries += 1;
         });
+    }
+
+    /// Logs a failure of a runner (it restarts) and records the projection
+    /// as `FAILING`.
+    pub fn runner_failed(&self, name: &'static str, error: &dyn fmt::Display) {
+        let failure = Failure::new(FailureKind::Runner, error);
+        tracing::error!(projection = name, reference = ?failure.reference, error = %error, "projection runner failed; restarting");
+        self.set(name, ProjectionStatus::Failing, Some(failure));
     }
 
     fn update(&self, name: &'static str, change: impl FnOnce(&mut RunState)) {
@@ -104,14 +119,5 @@ impl ProjectionMonitor {
     /// The state of `name`, or `None` when it does not run in this process.
     pub fn state(&self, name: &str) -> Option<RunState> {
         self.states.lock().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    pub fn progress(&self) -> watch::Receiver<u64> {
-        self.progress.subscribe()
-    }
-
-    /// Signals that some checkpoint moved.
-    pub(super) fn advanced(&self) {
-        self.progress.send_modify(|n| *n += 1);
     }
 }

@@ -191,12 +191,8 @@ impl PartitionedRunner {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(projection = self.name(), partition, error = %format!("{e:#}"), "partition consumer failed; restarting");
-                    self.applier.monitor.set(
-                        self.name(),
-                        ProjectionStatus::Failing,
-                        Some(e.to_string()),
-                    );
+                    let error = format!("partition {partition}: {e:#}");
+                    self.applier.monitor.runner_failed(self.name(), &error);
                     tokio::select! {
                         _ = stop.changed() => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -346,6 +342,7 @@ impl PartitionedRunner {
         if let Some(w) = batch.watermark {
             // Everything up to `w` in this partition is applied now.
             record(&mut part.conn, &part.progress_key, w).await?;
+            self.applier.monitor.progress.committed(&part.claim.key, w);
             if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
                 self.applier.apply(&part.claim, &[], Some(w)).await?;
                 *persisted = Instant::now();
@@ -411,7 +408,6 @@ impl PartitionedRunner {
         }
         for reason in rejected {
             let reason = format!("ignored {reason} in {}; re-reading the event store", part.stream);
-            tracing::error!(projection = self.name(), "{reason}");
             self.applier.monitor.rejected_entry(self.name(), reason);
             batch.doubt = true;
         }

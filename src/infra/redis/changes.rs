@@ -3,11 +3,10 @@
 //! subscribers, which reload the rows from the read tables.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{broadcast, watch};
 
+use super::pubsub;
 use crate::es::changes::{Change, ChangeBus};
 
 pub struct RedisChangeBus {
@@ -23,83 +22,29 @@ impl RedisChangeBus {
         shutdown: watch::Receiver<bool>,
     ) -> Arc<Self> {
         let (local, _) = broadcast::channel(4096);
-        let (outbox, mut pending) = tokio::sync::mpsc::unbounded_channel::<Vec<Change>>();
-        let publisher = {
-            let (client, channel, mut shutdown) =
-                (client.clone(), channel.clone(), shutdown.clone());
-            async move {
-                let mut conn = None;
-                loop {
-                    let batch = tokio::select! {
-                        b = pending.recv() => match b { Some(b) => b, None => return },
-                        _ = shutdown.changed() => return,
-                    };
-                    let Ok(message) = serde_json::to_string(&batch) else { continue };
-                    // Announcements are best effort: a lost one only delays a
-                    // push until the next change of that row.
-                    for _ in 0..3 {
-                        if conn.is_none() {
-                            conn = super::connection(&client).await.ok();
-                        }
-                        let Some(c) = conn.as_mut() else {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                            continue;
-                        };
-                        let sent: redis::RedisResult<i64> =
-                            redis::cmd("PUBLISH").arg(&channel).arg(&message).query_async(c).await;
-                        match sent {
-                            Ok(_) => break,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "change announcement failed");
-                                conn = None;
-                            }
-                        }
-                    }
+        let (outbox, pending) = tokio::sync::mpsc::unbounded_channel::<Vec<Change>>();
+        // Announcements are best effort: a lost one only delays a push until
+        // the next change of that row.
+        let encode = |batches: Vec<Vec<Change>>| {
+            serde_json::to_string(&batches.into_iter().flatten().collect::<Vec<_>>()).ok()
+        };
+        tokio::spawn(pubsub::publish_all(
+            client.clone(),
+            channel.clone(),
+            pending,
+            encode,
+            shutdown.clone(),
+        ));
+        let heard = local.clone();
+        let forward = move |payload: String| {
+            if let Ok(changes) = serde_json::from_str::<Vec<Change>>(&payload) {
+                for change in changes {
+                    let _ = heard.send(change);
                 }
             }
         };
-        tokio::spawn(publisher);
-        tokio::spawn(listen(client, channel, local.clone(), shutdown));
+        tokio::spawn(pubsub::follow(client, channel, shutdown, || {}, forward));
         Arc::new(RedisChangeBus { local, outbox })
-    }
-}
-
-async fn listen(
-    client: redis::Client,
-    channel: String,
-    local: broadcast::Sender<Change>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match subscribed.await {
-            Ok(pubsub) => {
-                let mut messages = pubsub.into_on_message();
-                loop {
-                    let message = tokio::select! {
-                        m = messages.next() => m,
-                        _ = shutdown.changed() => return,
-                    };
-                    let Some(message) = message else { break };
-                    let Ok(payload) = message.get_payload::<String>() else { continue };
-                    if let Ok(changes) = serde_json::from_str::<Vec<Change>>(&payload) {
-                        for change in changes {
-                            let _ = local.send(change);
-                        }
-                    }
-                }
-                tracing::warn!("change subscription lost; resubscribing");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot subscribe to changes; retrying"),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => return,
-        }
     }
 }
 

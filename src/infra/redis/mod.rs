@@ -8,6 +8,8 @@
 //!   in [`crate::infra::projection_runtime`].
 //! - [`lease`]: expiring ownership of a key.
 //! - [`changes`]: the change bus over pub/sub.
+//! - [`progress`]: delivered positions, and checkpoint commits announced
+//!   to every process (over [`pubsub`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 pub mod changes;
 pub mod lease;
 pub mod progress;
+pub mod pubsub;
 pub mod relay;
 
 /// Where and how events travel through Redis.
@@ -54,6 +57,11 @@ impl RedisSettings {
 
     pub fn changes_channel(&self) -> String {
         format!("{}:changes", self.prefix)
+    }
+
+    /// Where projectors announce their checkpoint commits.
+    pub fn progress_channel(&self) -> String {
+        format!("{}:progress", self.prefix)
     }
 
     pub fn lease_key(&self, what: &str) -> String {
