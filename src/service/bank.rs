@@ -34,6 +34,22 @@ fn not_found(id: Uuid) -> ServiceError {
 }
 
 impl Services {
+    /// Refuses a caller who may not act on account `id`: anonymous callers,
+    /// and customers other than its owner (as if it did not exist). Read
+    /// from the write side; an account's owner never changes, so the check
+    /// cannot go stale.
+    async fn ensure_account_access(&self, caller: &Caller, id: Uuid) -> Result<(), ServiceError> {
+        caller.require_signed_in()?;
+        if caller.is_staff() {
+            return Ok(());
+        }
+        let account = self.commands.load::<BankAccount>(id).await?;
+        if !account.state.opened || !caller.may_see(account.state.customer_id) {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
+
     /// Runs a command on an existing account the caller may act on.
     async fn account_command(
         &self,
@@ -42,14 +58,7 @@ impl Services {
         command: BankCommand,
         options: CommandOptions,
     ) -> Result<Outcome, ServiceError> {
-        caller.require_signed_in()?;
-        if !caller.is_staff() {
-            // An account's owner never changes, so this check cannot go stale.
-            let account = self.commands.load::<BankAccount>(id).await?;
-            if !account.state.opened || !caller.may_see(account.state.customer_id) {
-                return Err(not_found(id));
-            }
-        }
+        self.ensure_account_access(caller, id).await?;
         let ctx = options.context(caller)?;
         Ok(self.commands.execute::<BankAccount>(id, &command, &ctx).await?)
     }
@@ -181,13 +190,7 @@ impl Services {
         caller: Caller,
         id: Uuid,
     ) -> Result<impl Stream<Item = AccountSummary>, ServiceError> {
-        caller.require_signed_in()?;
-        if !caller.is_staff() {
-            let account = self.commands.load::<BankAccount>(id).await?;
-            if !account.state.opened || !caller.may_see(account.state.customer_id) {
-                return Err(not_found(id));
-            }
-        }
+        self.ensure_account_access(&caller, id).await?;
         Ok(self.changed_rows(ReadModel::Account, Some(id), |services, id| async move {
             account_summary::query::find(&services.read_db, id).await.ok().flatten()
         }))
