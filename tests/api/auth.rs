@@ -378,12 +378,22 @@ async fn a_customer_lists_and_opens_only_what_is_its_own() {
         "query($id: UUID!, $p: String) { account(id: $id, minPosition: $p) { customerId } }";
     let (_, res) = gql_as(&app, Some(&me), query, json!({ "id": id, "p": position })).await;
     assert_eq!(res.ok()["account"]["customerId"], fx.me.to_string());
+    // Each list waits until its read model has applied everything so far.
     for (query, list) in [
-        ("{ accounts(first: 100) { edges { node { customerId } } } }", "accounts"),
-        ("{ orders(first: 100) { edges { node { customer { id } } } } }", "orders"),
-        ("{ customers(first: 100) { edges { node { id } } } }", "customers"),
+        (
+            "query($p: String) { accounts(first: 100, minPosition: $p) { edges { node { customerId } } } }",
+            "accounts",
+        ),
+        (
+            "query($p: String) { orders(first: 100, minPosition: $p) { edges { node { customer { id } } } } }",
+            "orders",
+        ),
+        (
+            "query($p: String) { customers(first: 100, minPosition: $p) { edges { node { id } } } }",
+            "customers",
+        ),
     ] {
-        let (_, res) = gql_as(&app, Some(&me), query, json!({})).await;
+        let (_, res) = gql_as(&app, Some(&me), query, json!({ "p": position })).await;
         let edges = res.ok()[list]["edges"].as_array().unwrap().clone();
         assert!(!edges.is_empty(), "{list}: the customer's own rows are listed");
         for edge in edges {
