@@ -16,6 +16,8 @@ pub struct Model {
     pub payload: Json,
     pub metadata: Json,
     pub recorded_at: DateTimeUtc,
+    /// The event's `metadata.correlation_id`, indexed.
+    pub correlation_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

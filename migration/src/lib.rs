@@ -13,6 +13,7 @@ mod m20261126_000005_notify_on_append;
 mod m20261130_000001_fence_checkpoints;
 mod m20261130_000002_own_accounts;
 mod m20261201_000001_classify_dead_letters;
+mod m20261201_000002_add_audit_correlation;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_fence_checkpoints::Migration),
             Box::new(m20261130_000002_own_accounts::Migration),
             Box::new(m20261201_000001_classify_dead_letters::Migration),
+            Box::new(m20261201_000002_add_audit_correlation::Migration),
         ]
     }
 }

@@ -22,6 +22,7 @@ use crate::es::projector::Projection;
 use crate::es::store::EventStore;
 use crate::es::upcast::Upcasters;
 use crate::infra::db;
+use crate::infra::event_feed::{EventFeed, FeedSettings};
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::jwt::Jwt;
 use crate::infra::projection_runtime::{
@@ -183,6 +184,12 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         invoice_base_url: config.invoice_base_url.clone(),
         access,
         health,
+        feed: Arc::new(EventFeed::new(
+            write_db.clone(),
+            &config.database_url,
+            commits.clone(),
+            FeedSettings::default(),
+        )),
     });
     Ok(Built { services, write_db, commits, shutdown })
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
 use super::cache::AggregateCache;
-use super::envelope::{Actor, EventMetadata, NewEvent, Position, StreamKey};
+use super::envelope::{Actor, CorrelationId, EventMetadata, NewEvent, Position, StreamKey};
 use super::locks::StreamLocks;
 
 pub use super::store::Outcome;
@@ -25,7 +25,10 @@ pub struct CommandContext {
     pub command_id: Option<Uuid>,
     /// Client-pinned version: a mismatch is a conflict, never retried.
     pub expected_version: Option<i64>,
-    pub correlation_id: Option<Uuid>,
+    /// The business transaction the command belongs to; a new one when
+    /// `None`.
+    pub correlation_id: Option<CorrelationId>,
+    /// What caused the command (see [`EventMetadata::causation_id`]).
     pub causation_id: Option<Uuid>,
     pub actor: Option<Actor>,
 }
@@ -67,7 +70,7 @@ impl CommandContext {
     pub(crate) fn event_metadata(&self) -> EventMetadata {
         EventMetadata {
             command_id: self.command_id,
-            correlation_id: self.correlation_id.or(self.command_id).unwrap_or_else(Uuid::now_v7),
+            correlation_id: self.correlation_id.clone().unwrap_or_default(),
             causation_id: self.causation_id,
             actor: self.actor.clone(),
             partition_key: None,

@@ -73,12 +73,72 @@ impl StreamKey {
     }
 }
 
+/// The business transaction an event belongs to: every event a request
+/// caused, directly or through process managers, carries the same one.
+///
+/// A client may choose it (the `X-Correlation-Id` header), so it is text:
+/// 1 to [`CorrelationId::MAX_LEN`] printable ASCII characters, no spaces.
+/// Values read back from the store are taken as they were stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CorrelationId(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("a correlation id is 1 to 128 printable ASCII characters without spaces")]
+pub struct BadCorrelationId;
+
+impl CorrelationId {
+    pub const MAX_LEN: usize = 128;
+
+    /// A new correlation id (a UUIDv7).
+    pub fn new() -> Self {
+        CorrelationId(Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for CorrelationId {
+    fn default() -> Self {
+        CorrelationId::new()
+    }
+}
+
+impl From<Uuid> for CorrelationId {
+    fn from(id: Uuid) -> Self {
+        CorrelationId(id.to_string())
+    }
+}
+
+impl FromStr for CorrelationId {
+    type Err = BadCorrelationId;
+    fn from_str(s: &str) -> Result<Self, BadCorrelationId> {
+        let printable = s.bytes().all(|b| b.is_ascii_graphic());
+        if s.is_empty() || s.len() > Self::MAX_LEN || !printable {
+            return Err(BadCorrelationId);
+        }
+        Ok(CorrelationId(s.to_owned()))
+    }
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who and what caused an event: stored beside every payload.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventMetadata {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub command_id: Option<Uuid>,
-    pub correlation_id: Uuid,
+    /// Shared by every event of one business transaction.
+    pub correlation_id: CorrelationId,
+    /// What caused the command that recorded the event: the event a
+    /// process manager reacted to, or the client's `commandId` for a
+    /// command from the API (none when the client gave none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,6 +236,18 @@ mod tests {
         let json = serde_json::to_value(&new).unwrap();
         assert_eq!(json, serde_json::json!({ "role": "clerk", "sub": "bob" }));
         assert_eq!(serde_json::from_value::<Actor>(json).unwrap(), new);
+    }
+
+    #[test]
+    fn a_correlation_id_is_short_printable_text() {
+        assert!("req-42/abc".parse::<CorrelationId>().is_ok());
+        let too_long = "x".repeat(CorrelationId::MAX_LEN + 1);
+        for bad in ["", "a b", "tab\t", "é", too_long.as_str()] {
+            assert!(bad.parse::<CorrelationId>().is_err(), "{bad:?}");
+        }
+        let stored = serde_json::json!({ "correlation_id": "order-7" });
+        let metadata: EventMetadata = serde_json::from_value(stored).unwrap();
+        assert_eq!(metadata.correlation_id.as_str(), "order-7");
     }
 
     #[test]

@@ -103,7 +103,7 @@ impl AccountMutation {
             overdraft_limit: input.overdraft_limit.into(),
             customer_id: input.customer_id,
         };
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(services(ctx)?.open_account(caller(ctx)?, open, options).await)
     }
 
@@ -112,7 +112,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: DepositMoneyInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?
                 .deposit_money(caller(ctx)?, input.account_id, input.amount.into(), options)
@@ -125,7 +125,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: WithdrawMoneyInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?
                 .withdraw_money(caller(ctx)?, input.account_id, input.amount.into(), options)
@@ -138,7 +138,7 @@ impl AccountMutation {
         ctx: &Context<'_>,
         input: WriteCheckInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
             services

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::pagination::{bad_cursor, connection, page_size};
 use super::{ApiError, caller, read_after, services};
-use crate::service::LoggedEvent;
+use crate::service::{LoggedEvent, Position};
 
 /// One stored event, as recorded.
 #[derive(SimpleObject)]
@@ -22,11 +22,23 @@ pub struct AuditEvent {
     pub payload: Json<serde_json::Value>,
     pub metadata: Json<serde_json::Value>,
     pub recorded_at: DateTime<Utc>,
+    /// The business transaction the event belongs to: every event a
+    /// request caused, across streams and process managers, shares it.
+    /// Null for events recorded without one.
+    pub correlation_id: Option<String>,
+    /// What caused the command that recorded the event: the id of the
+    /// event a process manager reacted to, or the client's `commandId`
+    /// for a command from the API (null when it gave none).
+    pub causation_id: Option<String>,
 }
 
 impl From<LoggedEvent> for AuditEvent {
     fn from(e: LoggedEvent) -> Self {
+        let correlation_id = e.correlation_id().map(str::to_owned);
+        let causation_id = e.causation_id().map(str::to_owned);
         AuditEvent {
+            correlation_id,
+            causation_id,
             position: e.position.to_string(),
             event_id: e.event_id,
             stream_type: e.stream_type,
@@ -73,5 +85,34 @@ impl AuditQuery {
             .await
             .map_err(ApiError::from)?;
         Ok(connection(page, after.is_some(), |e| (e.version.to_string(), AuditEvent::from(e))))
+    }
+
+    /// Every event of one business transaction (see
+    /// `AuditEvent.correlationId`), across streams, in commit order;
+    /// cursors are positions. Admins only.
+    async fn events_by_correlation(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        first: Option<i32>,
+        after: Option<String>,
+        min_position: Option<String>,
+    ) -> Result<Connection<String, AuditEvent>> {
+        let limit = page_size(first)?;
+        let after_position = match &after {
+            Some(c) => Some(c.parse::<Position>().map_err(|_| bad_cursor())?),
+            None => None,
+        };
+        let page = services(ctx)?
+            .events_by_correlation(
+                caller(ctx)?,
+                &id,
+                after_position,
+                limit,
+                read_after(ctx, &min_position),
+            )
+            .await
+            .map_err(ApiError::from)?;
+        Ok(connection(page, after.is_some(), |e| (e.position.to_string(), AuditEvent::from(e))))
     }
 }

@@ -62,7 +62,7 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: RegisterCustomerInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?.register_customer(caller(ctx)?, input.name, input.email, options).await,
         )
@@ -73,7 +73,7 @@ impl CustomerMutation {
         ctx: &Context<'_>,
         input: ChangeCustomerEmailInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?
                 .change_customer_email(caller(ctx)?, input.customer_id, input.email, options)

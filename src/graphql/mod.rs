@@ -17,6 +17,7 @@ pub mod audit;
 pub mod customers;
 pub mod decimal;
 pub mod error;
+pub mod feed;
 pub mod limits;
 pub mod ops;
 pub mod order_commands;
@@ -33,6 +34,7 @@ use crate::service::{Caller, MinPosition, RequestWaits, Services};
 pub struct Query(
     accounts::AccountQuery,
     audit::AuditQuery,
+    feed::FeedQuery,
     ops::OpsQuery,
     customers::CustomerQuery,
     products::ProductQuery,
@@ -52,6 +54,7 @@ pub struct Subscription(
     accounts::AccountSubscription,
     orders::OrderSubscription,
     products::ProductSubscription,
+    feed::FeedSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

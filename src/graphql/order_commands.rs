@@ -77,7 +77,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CreateOrderInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         let lines: Vec<OrderLineRequest> = input
             .items
             .iter()
@@ -91,7 +91,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: ConfirmOrderInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(services(ctx)?.confirm_order(caller(ctx)?, input.order_id, options).await)
     }
 
@@ -102,7 +102,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CancelOrderInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?.cancel_order(caller(ctx)?, input.order_id, input.reason, options).await,
         )
@@ -116,7 +116,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: IssueInvoiceInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(services(ctx)?.issue_invoice(caller(ctx)?, input.order_id, options).await)
     }
 
@@ -127,7 +127,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: CreateShipmentInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?
                 .create_shipment(caller(ctx)?, input.order_id, input.carrier, options)
@@ -142,7 +142,7 @@ impl OrderMutation {
         ctx: &Context<'_>,
         input: UpdateShipmentStatusInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         let status = input.status.into();
         payload(
             services(ctx)?

@@ -1,10 +1,10 @@
 //! The payload every mutation returns.
 
-use async_graphql::SimpleObject;
+use async_graphql::{Context, SimpleObject};
 use uuid::Uuid;
 
 use super::ApiError;
-use crate::service::{CommandOptions, Outcome, ServiceError};
+use crate::service::{CommandOptions, CorrelationId, Outcome, ServiceError};
 
 /// What every mutation returns.
 #[derive(SimpleObject)]
@@ -29,7 +29,13 @@ pub fn payload(result: Result<Outcome, ServiceError>) -> async_graphql::Result<M
     result.map(MutationPayload::from).map_err(|e| ApiError::from(e).into())
 }
 
-/// The options every mutation input carries.
-pub fn options(command_id: Option<Uuid>, expected_version: Option<i64>) -> CommandOptions {
-    CommandOptions { command_id, expected_version }
+/// The options every mutation input carries, with the request's
+/// correlation id (which the transport put in the request's data).
+pub fn options(
+    ctx: &Context<'_>,
+    command_id: Option<Uuid>,
+    expected_version: Option<i64>,
+) -> CommandOptions {
+    let correlation_id = ctx.data_opt::<CorrelationId>().cloned();
+    CommandOptions { command_id, expected_version, correlation_id }
 }

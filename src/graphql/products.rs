@@ -73,7 +73,7 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: RegisterProductInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         payload(
             services(ctx)?
                 .register_product(caller(ctx)?, input.name, input.price.into(), options)
@@ -86,7 +86,7 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: ChangeStockInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
             services
@@ -101,7 +101,7 @@ impl ProductMutation {
         ctx: &Context<'_>,
         input: ChangeStockInput,
     ) -> Result<MutationPayload> {
-        let options = options(input.command_id, input.expected_version);
+        let options = options(ctx, input.command_id, input.expected_version);
         let services = services(ctx)?;
         payload(
             services

@@ -18,8 +18,9 @@ use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::graphql::{ApiError, AppSchema};
-use crate::service::{Caller, Services};
+use crate::service::{Caller, CorrelationId, Services};
 
+mod correlation;
 mod limits;
 mod metrics;
 mod negotiate;
@@ -109,7 +110,13 @@ fn cors(origins: Arc<Origins>) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allowed)
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            correlation::HEADER,
+        ])
+        .expose_headers([correlation::HEADER])
 }
 
 async fn graphiql() -> Html<String> {
@@ -171,6 +178,10 @@ async fn graphql_post(
         Ok(caller) => caller,
         Err(refused) => return refused.response(media),
     };
+    let correlation = match correlation::pick(&headers) {
+        Ok(id) => id,
+        Err(why) => return request_error(StatusCode::BAD_REQUEST, media, &why),
+    };
     let body = match limits::read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
         // VALIDATION_ERROR like every other refused request: the status
@@ -194,7 +205,7 @@ async fn graphql_post(
             );
         }
     };
-    execute(&state, caller, request, media).await
+    execute(&state, caller, correlation, request, media).await
 }
 
 async fn graphql_get(
@@ -227,6 +238,10 @@ async fn graphql_get(
         Ok(caller) => caller,
         Err(refused) => return refused.response(media),
     };
+    let correlation = match correlation::pick(&headers) {
+        Ok(id) => id,
+        Err(why) => return request_error(StatusCode::BAD_REQUEST, media, &why),
+    };
     let mut request = async_graphql::Request::new(query.clone());
     if let Some(operation) = operation {
         request = request.operation_name(operation);
@@ -243,7 +258,7 @@ async fn graphql_get(
             }
         }
     }
-    execute(&state, caller, request, media).await
+    execute(&state, caller, correlation, request, media).await
 }
 
 /// Why a request was turned away before it was read.
@@ -293,13 +308,17 @@ fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller
     authenticated.map_err(|e| Refusal::Unauthenticated(e.into()))
 }
 
-/// Runs `request` as `caller`.
+/// Runs `request` as `caller`, its mutations correlated by `correlation`
+/// (echoed in the response's `X-Correlation-Id`).
 async fn execute(
     state: &AppState,
     caller: Caller,
+    correlation: CorrelationId,
     request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
+    let echo = HeaderValue::from_str(correlation.as_str()).ok();
+    let request = request.data(correlation);
     let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
@@ -319,7 +338,11 @@ async fn execute(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
-    (status, [(header::CONTENT_TYPE, media.as_str())], body).into_response()
+    let mut response = (status, [(header::CONTENT_TYPE, media.as_str())], body).into_response();
+    if let Some(id) = echo {
+        response.headers_mut().insert(correlation::HEADER, id);
+    }
+    response
 }
 
 /// `request` as `caller` runs it. Requests over HTTP and over WebSocket

@@ -61,7 +61,7 @@ impl SeaEventStore {
     }
 }
 
-fn to_recorded(m: events::Model) -> RecordedEvent {
+pub(crate) fn to_recorded(m: events::Model) -> RecordedEvent {
     RecordedEvent {
         position: Position { tx: m.tx_id, pos: m.position },
         event_id: m.event_id,

@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use crate::es::changes::ChangeBus;
 use crate::es::command::{CommandContext, CommandExecutor};
+pub use crate::es::envelope::{CorrelationId, Position};
 use crate::es::projector::Projection;
 use crate::es::store::EventStore;
+use crate::infra::event_feed::EventFeed;
+pub use crate::infra::event_feed::FeedFilter;
 use crate::infra::projection_runtime::ProjectionMonitor;
 use crate::infra::read_your_writes::ReadYourWrites;
 
@@ -23,6 +26,7 @@ mod auth;
 mod bank;
 mod customers;
 mod error;
+mod feed;
 mod ops;
 mod orders;
 mod products;
@@ -65,29 +69,37 @@ pub struct Services {
     pub access: Access,
     /// What readiness checks.
     pub health: HealthProbes,
+    /// The event log as a feed.
+    pub feed: Arc<EventFeed>,
 }
 
 /// What a client may say about any command beyond its content.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CommandOptions {
     /// The same id again returns the first result and appends nothing.
     pub command_id: Option<Uuid>,
     /// The stream version the client expects; a mismatch is a conflict.
     pub expected_version: Option<i64>,
+    /// The request's business transaction (`X-Correlation-Id`); a new one
+    /// per command when `None`.
+    pub correlation_id: Option<CorrelationId>,
 }
 
 impl CommandOptions {
     /// The kernel's context for a command of `caller`, with
     /// `expectedVersion` checked.
-    fn context(self, caller: &Caller) -> Result<CommandContext, ServiceError> {
+    fn context(&self, caller: &Caller) -> Result<CommandContext, ServiceError> {
         if self.expected_version.is_some_and(|v| v < 0) {
             return Err(ServiceError::invalid("expectedVersion must not be negative"));
         }
+        // A command from the API is caused by the client's command, known
+        // by its `commandId` when it gave one.
         Ok(CommandContext {
             command_id: self.command_id,
             expected_version: self.expected_version,
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.command_id,
             actor: Some(caller.actor()),
-            ..Default::default()
         })
     }
 }

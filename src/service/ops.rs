@@ -173,6 +173,22 @@ impl Services {
         Ok(page.await?)
     }
 
+    /// Every event of the business transaction `correlation_id`, across
+    /// streams, in commit order after `after` (admins).
+    pub async fn events_by_correlation(
+        &self,
+        caller: &Caller,
+        correlation_id: &str,
+        after: Option<Position>,
+        limit: u64,
+        min_position: MinPosition<'_>,
+    ) -> Result<Page<LoggedEvent>, ServiceError> {
+        caller.require_admin()?;
+        self.wait_for(&[audit_log::NAME], min_position).await?;
+        let page = audit_log::query::correlation_page(&self.read_db, correlation_id, after, limit);
+        Ok(page.await?)
+    }
+
     /// Read-your-writes in this process: requests waiting, and the shared
     /// reads of the stored checkpoints made for them.
     pub fn wait_stats(&self) -> WaitStats {

@@ -22,7 +22,7 @@ fn new_event(kind: &str) -> NewEvent {
         event_type: kind.into(),
         schema_version: 1,
         payload: json!({}),
-        metadata: EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() },
+        metadata: EventMetadata::default(),
     }
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod bank_limits;
 mod concurrency;
 mod convergence;
+mod correlation;
 mod embedded;
 mod event_store;
 mod helpers;

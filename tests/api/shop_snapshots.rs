@@ -31,7 +31,7 @@ fn history(len: usize) -> Vec<ProductEvent> {
 /// Appends `events` to a new product stream, 500 per append.
 async fn write_stream(store: &dyn EventStore, id: Uuid, events: &[ProductEvent]) -> StreamKey {
     let stream = StreamKey::new(Product::STREAM_TYPE, id);
-    let metadata = EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() };
+    let metadata = EventMetadata::default();
     for (batch, chunk) in events.chunks(500).enumerate() {
         let events = chunk
             .iter()

@@ -28,7 +28,7 @@ fn new_event() -> NewEvent {
         event_type: "Happened".into(),
         schema_version: 1,
         payload: json!({}),
-        metadata: EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() },
+        metadata: EventMetadata::default(),
     }
 }
 

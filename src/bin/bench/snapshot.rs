@@ -36,7 +36,7 @@ fn event(e: &BankEvent) -> anyhow::Result<NewEvent> {
         event_type,
         schema_version: e.schema_version(),
         payload,
-        metadata: EventMetadata { correlation_id: Uuid::now_v7(), ..Default::default() },
+        metadata: EventMetadata::default(),
     })
 }
 

@@ -3,11 +3,12 @@
 use chrono::{DateTime, Utc};
 use entity::audit_log as log;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use uuid::Uuid;
 
-use crate::es::envelope::Position;
+use crate::es::envelope::{Position, RecordedEvent};
 use crate::read_models::Page;
 
 /// One stored event, as recorded.
@@ -23,6 +24,20 @@ pub struct LoggedEvent {
     pub payload: serde_json::Value,
     pub metadata: serde_json::Value,
     pub recorded_at: DateTime<Utc>,
+}
+
+impl LoggedEvent {
+    /// The business transaction the event belongs to (events recorded
+    /// before correlation ids were kept have none).
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.metadata.get("correlation_id")?.as_str()
+    }
+
+    /// The id of what caused the event's command: the event a process
+    /// manager reacted to, or the client's `commandId`.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.metadata.get("causation_id")?.as_str()
+    }
 }
 
 impl From<log::Model> for LoggedEvent {
@@ -42,6 +57,23 @@ impl From<log::Model> for LoggedEvent {
     }
 }
 
+impl From<RecordedEvent> for LoggedEvent {
+    fn from(e: RecordedEvent) -> Self {
+        LoggedEvent {
+            position: e.position,
+            event_id: e.event_id,
+            stream_type: e.stream.stream_type,
+            stream_id: e.stream.stream_id,
+            version: e.version,
+            event_type: e.event_type,
+            schema_version: e.schema_version,
+            payload: e.payload,
+            metadata: e.metadata,
+            recorded_at: e.recorded_at,
+        }
+    }
+}
+
 /// Up to `limit` events of one stream after version `after_version`,
 /// oldest first.
 pub async fn stream_page(
@@ -56,6 +88,35 @@ pub async fn stream_page(
         .filter(log::Column::StreamId.eq(stream_id))
         .filter(log::Column::Version.gt(after_version))
         .order_by_asc(log::Column::Version)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    let has_next = items.len() as u64 > limit;
+    items.truncate(limit as usize);
+    Ok(Page { items: items.into_iter().map(LoggedEvent::from).collect(), has_next })
+}
+
+/// Up to `limit` events of the business transaction `correlation_id`,
+/// across streams, in commit order after `after`.
+pub async fn correlation_page(
+    db: &DatabaseConnection,
+    correlation_id: &str,
+    after: Option<Position>,
+    limit: u64,
+) -> Result<Page<LoggedEvent>, DbErr> {
+    let mut query = log::Entity::find().filter(log::Column::CorrelationId.eq(correlation_id));
+    if let Some(after) = after {
+        query = query.filter(
+            Condition::any().add(log::Column::TxId.gt(after.tx)).add(
+                Condition::all()
+                    .add(log::Column::TxId.eq(after.tx))
+                    .add(log::Column::Position.gt(after.pos)),
+            ),
+        );
+    }
+    let mut items = query
+        .order_by_asc(log::Column::TxId)
+        .order_by_asc(log::Column::Position)
         .limit(limit + 1)
         .all(db)
         .await?;

@@ -1,0 +1,253 @@
+//! The event log as a feed for outside consumers: pages of the `events`
+//! table in commit order, and a follower that reads them one page at a
+//! time as its consumer pulls.
+//!
+//! Commit order is `(tx_id, position)` below the safe horizon, as the relay
+//! reads it: on PostgreSQL only rows of transactions older than the oldest
+//! one still running (`pg_snapshot_xmin(pg_current_snapshot())`), so a page
+//! never passes an event that is about to commit with a smaller position;
+//! on SQLite (one writer) the position alone. This is the feed's own query,
+//! with its filters, so the relay's may change without changing the feed.
+//!
+//! A follower has no catch-up/live seam: it always reads the store after
+//! the last position it handed out. Between reads it sleeps until it is
+//! woken — by a commit of this process, by PostgreSQL's `NOTIFY` on insert
+//! (so commits of every other process wake it too), or by
+//! [`FeedSettings::poll`] as a bound — and it reads the next page only when
+//! its consumer has taken the previous one, so a consumer that stops
+//! reading holds at most one page in this process.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use entity::events;
+use futures::Stream;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use tokio::sync::watch;
+
+use super::event_store::to_recorded;
+use super::redis::relay::NOTIFY_CHANNEL;
+use crate::es::envelope::{Position, RecordedEvent};
+use crate::es::store::StoreError;
+
+/// Id of the oldest transaction still running, as a bigint.
+const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// Which events a reader wants; an empty list lets every value through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    pub stream_types: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+/// How a follower reads.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// Events read at once (and the most one follower holds in memory).
+    pub page: u64,
+    /// The longest a follower sleeps without a wake-up before it looks
+    /// again (covers commits no notification announced, and a safe
+    /// horizon held back by a transaction of another database).
+    pub poll: Duration,
+}
+
+impl Default for FeedSettings {
+    fn default() -> Self {
+        FeedSettings { page: 200, poll: Duration::from_millis(250) }
+    }
+}
+
+pub struct EventFeed {
+    db: DatabaseConnection,
+    postgres: bool,
+    /// Where to LISTEN for inserts of other processes (PostgreSQL).
+    listen_url: Option<String>,
+    /// Changes after each commit through this process's store.
+    commits: watch::Receiver<u64>,
+    /// Changes on every `NOTIFY` of the events trigger; started with the
+    /// first follower.
+    notified: OnceLock<watch::Receiver<u64>>,
+    settings: FeedSettings,
+}
+
+impl EventFeed {
+    /// A feed over the event store `db`; `database_url` is `db`'s URL (to
+    /// LISTEN on, when it is PostgreSQL).
+    pub fn new(
+        db: DatabaseConnection,
+        database_url: &str,
+        commits: watch::Receiver<u64>,
+        settings: FeedSettings,
+    ) -> Self {
+        let postgres = super::db::is_postgres(&db);
+        let listen_url = postgres.then(|| database_url.to_owned());
+        EventFeed { db, postgres, listen_url, commits, notified: OnceLock::new(), settings }
+    }
+
+    /// Up to `limit` events after `after` in commit order that pass `filter`.
+    pub async fn page(
+        &self,
+        after: Position,
+        limit: u64,
+        filter: &FeedFilter,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut query = events::Entity::find().filter(
+            Condition::any().add(events::Column::TxId.gt(after.tx)).add(
+                Condition::all()
+                    .add(events::Column::TxId.eq(after.tx))
+                    .add(events::Column::Position.gt(after.pos)),
+            ),
+        );
+        if self.postgres {
+            query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
+        }
+        if !filter.stream_types.is_empty() {
+            query = query.filter(events::Column::StreamType.is_in(filter.stream_types.clone()));
+        }
+        if !filter.event_types.is_empty() {
+            query = query.filter(events::Column::EventType.is_in(filter.event_types.clone()));
+        }
+        let rows = query
+            .order_by_asc(events::Column::TxId)
+            .order_by_asc(events::Column::Position)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(rows.into_iter().map(to_recorded).collect())
+    }
+
+    /// The position of the newest event below the safe horizon: a follower
+    /// that starts there sees only what commits from now on.
+    pub async fn head(&self) -> Result<Position, StoreError> {
+        let mut query = events::Entity::find();
+        if self.postgres {
+            query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
+        }
+        let row = query
+            .order_by_desc(events::Column::TxId)
+            .order_by_desc(events::Column::Position)
+            .one(&self.db)
+            .await
+            .map_err(StoreError::backend)?;
+        Ok(row.map_or(Position::START, |m| Position { tx: m.tx_id, pos: m.position }))
+    }
+
+    /// Every event after `after` that passes `filter`, in commit order,
+    /// without end. A read that fails is retried after a pause (and
+    /// logged): the follower never skips and never ends on its own.
+    pub fn follow(
+        self: &Arc<Self>,
+        after: Position,
+        filter: FeedFilter,
+    ) -> impl Stream<Item = RecordedEvent> + Send + 'static {
+        let follower = Follower {
+            feed: self.clone(),
+            after,
+            filter,
+            buffered: VecDeque::new(),
+            commits: self.commits.clone(),
+            notified: self.notifications(),
+        };
+        futures::stream::unfold(follower, |mut f| async move {
+            let event = f.next().await;
+            Some((event, f))
+        })
+    }
+
+    /// Notifications of inserts by any process (PostgreSQL), from one
+    /// listener per feed, started on first use.
+    fn notifications(&self) -> Option<watch::Receiver<u64>> {
+        let url = self.listen_url.clone()?;
+        Some(self.notified.get_or_init(|| spawn_listener(url)).clone())
+    }
+}
+
+struct Follower {
+    feed: Arc<EventFeed>,
+    /// The position of the last event handed out (or read into the buffer).
+    after: Position,
+    filter: FeedFilter,
+    buffered: VecDeque<RecordedEvent>,
+    commits: watch::Receiver<u64>,
+    notified: Option<watch::Receiver<u64>>,
+}
+
+impl Follower {
+    async fn next(&mut self) -> RecordedEvent {
+        loop {
+            if let Some(event) = self.buffered.pop_front() {
+                return event;
+            }
+            // Mark what was seen before reading, so a commit during the
+            // read wakes the next wait at once.
+            self.commits.borrow_and_update();
+            if let Some(n) = &mut self.notified {
+                n.borrow_and_update();
+            }
+            let settings = self.feed.settings;
+            match self.feed.page(self.after, settings.page, &self.filter).await {
+                Ok(page) if !page.is_empty() => {
+                    self.after = page.last().map_or(self.after, |e| e.position);
+                    self.buffered.extend(page);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "event feed read failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = changed(Some(&mut self.commits)) => {}
+                () = changed(self.notified.as_mut()) => {}
+                () = tokio::time::sleep(settings.poll) => {}
+            }
+        }
+    }
+}
+
+/// Resolves when `signal` changes; never when there is none (or its
+/// sender is gone: then only polling is left).
+async fn changed(signal: Option<&mut watch::Receiver<u64>>) {
+    if let Some(signal) = signal
+        && signal.changed().await.is_ok()
+    {
+        return;
+    }
+    std::future::pending().await
+}
+
+/// LISTENs for the events trigger's notifications until the feed is
+/// dropped (reconnecting after a failure; followers poll meanwhile).
+fn spawn_listener(url: String) -> watch::Receiver<u64> {
+    let (tx, rx) = watch::channel(0u64);
+    tokio::spawn(async move {
+        use sea_orm::sqlx::postgres::PgListener;
+        loop {
+            let listening = async {
+                let mut listener = PgListener::connect(&url).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    tx.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sea_orm::sqlx::Error>(())
+            };
+            tokio::select! {
+                r = listening => if let Err(e) = r {
+                    tracing::warn!(error = %e, "event feed LISTEN failed; polling until it is back");
+                },
+                () = tx.closed() => return,
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    rx
+}
