@@ -9,6 +9,7 @@ mod convergence;
 mod correlation;
 mod embedded;
 mod event_store;
+mod feed;
 mod helpers;
 mod http;
 mod integrity;
