@@ -222,3 +222,86 @@ async fn only_clerks_and_admins_follow_the_feed() {
     assert_eq!(gql.code(), Some("VALIDATION_ERROR"));
     app.stop().await;
 }
+
+/// Resident memory of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("a number");
+    kib * 1024
+}
+
+/// The bound a stuck consumer may cost the server: its page (200 events
+/// here of ~4 KiB) and the socket's buffers, with room for allocator noise;
+/// far below the 80 MiB of payloads it leaves unread.
+const STUCK_CONSUMER_BOUND: u64 = 32 * 1024 * 1024;
+
+#[tokio::test]
+async fn a_consumer_that_stops_reading_does_not_grow_the_servers_memory() {
+    let path = std::env::temp_dir().join(format!("eventfold-feed-{}.db", Uuid::new_v4().simple()));
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let binary = env!("CARGO_BIN_EXE_eventfold");
+    let migrated = tokio::process::Command::new(binary)
+        .arg("migrate")
+        .env("DATABASE_URL", &url)
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+    // 20,000 events of ~4 KiB each.
+    let db = eventfold::infra::db::connect(&url, 1).await.unwrap();
+    let padding = "x".repeat(4096);
+    for _ in 0..40 {
+        let rows = (0..500).map(|_| {
+            let mut row = raw_event("Feed", Uuid::now_v7(), "Padded");
+            row.payload = sea_orm::ActiveValue::Set(json!({ "pad": padding }));
+            row
+        });
+        entity::events::Entity::insert_many(rows).exec_without_returning(&db).await.unwrap();
+    }
+    db.close().await.ok();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // The API role alone: no projector's work mixes into the measurement.
+    let mut server = tokio::process::Command::new(binary)
+        .args(["serve", "--role", "api"])
+        .env("DATABASE_URL", &url)
+        .env("LISTEN_ADDR", addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = server.id().unwrap();
+    let client = reqwest::Client::new();
+    let live = eventually(Duration::from_secs(30), || async {
+        client.get(format!("http://{addr}/health/live")).send().await.is_ok()
+    })
+    .await;
+    assert!(live, "the server did not start");
+
+    let mut ws = WsClient::connect_to(addr, false).await;
+    let before = rss_bytes(pid);
+    ws.subscribe("1", FOLLOW, json!({ "after": "0" })).await;
+    // The feed flows: the first events arrive. Then the client stops reading.
+    read_events(&mut ws, 10).await;
+    let mut peak = rss_bytes(pid);
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak = peak.max(rss_bytes(pid));
+    }
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < STUCK_CONSUMER_BOUND,
+        "the server grew by {} MiB for a consumer that stopped reading",
+        growth / (1024 * 1024)
+    );
+    // It still serves the consumer once it reads again.
+    read_events(&mut ws, 1000).await;
+    eprintln!("stuck consumer: server RSS {} MiB, grew {} KiB", before >> 20, growth >> 10);
+    server.kill().await.ok();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
