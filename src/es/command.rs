@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
@@ -71,6 +72,7 @@ impl CommandContext {
             causation_id: self.causation_id,
             actor: self.actor.clone(),
             partition_key: None,
+            traceparent: None,
         }
     }
 }
@@ -215,7 +217,42 @@ impl CommandExecutor {
     /// ran out. A command whose `commandId` already has a result (stored by
     /// an earlier request, or by another process that won the race with the
     /// same id) returns that result and appends nothing.
+    ///
+    /// The whole runs in a `command` span (stream type and id, outcome,
+    /// retries), the parent of the append's span.
     pub(crate) async fn with_retries<E, F, Fut>(
+        &self,
+        own: &StreamKey,
+        ctx: &CommandContext,
+        attempt: F,
+    ) -> Result<Outcome, CommandError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Outcome, CommandError<E>>>,
+    {
+        let span = tracing::debug_span!(
+            "command",
+            otel.name = %format_args!("command {}", own.stream_type),
+            stream_type = %own.stream_type,
+            stream_id = %own.stream_id,
+            outcome = tracing::field::Empty,
+            retries = 0u32,
+        );
+        let result = self.retrying(own, ctx, attempt).instrument(span.clone()).await;
+        if !span.is_disabled() {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(CommandError::Rejected(_)) => "rejected",
+                Err(CommandError::Conflict { .. }) => "conflict",
+                Err(CommandError::CommandIdReused(_)) => "command_id_reused",
+                Err(CommandError::Store(_)) => "error",
+            };
+            span.record("outcome", outcome);
+        }
+        result
+    }
+
+    async fn retrying<E, F, Fut>(
         &self,
         own: &StreamKey,
         ctx: &CommandContext,
@@ -236,6 +273,7 @@ impl CommandExecutor {
                         return Err(CommandError::Conflict { expected, actual });
                     }
                     retries += 1;
+                    tracing::Span::current().record("retries", retries);
                     tokio::time::sleep(backoff(retries)).await;
                 }
                 // Another process won with the same command id: loop round

@@ -24,6 +24,7 @@ pub mod orders;
 pub mod pagination;
 pub mod payload;
 pub mod products;
+mod traces;
 
 pub use error::ApiError;
 
@@ -71,6 +72,7 @@ pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     schema_builder()
         .extension(limits::MaxRootFields(max_root_fields))
         .extension(PerRequestWaits)
+        .extension(traces::OperationSpan)
         .data(services)
         .data(caller)
         .finish()

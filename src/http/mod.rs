@@ -26,6 +26,7 @@ mod negotiate;
 mod origin;
 mod rate_limit;
 mod serve;
+mod trace;
 pub mod ws;
 
 use limits::BodyError;
@@ -79,8 +80,10 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         limiter,
         max_body_bytes,
     };
-    let graphql =
-        Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
+    let graphql = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .layer(cors(origins))
+        .layer(middleware::from_fn(trace::request_span));
     Router::new()
         .route("/", get(graphiql))
         .merge(graphql)
@@ -106,10 +109,14 @@ fn cors(origins: Arc<Origins>) -> CorsLayer {
     let allowed = AllowOrigin::predicate(move |origin, request| {
         origins.allow(Some(origin), request.headers.get(header::HOST))
     });
-    CorsLayer::new()
-        .allow_origin(allowed)
-        .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+    CorsLayer::new().allow_origin(allowed).allow_methods([Method::GET, Method::POST]).allow_headers(
+        [
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static(crate::infra::trace_context::TRACEPARENT),
+        ],
+    )
 }
 
 async fn graphiql() -> Html<String> {
