@@ -239,16 +239,15 @@ impl CommandExecutor {
             retries = 0u32,
         );
         let result = self.retrying(own, ctx, attempt).instrument(span.clone()).await;
-        if !span.is_disabled() {
-            let outcome = match &result {
-                Ok(_) => "ok",
-                Err(CommandError::Rejected(_)) => "rejected",
-                Err(CommandError::Conflict { .. }) => "conflict",
-                Err(CommandError::CommandIdReused(_)) => "command_id_reused",
-                Err(CommandError::Store(_)) => "error",
-            };
-            span.record("outcome", outcome);
-        }
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::CommandIdReused(_)) => "command_id_reused",
+            Err(CommandError::Store(_)) => "error",
+        };
+        span.record("outcome", outcome);
+        span.in_scope(|| tracing::debug!(outcome, "command handled"));
         result
     }
 
