@@ -27,6 +27,7 @@ pub mod products;
 mod traces;
 
 pub use error::ApiError;
+pub use traces::operation_span;
 
 use crate::service::{Caller, MinPosition, RequestWaits, Services};
 
@@ -72,7 +73,6 @@ pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     schema_builder()
         .extension(limits::MaxRootFields(max_root_fields))
         .extension(PerRequestWaits)
-        .extension(traces::OperationSpan)
         .data(services)
         .data(caller)
         .finish()

@@ -1,80 +1,31 @@
-//! The GraphQL operation as a span: `graphql` (named `<type> <name>`, e.g.
+//! The GraphQL operation as a span: named `<type> <name>` (e.g.
 //! `mutation depositMoney`), the child of the HTTP request's span and the
 //! parent of the commands and reads it runs. The name is the operation's,
-//! or for an anonymous one its first root field's.
+//! or for an anonymous one its first root field's. It is named before it
+//! starts (a started span keeps its name), so the document is parsed here,
+//! once: the request keeps it for execution.
 
-use std::sync::{Arc, Mutex};
-
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextRequest,
-};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection,
 };
-use async_graphql::{Response, ServerResult, Variables};
-use tracing::Instrument as _;
 
-/// Puts each request in a `graphql` span (free when that span is disabled).
-pub(super) struct OperationSpan;
-
-impl ExtensionFactory for OperationSpan {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(PerRequest::default())
+/// The span to execute `request` in: disabled (free) unless traces are
+/// exported and the document parses (a bad one fails in execution as ever).
+pub fn operation_span(request: &mut async_graphql::Request) -> tracing::Span {
+    if !crate::infra::trace_context::enabled() {
+        return tracing::Span::none();
     }
-}
-
-#[derive(Default)]
-struct PerRequest {
-    /// The `operationName` of the request, once prepared.
-    operation_name: Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for PerRequest {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let span = tracing::debug_span!(
-            "graphql",
-            otel.name = tracing::field::Empty,
-            graphql.operation.name = tracing::field::Empty,
-            graphql.operation.type = tracing::field::Empty,
-        );
-        if span.is_disabled() {
-            return next.run(ctx).await;
-        }
-        next.run(ctx).instrument(span).await
-    }
-
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: async_graphql::Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<async_graphql::Request> {
-        if let Ok(mut name) = self.operation_name.lock() {
-            name.clone_from(&request.operation_name);
-        }
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let span = tracing::Span::current();
-        if !span.is_disabled() {
-            let wanted = self.operation_name.lock().ok().and_then(|n| n.clone());
-            if let Some((kind, name)) = describe(&document, wanted.as_deref()) {
-                span.record("otel.name", format!("{kind} {name}"));
-                span.record("graphql.operation.name", name);
-                span.record("graphql.operation.type", kind);
-            }
-        }
-        Ok(document)
-    }
+    let wanted = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return tracing::Span::none() };
+    let Some((kind, name)) = describe(document, wanted.as_deref()) else {
+        return tracing::Span::none();
+    };
+    tracing::debug_span!(
+        "graphql",
+        otel.name = %format_args!("{kind} {name}"),
+        graphql.operation.name = %name,
+        graphql.operation.type = kind,
+    )
 }
 
 /// The type and name of the operation `wanted` selects in `document`.

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument as _;
 
 use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, Services};
@@ -304,10 +305,12 @@ fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller
 async fn execute(
     state: &AppState,
     caller: Caller,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
-    let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
+    let span = crate::graphql::operation_span(&mut request);
+    let request = as_caller(&state.services, request, caller);
+    let response = state.schema.execute(request).instrument(span).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
     // is a 400; application/json keeps 200 for every well-formed request.
