@@ -37,7 +37,9 @@ use crate::infra::supervisor::{Supervisor, TaskBoard};
 use crate::service::{Access, HealthProbes, RebuildSource, Services};
 
 mod config;
+pub mod log_json;
 mod running;
+pub mod tracing_otel;
 
 pub use config::{AuthMode, Config, Role, defaults};
 pub use running::{Ended, RunningApp};

@@ -1,10 +1,12 @@
-//! `cargo build --release && cargo run --release --bin bench -- [--quick] [--json PATH]`
+//! `cargo build --release && cargo run --release --bin bench -- [--quick] [--traces-only] [--json PATH]`
 //!
 //! Starts the real `eventfold` server (all roles, PostgreSQL + Redis Streams)
 //! on a fresh database and Redis prefix, drives it over HTTP and prints the
 //! figures issue 3 asks for, each beside its target, as a table and as JSON.
 //! Then measures the raw one-event INSERT limit of the same PostgreSQL and
 //! the load time of a 10,000-event stream with and without a snapshot.
+//! Mutation throughput with OpenTelemetry traces off and on (exported to a
+//! receiver in the bench) is compared too; `--traces-only` runs just that.
 //! Everything runs on loopback, bounded in time; the database and the Redis
 //! keys are removed at the end.
 
@@ -20,6 +22,8 @@ mod report;
 mod server;
 #[path = "bench/snapshot.rs"]
 mod snapshot;
+#[path = "bench/traces.rs"]
+mod traces;
 
 use std::time::Duration;
 
@@ -38,21 +42,28 @@ const SETTLE: Duration = Duration::from_secs(120);
 
 struct Options {
     quick: bool,
+    /// Only the traces off/on comparison.
+    traces_only: bool,
     json: Option<std::path::PathBuf>,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut opts = Options { quick: false, json: None };
+    let mut opts = Options { quick: false, traces_only: false, json: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => opts.quick = true,
+            "--traces-only" => opts.traces_only = true,
             "--json" => opts.json = Some(args.next().context("--json needs a PATH")?.into()),
             "-h" | "--help" => {
-                println!("usage: bench [--quick] [--json PATH]   (needs `cargo build --release`)");
+                println!(
+                    "usage: bench [--quick] [--traces-only] [--json PATH]   (needs `cargo build --release`)"
+                );
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?} (usage: bench [--quick] [--json PATH])"),
+            other => bail!(
+                "unknown argument {other:?} (usage: bench [--quick] [--traces-only] [--json PATH])"
+            ),
         }
     }
     Ok(opts)
@@ -93,6 +104,14 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     out.insert("duration_s".into(), json!(duration.as_secs()));
     out.insert("cpus".into(), json!(std::thread::available_parallelism().map_or(0, |n| n.get())));
     out.insert("loadavg_before".into(), json!(loadavg()));
+    if opts.traces_only {
+        let rounds = if opts.quick { 1 } else { 3 };
+        let (trace_rows, trace_json) = traces::compare(env, CLIENTS, rounds, duration).await?;
+        rows.extend(trace_rows);
+        out.insert("traces".into(), trace_json);
+        out.insert("loadavg_after".into(), json!(loadavg()));
+        return Ok((rows, Value::Object(out)));
+    }
 
     progress("starting the server");
     let server = Server::start(env).await?;
@@ -174,6 +193,11 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     rows.push(Row::at_most("server peak RSS (VmHWM)", rss_mib, "MiB", 150.0));
     out.insert("server_peak_rss_mib".into(), json!(round3(rss_mib)));
     server.stop().await?;
+
+    let rounds = if opts.quick { 1 } else { 2 };
+    let (trace_rows, trace_json) = traces::compare(env, CLIENTS, rounds, duration).await?;
+    rows.extend(trace_rows);
+    out.insert("traces".into(), trace_json);
 
     progress("projection rebuild");
     let rebuild = rebuild(env).await?;

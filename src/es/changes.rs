@@ -11,6 +11,10 @@ pub struct Change {
     /// The read model, e.g. `account`, `order`, `product`.
     pub model: String,
     pub id: Uuid,
+    /// The W3C trace context of the projector apply that changed the row,
+    /// when traces are exported: the push to each subscriber continues it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The port through which changes reach every server process.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
@@ -74,6 +75,7 @@ impl CommandContext {
             causation_id: self.causation_id,
             actor: self.actor.clone(),
             partition_key: None,
+            traceparent: None,
         }
     }
 }
@@ -218,7 +220,41 @@ impl CommandExecutor {
     /// ran out. A command whose `commandId` already has a result (stored by
     /// an earlier request, or by another process that won the race with the
     /// same id) returns that result and appends nothing.
+    ///
+    /// The whole runs in a `command` span (stream type and id, outcome,
+    /// retries), the parent of the append's span.
     pub(crate) async fn with_retries<E, F, Fut>(
+        &self,
+        own: &StreamKey,
+        ctx: &CommandContext,
+        attempt: F,
+    ) -> Result<Outcome, CommandError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Outcome, CommandError<E>>>,
+    {
+        let span = tracing::debug_span!(
+            "command",
+            otel.name = %format_args!("command {}", own.stream_type),
+            stream_type = %own.stream_type,
+            stream_id = %own.stream_id,
+            outcome = tracing::field::Empty,
+            retries = 0u32,
+        );
+        let result = self.retrying(own, ctx, attempt).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(CommandError::CommandIdReused(_)) => "command_id_reused",
+            Err(CommandError::Store(_)) => "error",
+        };
+        span.record("outcome", outcome);
+        span.in_scope(|| tracing::debug!(outcome, "command handled"));
+        result
+    }
+
+    async fn retrying<E, F, Fut>(
         &self,
         own: &StreamKey,
         ctx: &CommandContext,
@@ -239,6 +275,7 @@ impl CommandExecutor {
                         return Err(CommandError::Conflict { expected, actual });
                     }
                     retries += 1;
+                    tracing::Span::current().record("retries", retries);
                     tokio::time::sleep(backoff(retries)).await;
                 }
                 // Another process won with the same command id: loop round

@@ -147,6 +147,10 @@ pub struct EventMetadata {
     /// [`crate::es::aggregate::Aggregate::partition_key`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partition_key: Option<Uuid>,
+    /// The W3C trace context of the span that appended the event, when
+    /// traces are exported: the relay and the projectors link to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Who issued the command that recorded an event: a role (`admin`,

@@ -25,8 +25,10 @@ pub mod orders;
 pub mod pagination;
 pub mod payload;
 pub mod products;
+mod traces;
 
 pub use error::ApiError;
+pub use traces::operation_span;
 
 use crate::service::{Caller, MinPosition, RequestWaits, Services};
 

@@ -16,6 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tracing::Instrument as _;
 
 use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, CorrelationId, Services};
@@ -27,6 +28,7 @@ mod negotiate;
 mod origin;
 mod rate_limit;
 mod serve;
+mod trace;
 pub mod ws;
 
 use limits::BodyError;
@@ -80,8 +82,10 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         limiter,
         max_body_bytes,
     };
-    let graphql =
-        Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
+    let graphql = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .layer(cors(origins))
+        .layer(middleware::from_fn(trace::request_span));
     Router::new()
         .route("/", get(graphiql))
         .merge(graphql)
@@ -115,6 +119,7 @@ fn cors(origins: Arc<Origins>) -> CorsLayer {
             header::CONTENT_TYPE,
             header::ACCEPT,
             correlation::HEADER,
+            header::HeaderName::from_static(crate::infra::trace_context::TRACEPARENT),
         ])
         .expose_headers([correlation::HEADER])
 }
@@ -314,12 +319,13 @@ async fn execute(
     state: &AppState,
     caller: Caller,
     correlation: CorrelationId,
-    request: async_graphql::Request,
+    mut request: async_graphql::Request,
     media: MediaType,
 ) -> Response {
     let echo = HeaderValue::from_str(correlation.as_str()).ok();
-    let request = request.data(correlation);
-    let response = state.schema.execute(as_caller(&state.services, request, caller)).await;
+    let span = crate::graphql::operation_span(&mut request);
+    let request = as_caller(&state.services, request.data(correlation), caller);
+    let response = state.schema.execute(request).instrument(span).await;
     // Under application/graphql-response+json a request that never reached
     // execution (parse or validation failure: no data, errors without path)
     // is a 400; application/json keeps 200 for every well-formed request.

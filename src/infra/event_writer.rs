@@ -23,20 +23,25 @@ use sea_orm::{
     SqlErr,
 };
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::append_locks::{begin_append, lock_streams};
 use super::supervisor::{Supervisor, TaskBoard};
+use super::trace_context;
 use crate::es::envelope::{Position, StreamKey};
 use crate::es::store::{CommandRecord, Outcome, StoreError, StreamAppend};
 
 /// Most appends committed together.
 const MAX_GROUP: usize = 128;
 
+/// An append's result and how many appends shared its transaction.
+type Reply = (Result<Outcome, StoreError>, usize);
+
 struct Pending {
     streams: Vec<StreamAppend>,
     command: Option<CommandRecord>,
-    reply: oneshot::Sender<Result<Outcome, StoreError>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 pub(crate) struct Writer {
@@ -76,16 +81,31 @@ impl Writer {
         self.tasks.any_running()
     }
 
+    /// Queues an append and waits for its group's commit, in an `append`
+    /// span (events, group size). When traces are exported, each event's
+    /// metadata records that span's `traceparent`.
     pub(crate) async fn append(
         &self,
-        streams: Vec<StreamAppend>,
+        mut streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError> {
+        let events: usize = streams.iter().map(|s| s.events.len()).sum();
+        let span = tracing::debug_span!("append", events, group_size = tracing::field::Empty);
+        if let Some(traceparent) = span.in_scope(trace_context::current_traceparent) {
+            for event in streams.iter_mut().flat_map(|s| s.events.iter_mut()) {
+                event.metadata.traceparent = Some(traceparent.clone());
+            }
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { streams, command, reply })
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Backend("event writer stopped".into()))?
+        let (result, group_size) = answer
+            .instrument(span.clone())
+            .await
+            .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
+        span.record("group_size", group_size);
+        result
     }
 
     async fn commit_group(&self, group: Vec<Pending>) {
@@ -107,8 +127,9 @@ impl Writer {
             let shared: Vec<&Pending> = together.iter().collect();
             match self.try_group(&shared).await {
                 Ok(results) => {
+                    let size = together.len();
                     for (pending, result) in together.into_iter().zip(results) {
-                        let _ = pending.reply.send(result);
+                        let _ = pending.reply.send((result, size));
                     }
                 }
                 Err(e) => {
@@ -119,7 +140,7 @@ impl Writer {
         }
         for pending in alone {
             let result = self.append_one(&pending).await;
-            let _ = pending.reply.send(result);
+            let _ = pending.reply.send((result, 1));
         }
     }
 

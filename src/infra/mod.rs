@@ -12,3 +12,4 @@ pub mod read_your_writes;
 pub mod rebuild;
 pub mod redis;
 pub mod supervisor;
+pub mod trace_context;

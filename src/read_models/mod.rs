@@ -63,7 +63,7 @@ impl ReadModel {
 
     /// The announcement that row `id` of this model changed.
     pub fn changed(self, id: Uuid) -> Change {
-        Change { model: self.as_str().into(), id }
+        Change { model: self.as_str().into(), id, traceparent: None }
     }
 
     /// Whether `change` is about a row of this model.

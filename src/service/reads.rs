@@ -9,11 +9,13 @@ use futures::Stream;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{ServiceError, Services};
 use crate::es::envelope::{BadPosition, Position};
 use crate::infra::read_your_writes::WaitError;
+use crate::infra::trace_context;
 use crate::read_models::ReadModel;
 
 /// The `minPosition` waits of one request. The request's fields share one
@@ -68,7 +70,9 @@ impl Services {
 
     /// A stream of freshly loaded rows of `model`, one per announced change
     /// (optionally of one id). If the subscriber falls behind, it skips to
-    /// the current row instead of replaying every missed change.
+    /// the current row instead of replaying every missed change. Each push
+    /// (loading the row for this subscriber) is a `subscription push` span,
+    /// a child of the projector apply that announced the change.
     pub(super) fn changed_rows<T, F, Fut>(
         self: Arc<Self>,
         model: ReadModel,
@@ -85,18 +89,25 @@ impl Services {
             (receiver, self, load),
             move |(mut rx, services, load)| async move {
                 loop {
-                    let wanted = match rx.recv().await {
+                    let (wanted, traceparent) = match rx.recv().await {
                         Ok(change) if model.is(&change) && id.is_none_or(|i| i == change.id) => {
-                            change.id
+                            (change.id, change.traceparent)
                         }
                         Ok(_) => continue,
                         Err(RecvError::Lagged(_)) => match id {
-                            Some(id) => id,
+                            Some(id) => (id, None),
                             None => continue,
                         },
                         Err(RecvError::Closed) => return None,
                     };
-                    if let Some(row) = load(services.clone(), wanted).await {
+                    let span = tracing::debug_span!(
+                        "subscription push",
+                        otel.name = %format_args!("subscription push {}", model.as_str()),
+                        model = model.as_str(),
+                        id = %wanted,
+                    );
+                    trace_context::continue_from(&span, traceparent.as_deref());
+                    if let Some(row) = load(services.clone(), wanted).instrument(span).await {
                         return Some((row, (rx, services, load)));
                     }
                 }

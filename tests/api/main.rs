@@ -34,5 +34,6 @@ mod stream_locks;
 mod subscriptions;
 mod supervision;
 mod tls;
+mod traces;
 mod transport;
 mod ws_security;

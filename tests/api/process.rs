@@ -21,6 +21,17 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts `eventfold serve --role ROLE` on the given database and Redis prefix.
     pub(crate) fn start(database_url: &str, redis: &RedisSettings, role: &str) -> Server {
+        Server::start_with(database_url, redis, role, &[])
+    }
+
+    /// [`Server::start`] with more environment variables (set after the
+    /// defaults, so they may override them).
+    pub(crate) fn start_with(
+        database_url: &str,
+        redis: &RedisSettings,
+        role: &str,
+        env: &[(&str, &str)],
+    ) -> Server {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = std::env::temp_dir()
             .join(format!("eventfold-{role}-{}.log", uuid::Uuid::new_v4().simple()));
@@ -33,6 +44,10 @@ impl Server {
             .env("PARTITIONS", redis.partitions.to_string())
             .env("LEASE_TTL_MS", "1500")
             .env("RUST_LOG", "info,sqlx=warn")
+            // Traces only where a test asks for them.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -116,6 +116,11 @@ impl Server {
     /// Starts `eventfold serve` (all roles) on a free loopback port and
     /// waits, at most 60 s, for `/health/ready`.
     pub(crate) async fn start(env: &Env) -> anyhow::Result<Server> {
+        Server::start_with(env, &[]).await
+    }
+
+    /// [`Server::start`] with more environment variables.
+    pub(crate) async fn start_with(env: &Env, extra: &[(&str, String)]) -> anyhow::Result<Server> {
         let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
         let log = env.server_log();
         let file = std::fs::File::create(&log)?;
@@ -123,6 +128,7 @@ impl Server {
             .command()
             .arg("serve")
             .env("LISTEN_ADDR", addr.to_string())
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()

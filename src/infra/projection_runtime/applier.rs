@@ -29,6 +29,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     TransactionTrait,
 };
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoint, save_checkpoint};
@@ -38,6 +39,7 @@ use super::monitor::{ProjectionMonitor, ProjectionStatus};
 use crate::es::changes::{Change, ChangeBus};
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
 use crate::es::projector::{Projection, ProjectionError};
+use crate::infra::trace_context::{self, of_metadata};
 
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -134,7 +136,29 @@ impl Applier {
     /// checkpoint to the last event or to `watermark` (a position up to which
     /// the caller guarantees it has delivered every event of this key),
     /// whichever is later. Returns the new checkpoint.
+    ///
+    /// A batch of events is applied in a `projector apply` span (projection,
+    /// batch size) linked to the spans that appended them.
     pub async fn apply(
+        &self,
+        claim: &Claim,
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+    ) -> Result<Position, ApplyError> {
+        let span = match events {
+            [] => tracing::Span::none(),
+            _ => tracing::debug_span!(
+                "projector apply",
+                otel.name = %format_args!("projector apply {}", self.name()),
+                projection = self.name(),
+                batch_size = events.len(),
+            ),
+        };
+        trace_context::link_batch(&span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
+        self.apply_in_span(claim, events, watermark).instrument(span).await
+    }
+
+    async fn apply_in_span(
         &self,
         claim: &Claim,
         events: &[RecordedEvent],
@@ -184,8 +208,14 @@ impl Applier {
         }
     }
 
-    /// Announces the rows a commit changed.
-    pub(super) fn committed(&self, changes: Vec<Change>) {
+    /// Announces the rows a commit changed, with the current span's trace
+    /// context for the pushes that follow.
+    pub(super) fn committed(&self, mut changes: Vec<Change>) {
+        if let Some(traceparent) = trace_context::current_traceparent() {
+            for change in &mut changes {
+                change.traceparent = Some(traceparent.clone());
+            }
+        }
         self.changes.publish(changes);
     }
 

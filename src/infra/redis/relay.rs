@@ -27,6 +27,7 @@ use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projection_runtime::checkpoint::{Claim, load_checkpoint, save_checkpoint};
 use crate::infra::supervisor::TaskHealth;
+use crate::infra::trace_context::{self, of_metadata};
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
 const LINGER: Duration = Duration::from_millis(2);
@@ -157,6 +158,9 @@ impl Relay {
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
         let Some(newest) = events.last().map(|e| e.position) else { return Ok(0) };
+        // Open (not entered) until the batch is out: its duration is the publish.
+        let _span = tracing::debug_span!("relay publish", events = events.len());
+        trace_context::link_batch(&_span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
         let mut after = last.to_vec();
         let mut pipe = redis::pipe();
         for event in &events {
