@@ -18,6 +18,7 @@ pub mod customers;
 pub mod decimal;
 pub mod error;
 pub mod limits;
+mod metrics;
 pub mod ops;
 pub mod order_commands;
 pub mod orders;
@@ -71,6 +72,7 @@ pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     schema_builder()
         .extension(limits::MaxRootFields(max_root_fields))
         .extension(PerRequestWaits)
+        .extension(metrics::OperationMetrics)
         .data(services)
         .data(caller)
         .finish()

@@ -81,11 +81,16 @@ impl Writer {
         streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Pending { streams, command, reply })
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Backend("event writer stopped".into()))?
+        let answer =
+            answer.await.map_err(|_| StoreError::Backend("event writer stopped".into()))?;
+        metrics::histogram!("eventfold_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        answer
     }
 
     async fn commit_group(&self, group: Vec<Pending>) {
@@ -183,6 +188,7 @@ impl Writer {
         }
         txn.commit().await?;
         self.committed.send_modify(|n| *n += 1);
+        metrics::histogram!("eventfold_append_group_size").record(group.len() as f64);
         Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
     }
 

@@ -1,0 +1,37 @@
+//! Logging and metrics set-up, in one place, so that what a process
+//! reports is decided once: the log format (`LOG_FORMAT`), the filter
+//! (`RUST_LOG`), and the metrics recorder `/metrics` renders.
+//!
+//! The subscriber is built as a stack of layers (a filter, then one
+//! formatting layer); another layer (trace export, say) is added in
+//! [`init`] beside the formatter.
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
+
+use super::LogFormat;
+
+/// The filter when `RUST_LOG` is not set.
+const DEFAULT_FILTER: &str = "info,sqlx=warn,sea_orm=warn";
+
+/// Installs the log subscriber for `format` and the metrics recorder.
+/// Errors when a subscriber is installed already.
+pub fn init(format: LogFormat) -> anyhow::Result<()> {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let output = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        // One object per line: time, level, target, the message and every
+        // field of the event at the top level, and the spans it ran in.
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(filter).with(output).try_init()?;
+    crate::infra::metrics::install();
+    Ok(())
+}
