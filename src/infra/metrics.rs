@@ -55,6 +55,16 @@ pub fn install() {
             return None;
         }
         describe();
+        // Counters without labels are shown from the start, at zero.
+        for name in [
+            "eventfold_command_conflicts_total",
+            "eventfold_command_retries_total",
+            "eventfold_relay_published_events_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        metrics::gauge!("eventfold_websocket_connections").increment(0.0);
+        metrics::gauge!("eventfold_subscriptions_active").increment(0.0);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let upkeep = handle.clone();
             runtime.spawn(async move {

@@ -13,6 +13,7 @@ mod http;
 mod integrity;
 mod limits;
 mod load;
+mod observability;
 mod process;
 mod rebuild;
 mod rebuild_exclusive;
