@@ -45,7 +45,8 @@ pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
 pub use ops::{
-    HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, Sessions, WaitStats,
+    HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, Session, Sessions,
+    WaitStats,
 };
 pub use orders::OrderLineRequest;
 pub use reads::{MinPosition, RequestWaits};
