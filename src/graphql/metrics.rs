@@ -33,6 +33,12 @@ impl ExtensionFactory for OperationMetrics {
 
 #[derive(Default)]
 struct Measured {
+    labels: Arc<Labels>,
+}
+
+/// What the request turned out to run.
+#[derive(Default)]
+struct Labels {
     /// The operations of the parsed document: name (`None`: anonymous) and type.
     operations: Mutex<Vec<(Option<String>, &'static str)>>,
     /// The operation executed: its label and type.
@@ -44,12 +50,7 @@ impl Extension for Measured {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let started = Instant::now();
         let response = next.run(ctx).await;
-        let (name, kind) = self.label();
-        let outcome = outcome(&response);
-        let labels = [("operation", name), ("type", kind), ("outcome", outcome)];
-        counter!("eventfold_graphql_operations_total", &labels).increment(1);
-        histogram!("eventfold_graphql_operation_duration_seconds", &labels[..2])
-            .record(started.elapsed().as_secs_f64());
+        self.labels.count(&response, started);
         response
     }
 
@@ -59,10 +60,17 @@ impl Extension for Measured {
         stream: BoxStream<'s, Response>,
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
-        let active = Active::new();
+        // Counted at its first response: a query's or mutation's result, a
+        // subscription's first event (or its error).
+        let (active, labels, started) = (Active::new(), self.labels.clone(), Instant::now());
+        let mut counted = false;
         next.run(ctx, stream)
             .map(move |response| {
                 let _running = &active;
+                if !counted {
+                    counted = true;
+                    labels.count(&response, started);
+                }
                 response
             })
             .boxed()
@@ -81,7 +89,7 @@ impl Extension for Measured {
             .iter()
             .map(|(name, op)| (name.map(|n| n.to_string()), kind(op.node.ty)))
             .collect();
-        if let Ok(mut slot) = self.operations.lock() {
+        if let Ok(mut slot) = self.labels.operations.lock() {
             *slot = operations;
         }
         Ok(document)
@@ -93,25 +101,45 @@ impl Extension for Measured {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let executed = self.operations.lock().ok().and_then(|ops| {
+        let executed = self.labels.operations.lock().ok().and_then(|ops| {
             let (name, kind) = match operation_name {
                 Some(wanted) => ops.iter().find(|(name, _)| name.as_deref() == Some(wanted))?,
                 None => ops.first()?,
             };
             Some((name_label(name.as_deref()), *kind))
         });
-        if let Ok(mut slot) = self.executed.lock() {
+        if let Ok(mut slot) = self.labels.executed.lock() {
             *slot = executed;
         }
         next.run(ctx, operation_name).await
     }
 }
 
-impl Measured {
-    /// The executed operation's name and type; `unknown` type for a
-    /// request that never reached execution.
+impl Labels {
+    /// The executed operation's name and type: the one `execute` chose, or
+    /// the document's only operation (subscriptions do not pass
+    /// `execute`); `unknown` type for a request that never parsed.
     fn label(&self) -> (&'static str, &'static str) {
-        self.executed.lock().ok().and_then(|e| *e).unwrap_or(("anonymous", "unknown"))
+        if let Some(executed) = self.executed.lock().ok().and_then(|e| *e) {
+            return executed;
+        }
+        let only = self.operations.lock().ok().and_then(|ops| match ops.as_slice() {
+            [(name, kind)] => Some((name_label(name.as_deref()), *kind)),
+            _ => None,
+        });
+        only.unwrap_or(("anonymous", "unknown"))
+    }
+
+    /// Counts the operation with the outcome of `response`, and its time
+    /// unless it is a subscription (whose first event may come any time).
+    fn count(&self, response: &Response, started: Instant) {
+        let (name, kind) = self.label();
+        let labels = [("operation", name), ("type", kind), ("outcome", outcome(response))];
+        counter!("eventfold_graphql_operations_total", &labels).increment(1);
+        if kind != "subscription" {
+            histogram!("eventfold_graphql_operation_duration_seconds", &labels[..2])
+                .record(started.elapsed().as_secs_f64());
+        }
     }
 }
 

@@ -283,6 +283,14 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
     })
     .await;
     assert!(open, "one connection with one subscription shows");
+    post(addr, DEPOSIT_NAMED, json!({ "input": { "accountId": id, "amount": "1" } })).await;
+    assert_eq!(ws.next_data().await["accountUpdated"]["balance"], "16.00");
+    let started = [("type", "subscription"), ("outcome", "ok")];
+    let counted = eventually(Duration::from_secs(10), || async {
+        scrape(metrics).await.sum(ops, &started) == Some(1.0)
+    })
+    .await;
+    assert!(counted, "the subscription is counted at its first event");
     ws.socket.close(None).await.expect("closed");
     drop(ws);
     let closed = eventually(Duration::from_secs(10), || async {
