@@ -65,7 +65,7 @@ enum ProjectionsCommand {
 async fn main() -> anyhow::Result<()> {
     let Cli { config, command } = Cli::parse();
     let command = command.unwrap_or(Command::Serve);
-    let traces = init_logging(matches!(command, Command::Serve))?;
+    let traces = app::telemetry::init(config.log_format, matches!(command, Command::Serve))?;
     match command {
         Command::Serve => {
             let served = serve(config).await;
@@ -111,25 +111,6 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Logs to stderr (human text, or JSON lines with `LOG_FORMAT=json`), and
-/// when `with_traces` and the `OTEL_*` variables ask for it, spans to an
-/// OTLP collector.
-fn init_logging(with_traces: bool) -> anyhow::Result<Option<app::tracing_otel::TracesGuard>> {
-    use tracing_subscriber::Layer as _;
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx=warn,sea_orm=warn".into());
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.trim().eq_ignore_ascii_case("json"));
-    let (otel, guard) = match with_traces.then(app::tracing_otel::layer).transpose()?.flatten() {
-        Some((layer, guard)) => (Some(layer), Some(guard)),
-        None => (None, None),
-    };
-    let fmt = tracing_subscriber::fmt::layer();
-    let fmt = if json { fmt.event_format(app::log_json::JsonLines).boxed() } else { fmt.boxed() };
-    tracing_subscriber::registry().with(otel).with(fmt.with_filter(filter)).init();
-    Ok(guard)
-}
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.role;

@@ -37,6 +37,20 @@ pub mod defaults {
     pub const WS_MAX_SUBSCRIPTIONS: u32 = 100;
     /// None listed: only the server's own origin (any origin in open mode).
     pub const ALLOWED_ORIGINS: &[&str] = &[];
+    /// After SIGTERM/SIGINT, how long requests in flight may take to
+    /// finish before their connections are cut.
+    pub const SHUTDOWN_TIMEOUT_MS: u64 = 10_000;
+    /// Human-readable log lines.
+    pub const LOG_FORMAT: super::LogFormat = super::LogFormat::Text;
+}
+
+/// How log lines are written (to standard output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Which parts of the system this process runs.
@@ -155,6 +169,14 @@ pub struct Config {
     /// the server's own that may open WebSockets and read responses (CORS).
     #[arg(long, env = "ALLOWED_ORIGINS", value_delimiter = ',', value_parser = origin, global = true)]
     pub allowed_origins: Vec<String>,
+    /// After SIGTERM or SIGINT, how long requests in flight may take to
+    /// finish, in milliseconds; then their connections are cut and the
+    /// process exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = defaults::SHUTDOWN_TIMEOUT_MS, global = true)]
+    pub shutdown_timeout_ms: u64,
+    /// `text` (human-readable) or `json` (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = defaults::LOG_FORMAT, global = true)]
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -191,6 +213,10 @@ impl Config {
 
     pub fn min_position_timeout(&self) -> Duration {
         Duration::from_millis(self.min_position_timeout_ms)
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_millis(self.shutdown_timeout_ms)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -267,6 +293,8 @@ mod tests {
         assert_eq!(c.metrics_listen, None);
         assert_eq!(c.ws_max_subscriptions, defaults::WS_MAX_SUBSCRIPTIONS);
         assert_eq!(c.allowed_origins, defaults::ALLOWED_ORIGINS);
+        assert_eq!(c.shutdown_timeout(), Duration::from_millis(defaults::SHUTDOWN_TIMEOUT_MS));
+        assert_eq!(c.log_format, LogFormat::Text);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `LOG_FORMAT=json`: one JSON object per line — `timestamp`, `level`,
-//! `target`, `message`, the event's other `fields`, the innermost `span`'s
+//! `target`, `message`, the event's other fields at the top level, the innermost `span`'s
 //! name and, when traces are exported, the `trace_id` and `span_id` of the
 //! current span, so a log line finds its trace.
 
@@ -39,8 +39,10 @@ where
         if let Some(message) = fields.0.remove("message") {
             line.insert("message".into(), message);
         }
-        if !fields.0.is_empty() {
-            line.insert("fields".into(), Value::Object(fields.0));
+        // The event's fields sit at the top level (`reference`, `error`, …),
+        // never over the line's own keys.
+        for (name, value) in fields.0 {
+            line.entry(name).or_insert(value);
         }
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".into(), span.name().into());

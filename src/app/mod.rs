@@ -39,9 +39,10 @@ use crate::service::{Access, HealthProbes, RebuildSource, Services};
 mod config;
 pub mod log_json;
 mod running;
+pub mod telemetry;
 pub mod tracing_otel;
 
-pub use config::{AuthMode, Config, Role, defaults};
+pub use config::{AuthMode, Config, LogFormat, Role, defaults};
 pub use running::{Ended, RunningApp};
 
 /// Every projection of the application, in the order they are started: the
@@ -127,6 +128,7 @@ fn is_internal(ip: IpAddr) -> bool {
 
 /// Connects, migrates and assembles the services (no task is started).
 pub async fn build(config: &Config) -> anyhow::Result<Built> {
+    crate::infra::metrics::install();
     let access = access(config)?;
     let write_db = db::connect(&config.database_url, config.pool_size).await?;
     db::migrate(&write_db).await?;
@@ -155,6 +157,8 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         event_store: sea_store.clone(),
         redis: redis.as_ref().map(RedisPing::new).transpose()?,
         tasks: Arc::new(TaskBoard::default()),
+        draining: shutdown.subscribe(),
+        sessions: Arc::default(),
     };
     let store: Arc<dyn EventStore> = sea_store;
     let commands = executor(config, store.clone(), upcasters.clone());
@@ -228,7 +232,7 @@ async fn process_executor(
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     let Built { services, write_db, commits, shutdown } = build(&config).await?;
     let supervisor = Supervisor::new(services.health.tasks.clone(), shutdown.subscribe());
-    let mut app = RunningApp::new(services.clone(), shutdown.clone());
+    let mut app = RunningApp::new(services.clone(), shutdown.clone(), config.shutdown_timeout());
     let runs = |role: Role| config.role == Role::All || config.role == role;
     let redis = config.redis();
     if config.role == Role::Relay && redis.is_none() {
@@ -314,32 +318,36 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         let settings = config.http(services.access.is_enforced());
         let timeout = settings.request_timeout;
         let router = crate::http::router(services.clone(), settings);
-        let stop = shutdown.subscribe();
+        let (stop, drain) = (shutdown.subscribe(), config.shutdown_timeout());
         app.serve(async move {
-            crate::http::serve(listener, router, timeout, stop).await.map_err(anyhow::Error::from)
+            crate::http::serve(listener, router, timeout, drain, stop)
+                .await
+                .map_err(anyhow::Error::from)
         });
         let (follower, stop) = (services.clone(), shutdown.subscribe());
         app.supervise(&supervisor, "minPosition refresh".into(), move || {
             let (follower, stop) = (follower.clone(), stop.clone());
             async move { follower.read_your_writes.follow(stop).await }
         });
-        if let Some(listen) = &config.metrics_listen {
-            let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-                anyhow::anyhow!("Failed to listen on {listen} (METRICS_LISTEN): {e}")
-            })?;
-            let bound = listener.local_addr()?;
-            if !is_internal(bound.ip()) {
-                tracing::warn!(%bound, "METRICS_LISTEN serves /metrics without authentication on a public address");
-            }
-            app.metrics_addr = Some(bound);
-            let router = crate::http::metrics_router(services.clone());
-            let stop = shutdown.subscribe();
-            app.spawn("metrics server".into(), async move {
-                crate::http::serve(listener, router, timeout, stop)
-                    .await
-                    .map_err(anyhow::Error::from)
-            });
+    }
+    if let Some(listen) = &config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("Failed to listen on {listen} (METRICS_LISTEN): {e}"))?;
+        let bound = listener.local_addr()?;
+        if !is_internal(bound.ip()) {
+            tracing::warn!(%bound, "METRICS_LISTEN serves /metrics without authentication on a public address");
         }
+        app.metrics_addr = Some(bound);
+        let router = crate::http::metrics_router(services.clone());
+        // It stops last, so readiness says "draining" while the API drains.
+        let (stop, drain, timeout) =
+            (app.late_stop(), config.shutdown_timeout(), config.request_timeout());
+        app.spawn_late("metrics server".into(), async move {
+            crate::http::serve(listener, router, timeout, drain, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     Ok(app)
 }

@@ -2,8 +2,15 @@
 //! mini-redis's and zero-to-production's `main`): the HTTP server, whose end
 //! ends the process, and the supervised background tasks, which restart
 //! after a failure and end on the shutdown signal.
+//!
+//! Stopping drains in order: the shutdown signal makes the process not
+//! ready, closes the listeners and the WebSockets (1001), lets requests
+//! in flight finish (up to the shutdown timeout), projectors commit their
+//! batch and release their leases, the relay finish its batch; once those
+//! have ended and the sessions closed, the late tasks (the `METRICS_LISTEN`
+//! server, which answers readiness meanwhile) stop too.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +22,10 @@ use tokio::task::{self, JoinSet};
 use crate::infra::supervisor::Supervisor;
 use crate::service::Services;
 
-/// How long stopping waits for the tasks before aborting the rest (an HTTP
-/// server waits for its open connections, a WebSocket may stay open).
-const STOP_GRACE: Duration = Duration::from_secs(30);
+/// How much longer than the shutdown timeout stopping waits for the tasks
+/// before aborting the rest: the HTTP servers cut their connections at the
+/// shutdown timeout themselves, this is for anything else stuck.
+const ABORT_MARGIN: Duration = Duration::from_secs(1);
 
 /// How one task ended: its name and its result.
 pub type Ended = (String, anyhow::Result<()>);
@@ -31,6 +39,11 @@ pub struct RunningApp {
     pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     shutdown: watch::Sender<bool>,
+    /// Stops the late tasks, after all the others.
+    late: watch::Sender<bool>,
+    late_tasks: HashSet<task::Id>,
+    /// How long requests in flight may take after the shutdown signal.
+    shutdown_timeout: Duration,
     tasks: JoinSet<anyhow::Result<()>>,
     names: HashMap<task::Id, String>,
     /// The HTTP server: when it ends, the process ends.
@@ -38,12 +51,19 @@ pub struct RunningApp {
 }
 
 impl RunningApp {
-    pub(super) fn new(services: Arc<Services>, shutdown: watch::Sender<bool>) -> Self {
+    pub(super) fn new(
+        services: Arc<Services>,
+        shutdown: watch::Sender<bool>,
+        shutdown_timeout: Duration,
+    ) -> Self {
         RunningApp {
             addr: None,
             metrics_addr: None,
             services,
             shutdown,
+            late: watch::channel(false).0,
+            late_tasks: HashSet::new(),
+            shutdown_timeout,
             tasks: JoinSet::new(),
             names: HashMap::new(),
             server: None,
@@ -60,14 +80,22 @@ impl RunningApp {
         self.names.insert(id, name);
     }
 
-    /// Runs a task that is not restarted, as `name` (its end is reported).
-    pub(super) fn spawn(
+    /// The signal of the late tasks: it turns true once every other task
+    /// has ended.
+    pub(super) fn late_stop(&self) -> watch::Receiver<bool> {
+        self.late.subscribe()
+    }
+
+    /// Runs a task that is not restarted and stops last (on
+    /// [`RunningApp::late_stop`]), as `name`.
+    pub(super) fn spawn_late(
         &mut self,
         name: String,
         task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
     ) {
         let id = self.tasks.spawn(task).id();
         self.names.insert(id, name);
+        self.late_tasks.insert(id);
     }
 
     /// Runs the HTTP server: when it ends, the process ends.
@@ -80,18 +108,35 @@ impl RunningApp {
         self.server = Some(id);
     }
 
-    /// Asks every task to stop and reports how each ended; tasks still
-    /// running after [`STOP_GRACE`] are aborted.
+    /// Asks every task to stop and reports how each ended: first all but
+    /// the late ones (and the WebSocket sessions), then the late ones.
+    /// Tasks still running shortly after the shutdown timeout are aborted.
     pub async fn stop(mut self) -> Vec<Ended> {
+        tracing::info!(timeout = ?self.shutdown_timeout, "shutting down: draining");
         let _ = self.shutdown.send(true);
         let mut ended = Vec::new();
-        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout + ABORT_MARGIN;
+        while self.tasks.len() > self.late_tasks.len() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
+                Ok(Some(joined)) => ended.push(self.ended(joined)),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let sessions = self.services.health.sessions.clone();
+        if tokio::time::timeout_at(deadline, sessions.all_closed()).await.is_err() {
+            tracing::warn!(
+                open = sessions.count(),
+                "WebSocket sessions still open at the deadline"
+            );
+        }
+        let _ = self.late.send(true);
         loop {
             match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
                 Ok(Some(joined)) => ended.push(self.ended(joined)),
                 Ok(None) => return ended,
                 Err(_) => {
-                    tracing::warn!(grace = ?STOP_GRACE, "tasks did not stop in time; aborting them");
+                    let grace = self.shutdown_timeout + ABORT_MARGIN;
+                    tracing::warn!(?grace, "tasks did not stop in time; aborting them");
                     self.tasks.abort_all();
                     while let Some(joined) = self.tasks.join_next_with_id().await {
                         ended.push(self.ended(joined));
@@ -130,10 +175,12 @@ impl RunningApp {
         let (id, result) = match joined {
             Ok((id, result)) => (id, result),
             Err(e) if e.is_cancelled() => {
-                (e.id(), Err(anyhow::anyhow!("did not stop within {STOP_GRACE:?}; aborted")))
+                let grace = self.shutdown_timeout + ABORT_MARGIN;
+                (e.id(), Err(anyhow::anyhow!("did not stop within {grace:?}; aborted")))
             }
             Err(e) => (e.id(), Err(anyhow::anyhow!(e))),
         };
+        self.late_tasks.remove(&id);
         (self.names.remove(&id).unwrap_or_else(|| "task".into()), result)
     }
 }

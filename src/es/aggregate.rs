@@ -34,7 +34,7 @@ pub trait Aggregate:
 
     type Command: Send + Sync;
     type Event: DomainEvent;
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + Rejection + Send + Sync + 'static;
 
     /// Checks the business rules against the current state and decides which
     /// events the command produces. An empty vector means "nothing to do".
@@ -42,6 +42,13 @@ pub trait Aggregate:
 
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
+
+    /// The command's name, for metrics (`DepositMoney`); by default the
+    /// stream type.
+    fn command_name(command: &Self::Command) -> &'static str {
+        let _ = command;
+        Self::STREAM_TYPE
+    }
 
     /// The id whose partition this stream's events travel in, given the
     /// state after the events. A stream whose read model must see it in

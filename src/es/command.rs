@@ -10,7 +10,7 @@ use chrono::Utc;
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::aggregate::{Aggregate, DomainEvent};
+use super::aggregate::{Aggregate, DomainEvent, Rejection, RejectionKind};
 use super::cache::AggregateCache;
 use super::envelope::{Actor, CorrelationId, EventMetadata, NewEvent, Position, StreamKey};
 use super::locks::StreamLocks;
@@ -211,7 +211,10 @@ impl CommandExecutor {
         // Commands on one stream in this process queue up instead of racing;
         // races with other processes are settled by the store.
         let _guard = self.locks.lock(&stream).await;
-        self.with_retries(&stream, ctx, || self.attempt::<A>(id, &stream, command, ctx)).await
+        let result =
+            self.with_retries(&stream, ctx, || self.attempt::<A>(id, &stream, command, ctx)).await;
+        count_command(A::STREAM_TYPE, A::command_name(command), &result);
+        result
     }
 
     /// Runs `attempt` until it succeeds or fails for good. A lost
@@ -271,11 +274,13 @@ impl CommandExecutor {
             }
             match attempt().await {
                 Err(CommandError::Store(StoreError::Conflict { expected, actual, .. })) => {
+                    metrics::counter!("eventfold_command_conflicts_total").increment(1);
                     if ctx.expected_version.is_some() || retries >= self.settings.max_retries {
                         return Err(CommandError::Conflict { expected, actual });
                     }
                     retries += 1;
                     tracing::Span::current().record("retries", retries);
+                    metrics::counter!("eventfold_command_retries_total").increment(1);
                     tokio::time::sleep(backoff(retries)).await;
                 }
                 // Another process won with the same command id: loop round
@@ -423,6 +428,31 @@ pub(crate) fn to_new_event<E: DomainEvent, X>(
         payload,
         metadata: metadata.clone(),
     })
+}
+
+/// Counts a command's end by aggregate (`multi_stream` for a command over
+/// several), command and outcome: `ok`, the
+/// rejection's kind, `conflict`, `invalid` (a reused command id) or `error`.
+pub(crate) fn count_command<E: Rejection>(
+    aggregate: &'static str,
+    command: &'static str,
+    result: &Result<Outcome, CommandError<E>>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(e)) => match e.kind() {
+            RejectionKind::Validation => "validation",
+            RejectionKind::InvalidState => "invalid_state",
+            RejectionKind::NotFound => "not_found",
+            RejectionKind::InsufficientFunds => "insufficient_funds",
+            RejectionKind::InsufficientStock => "insufficient_stock",
+        },
+        Err(CommandError::Conflict { .. }) => "conflict",
+        Err(CommandError::CommandIdReused(_)) => "invalid",
+        Err(CommandError::Store(_)) => "error",
+    };
+    let labels = [("aggregate", aggregate), ("command", command), ("outcome", outcome)];
+    metrics::counter!("eventfold_commands_total", &labels).increment(1);
 }
 
 /// Exponential backoff with jitter, capped at ~50 ms.

@@ -30,7 +30,7 @@ use super::store::{CommandRecord, Snapshot, StoreError, StreamAppend};
 pub trait MultiStreamCommand: Send + Sync {
     /// The rejection this command reports; every aggregate it drives must
     /// convert its own error into it.
-    type Rejection: Send + Sync + 'static;
+    type Rejection: super::aggregate::Rejection + Send + Sync + 'static;
 
     /// The streams the command may append to. The first is the command's
     /// own stream: it must receive events whenever any stream does, its
@@ -220,7 +220,10 @@ impl CommandExecutor {
         for stream in &sorted {
             guards.push(self.lock_stream(stream).await);
         }
-        self.with_retries(&own, ctx, || self.attempt_many(command, &streams, ctx)).await
+        let result =
+            self.with_retries(&own, ctx, || self.attempt_many(command, &streams, ctx)).await;
+        super::command::count_command("multi_stream", short_type_name::<C>(), &result);
+        result
     }
 
     async fn attempt_many<C: MultiStreamCommand>(
@@ -268,4 +271,10 @@ fn mismatch(stream: &StreamKey) -> StoreError {
         "{}/{} is loaded as another aggregate type",
         stream.stream_type, stream.stream_id
     ))
+}
+
+/// The last segment of a type's path (`CreateOrder`), a static string.
+fn short_type_name<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    full.rsplit("::").next().unwrap_or(full)
 }

@@ -19,6 +19,7 @@ pub mod decimal;
 pub mod error;
 pub mod feed;
 pub mod limits;
+mod metrics;
 pub mod ops;
 pub mod order_commands;
 pub mod orders;
@@ -76,6 +77,7 @@ pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
     schema_builder()
         .extension(limits::MaxRootFields(max_root_fields))
         .extension(PerRequestWaits)
+        .extension(metrics::OperationMetrics)
         .data(services)
         .data(caller)
         .finish()

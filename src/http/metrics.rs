@@ -1,16 +1,23 @@
-//! `GET /metrics`: Prometheus text exposition of what an operator watches:
-//! each projection's checkpoint, lag and parked events, and the requests
-//! waiting for `minPosition`. With authentication on, only for admins; on
-//! `METRICS_LISTEN`, for whoever reaches that address.
+//! `GET /metrics`: the Prometheus text exposition of what an operator
+//! watches (see [`crate::infra::metrics`]): the figures counted as things
+//! happen, and the states read at each scrape — each projection's
+//! checkpoint, lag and parked events, the requests waiting for
+//! `minPosition`, the database pools. With authentication on, only for
+//! admins; on `METRICS_LISTEN`, for whoever reaches that address.
+//!
+//! Also the middleware that counts and times every HTTP request.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use metrics::{Unit, counter, describe_counter, describe_gauge, gauge, histogram};
 
 use super::AppState;
-use crate::service::{ProjectionReport, ServiceError, Services};
+use crate::service::{PoolStats, ProjectionReport, ServiceError, Services, WaitStats};
 
 /// `/metrics` on the API's address: an admin's token when authentication
 /// is on (401 without a valid one, 403 for other roles).
@@ -39,8 +46,11 @@ pub(super) async fn open_metrics(State(services): State<Arc<Services>>) -> Respo
 }
 
 async fn exposition(services: &Services) -> Response {
-    match render(services).await {
-        Ok(body) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response(),
+    match scraped(services).await {
+        Ok(states) => {
+            let body = crate::infra::metrics::render(|| states.record());
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "metrics unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable").into_response()
@@ -48,76 +58,120 @@ async fn exposition(services: &Services) -> Response {
     }
 }
 
-/// One metric family: its name, help, type, and the value for a projection
-/// (`None`: not known in this process).
-struct Family {
-    name: &'static str,
-    help: &'static str,
-    kind: &'static str,
-    value: fn(&ProjectionReport) -> Option<u64>,
+/// What a scrape reads: the states behind the gauges.
+struct Scraped {
+    reports: Vec<ProjectionReport>,
+    waits: WaitStats,
+    pools: Vec<PoolStats>,
 }
 
-const FAMILIES: &[Family] = &[
-    Family {
-        name: "eventfold_projection_position",
-        help: "Global position of the last event applied.",
-        kind: "gauge",
-        value: |r| Some(r.checkpoint.pos as u64),
-    },
-    Family {
-        name: "eventfold_projection_lag",
-        help: "Committed events not yet applied.",
-        kind: "gauge",
-        value: |r| Some(r.lag),
-    },
-    Family {
-        name: "eventfold_projection_dead_letters",
-        help: "Events parked after repeated failures, or waiting behind one.",
-        kind: "gauge",
-        value: |r| Some(r.dead_letters),
-    },
-    Family {
-        name: "eventfold_projection_transient_failures_total",
-        help: "Attempts that failed transiently and were retried (this process).",
-        kind: "counter",
-        value: |r| r.state.as_ref().map(|s| s.transient_failures),
-    },
-    Family {
-        name: "eventfold_projection_rejected_entries_total",
-        help: "Transport entries ignored as untrustworthy (this process).",
-        kind: "counter",
-        value: |r| r.state.as_ref().map(|s| s.rejected_entries),
-    },
-];
+async fn scraped(services: &Services) -> Result<Scraped, ServiceError> {
+    Ok(Scraped {
+        reports: services.projection_reports().await?,
+        waits: services.wait_stats(),
+        pools: services.pool_stats(),
+    })
+}
 
-async fn render(services: &Services) -> anyhow::Result<String> {
-    let reports = services.projection_reports().await?;
-    let mut out = String::new();
-    for family in FAMILIES {
-        let Family { name, help, kind, value } = family;
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for r in &reports {
-            if let Some(v) = value(r) {
-                out.push_str(&format!("{name}{{projection=\"{}\"}} {v}\n", r.name));
+impl Scraped {
+    /// Sets every state on the current recorder (the scrape's own).
+    fn record(&self) {
+        describe_gauge!(
+            "eventfold_projection_position",
+            "Global position of the last event applied."
+        );
+        describe_gauge!(
+            "eventfold_projection_lag",
+            "Committed events not yet applied (capped at 10000)."
+        );
+        describe_gauge!(
+            "eventfold_projection_lag_seconds",
+            Unit::Seconds,
+            "How long the oldest committed event not yet applied has waited."
+        );
+        describe_gauge!(
+            "eventfold_projection_dead_letters",
+            "Events parked after repeated failures, or waiting behind one."
+        );
+        describe_counter!(
+            "eventfold_projection_transient_failures_total",
+            "Attempts that failed transiently and were retried (projectors of this process)."
+        );
+        describe_counter!(
+            "eventfold_projection_rejected_entries_total",
+            "Transport entries ignored as untrustworthy (projectors of this process)."
+        );
+        for r in &self.reports {
+            let projection = r.name;
+            gauge!("eventfold_projection_position", "projection" => projection)
+                .set(r.checkpoint.pos as f64);
+            gauge!("eventfold_projection_lag", "projection" => projection).set(r.lag as f64);
+            gauge!("eventfold_projection_lag_seconds", "projection" => projection)
+                .set(r.lag_seconds);
+            gauge!("eventfold_projection_dead_letters", "projection" => projection)
+                .set(r.dead_letters as f64);
+            if let Some(state) = &r.state {
+                counter!("eventfold_projection_transient_failures_total", "projection" => projection)
+                    .absolute(state.transient_failures);
+                counter!("eventfold_projection_rejected_entries_total", "projection" => projection)
+                    .absolute(state.rejected_entries);
             }
         }
-    }
-    let waits = services.wait_stats();
-    for (name, help, kind, value) in [
-        (
-            "eventfold_min_position_waiting",
-            "Requests waiting for minPosition now.",
-            "gauge",
-            waits.waiting as u64,
-        ),
-        (
+        describe_gauge!("eventfold_min_position_waiting", "Requests waiting for minPosition now.");
+        describe_counter!(
             "eventfold_min_position_refreshes_total",
-            "Reads of the stored checkpoints on behalf of all minPosition waiters (this process).",
-            "counter",
-            waits.refreshes,
-        ),
-    ] {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+            "Reads of the stored checkpoints on behalf of all minPosition waiters (this process)."
+        );
+        gauge!("eventfold_min_position_waiting").set(self.waits.waiting as f64);
+        counter!("eventfold_min_position_refreshes_total").absolute(self.waits.refreshes);
+        describe_gauge!(
+            "eventfold_db_pool_connections",
+            "Connections of a database pool, by state: in_use or idle."
+        );
+        describe_gauge!("eventfold_db_pool_max_connections", "Most connections a pool may open.");
+        for pool in &self.pools {
+            let name = pool.name;
+            gauge!("eventfold_db_pool_connections", "pool" => name, "state" => "in_use")
+                .set(pool.in_use() as f64);
+            gauge!("eventfold_db_pool_connections", "pool" => name, "state" => "idle")
+                .set(pool.idle as f64);
+            gauge!("eventfold_db_pool_max_connections", "pool" => name).set(pool.max as f64);
+        }
     }
-    Ok(out)
+}
+
+/// Counts and times every request of the API's router, by route (the
+/// route's pattern, never the raw path), method and status class.
+pub(super) async fn count_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
+        Some("/") => "/",
+        Some("/graphql") => "/graphql",
+        Some("/graphql/ws") => "/graphql/ws",
+        Some("/health/live") => "/health/live",
+        Some("/health/ready") => "/health/ready",
+        Some("/metrics") => "/metrics",
+        Some(_) => "other",
+        None => "unmatched",
+    };
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::OPTIONS => "OPTIONS",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    };
+    let response = next.run(request).await;
+    let status = match response.status().as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
+    };
+    let labels = [("route", route), ("method", method), ("status", status)];
+    counter!("eventfold_http_requests_total", &labels).increment(1);
+    histogram!("eventfold_http_request_duration_seconds", &labels[..2])
+        .record(started.elapsed().as_secs_f64());
+    response
 }

@@ -96,12 +96,18 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         .with_state(state)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn_with_state(request_timeout, limits::request_timeout))
+        .layer(middleware::from_fn(metrics::count_request))
 }
 
-/// `/metrics` alone, without authentication: for `METRICS_LISTEN`, an
-/// address only the monitoring can reach.
+/// `/metrics` and the health checks, without authentication: for
+/// `METRICS_LISTEN`, an address only the monitoring can reach. It stays up
+/// while the API drains, so readiness can say so.
 pub fn metrics_router(services: Arc<Services>) -> Router {
-    Router::new().route("/metrics", get(metrics::open_metrics)).with_state(services)
+    Router::new()
+        .route("/metrics", get(metrics::open_metrics))
+        .route("/health/live", get(|| async { "ok" }))
+        .route("/health/ready", get(|State(services): State<Arc<Services>>| readiness(services)))
+        .with_state(services)
 }
 
 /// CORS for GraphQL over HTTP: a browser page may read responses only if
@@ -130,7 +136,11 @@ async fn graphiql() -> Html<String> {
 
 /// 200 `{"status":"ready"}`, or 503 `{"status":"unavailable","reasons":[…]}`.
 async fn ready(State(state): State<AppState>) -> Response {
-    let report = state.services.ready().await;
+    readiness(state.services).await
+}
+
+async fn readiness(services: Arc<Services>) -> Response {
+    let report = services.ready().await;
     let (status, body) = if report.is_ready() {
         (StatusCode::OK, serde_json::json!({ "status": "ready" }))
     } else {

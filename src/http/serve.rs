@@ -7,8 +7,9 @@
 //! - Each request knows its client's address (`ConnectInfo<SocketAddr>`).
 //! - On shutdown, no new connection is accepted; a connection without a
 //!   request in progress (idle, or still sending its headers) is closed at
-//!   once, and one with a request in progress finishes it (requests are
-//!   bounded by the request timeout), then closes.
+//!   once, and one with a request in progress finishes it, then closes. A
+//!   connection still open when the drain time is up (a stuck client, a
+//!   body that never ends) is cut: nobody holds the process past it.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -31,12 +32,14 @@ use tower::ServiceExt as _;
 const IDLE_GRACE: Duration = Duration::from_millis(200);
 
 /// Serves `router` on `listener` until `shutdown` turns true; returns once
-/// every connection has ended. `header_timeout` bounds how long a client may
-/// take to send a request's headers.
+/// every connection has ended, or `drain` after the shutdown signal,
+/// cutting the connections left. `header_timeout` bounds how long a client
+/// may take to send a request's headers.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    drain: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let (closing, closed) = watch::channel(false);
@@ -66,7 +69,15 @@ pub async fn serve(
     }
     drop(listener);
     let _ = closing.send(true);
-    while connections.join_next().await.is_some() {}
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(drain, drained).await.is_err() {
+        tracing::warn!(
+            connections = connections.len(),
+            ?drain,
+            "connections still busy at the shutdown timeout; cutting them"
+        );
+        connections.shutdown().await;
+    }
     Ok(())
 }
 

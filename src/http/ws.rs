@@ -12,7 +12,8 @@
 //!   with 4403 when it does not verify) and runs every later operation as
 //!   that caller, with the same checks as over HTTP,
 //! - closes with 4429 when a client starts more than
-//!   `WS_MAX_SUBSCRIPTIONS` operations at once.
+//!   `WS_MAX_SUBSCRIPTIONS` operations at once,
+//! - closes with 1001 (going away) when the server shuts down.
 //!
 //! Accepted frames go on to async-graphql through a channel; its replies
 //! go back to the socket.
@@ -120,10 +121,15 @@ async fn serve(mut socket: WebSocket, state: AppState, protocol: WebSocketProtoc
         protocol,
     );
     let mut guard = Guard::new(&state);
+    let _session = state.services.health.sessions.open();
+    let mut draining = state.services.health.draining.clone();
     let init_deadline = tokio::time::sleep(CONNECTION_INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     let refusal = loop {
         tokio::select! {
+            _ = super::serve::stopping(&mut draining) => {
+                return close(&mut socket, close_code::AWAY, "server shutting down").await;
+            }
             frame = socket.recv() => match guard.on_frame(frame) {
                 Step::Forward(message) => {
                     // The receiver lives in `graphql`, beside us: never closed.

@@ -32,6 +32,36 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
     Ok(db)
 }
 
+/// A connection pool's state now.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    /// Which pool: `events` (the event store's) or `read`.
+    pub name: &'static str,
+    /// Connections open, in use or idle.
+    pub open: u32,
+    pub idle: u32,
+    /// Most connections the pool may open.
+    pub max: u32,
+}
+
+impl PoolStats {
+    pub fn in_use(&self) -> u32 {
+        self.open.saturating_sub(self.idle)
+    }
+}
+
+/// The state of `db`'s pool, named `name`.
+pub fn pool_stats(name: &'static str, db: &DatabaseConnection) -> PoolStats {
+    let (open, idle, max) = if is_postgres(db) {
+        let pool = db.get_postgres_connection_pool();
+        (pool.size(), pool.num_idle() as u32, pool.options().get_max_connections())
+    } else {
+        let pool = db.get_sqlite_connection_pool();
+        (pool.size(), pool.num_idle() as u32, pool.options().get_max_connections())
+    };
+    PoolStats { name, open, idle, max }
+}
+
 /// Key of the advisory lock that serializes migrations between processes.
 const MIGRATION_LOCK: i64 = 0x6576_656e_7466_6f6c;
 

@@ -49,6 +49,11 @@ impl SeaEventStore {
         self.committed.subscribe()
     }
 
+    /// The store's database.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Whether the store's database answers.
     pub async fn ping(&self) -> Result<(), sea_orm::DbErr> {
         self.db.ping().await

@@ -89,6 +89,7 @@ impl Writer {
         mut streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError> {
+        let started = std::time::Instant::now();
         let events: usize = streams.iter().map(|s| s.events.len()).sum();
         let span = tracing::debug_span!("append", events, group_size = tracing::field::Empty);
         if let Some(traceparent) = span.in_scope(trace_context::current_traceparent) {
@@ -105,6 +106,8 @@ impl Writer {
             .await
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
         span.record("group_size", group_size);
+        metrics::histogram!("eventfold_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -204,6 +207,7 @@ impl Writer {
         }
         txn.commit().await?;
         self.committed.send_modify(|n| *n += 1);
+        metrics::histogram!("eventfold_append_group_size").record(group.len() as f64);
         Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
     }
 

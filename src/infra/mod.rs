@@ -7,6 +7,7 @@ pub mod event_feed;
 pub mod event_store;
 mod event_writer;
 pub mod jwt;
+pub mod metrics;
 pub mod projection_runtime;
 pub mod read_your_writes;
 pub mod rebuild;

@@ -33,6 +33,7 @@ mod products;
 mod reads;
 
 pub use crate::es::store::Outcome;
+pub use crate::infra::db::PoolStats;
 pub use crate::infra::projection_runtime::dead_letters::{DeadLetter, Retried as RetryReport};
 pub use crate::infra::projection_runtime::{Failure, FailureKind};
 pub use crate::read_models::Page;
@@ -47,7 +48,10 @@ pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
 pub use error::ServiceError;
-pub use ops::{HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, WaitStats};
+pub use ops::{
+    HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, Session, Sessions,
+    WaitStats,
+};
 pub use orders::OrderLineRequest;
 pub use reads::{MinPosition, RequestWaits};
 

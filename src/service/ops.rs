@@ -3,14 +3,16 @@
 //! audit log, and readiness.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
 use super::{Caller, MinPosition, ServiceError, Services};
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
+use crate::infra::db::{self, PoolStats};
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::projection_runtime::dead_letters::{self, DeadLetter, Retried as RetryReport};
 use crate::infra::projection_runtime::{Applier, ProjectionStatus, RunState, RuntimeSettings};
@@ -31,6 +33,8 @@ pub struct ProjectionReport {
     pub checkpoint: Position,
     /// Committed events not yet applied, up to [`LAG_CAP`].
     pub lag: u64,
+    /// How long the oldest of those has waited, in seconds (0 without lag).
+    pub lag_seconds: f64,
     /// Its runner's state when it runs in this process; `None` when it runs
     /// elsewhere.
     pub state: Option<RunState>,
@@ -120,9 +124,23 @@ impl Services {
         for name in self.projections.iter().map(|p| p.name()) {
             let checkpoint = self.read_your_writes.checkpoint(name).await?;
             let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
+            let lag_seconds = match lag {
+                0 => 0.0,
+                _ => self.store.read_committed(checkpoint, 1).await?.first().map_or(0.0, |e| {
+                    let waited = chrono::Utc::now() - e.recorded_at;
+                    waited.num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 1e6
+                }),
+            };
             let dead_letters = dead_letters::count(&self.read_db, name).await?;
             let state = self.monitor.state(name);
-            reports.push(ProjectionReport { name, checkpoint, lag, state, dead_letters });
+            reports.push(ProjectionReport {
+                name,
+                checkpoint,
+                lag,
+                lag_seconds,
+                state,
+                dead_letters,
+            });
         }
         Ok(reports)
     }
@@ -191,6 +209,16 @@ impl Services {
 
     /// Read-your-writes in this process: requests waiting, and the shared
     /// reads of the stored checkpoints made for them.
+    /// The database pools of this process: the event store's, and the
+    /// read database's when it is another one.
+    pub fn pool_stats(&self) -> Vec<PoolStats> {
+        let mut pools = vec![db::pool_stats("events", self.health.event_store.db())];
+        if self.rebuild_source.read_url != self.rebuild_source.events_url {
+            pools.push(db::pool_stats("read", &self.read_db));
+        }
+        pools
+    }
+
     pub fn wait_stats(&self) -> WaitStats {
         let rw = &self.read_your_writes;
         WaitStats { waiting: rw.waiting(), refreshes: rw.refreshes.load(Ordering::Relaxed) }
@@ -203,6 +231,10 @@ impl Services {
     /// projection or supervised task of this process failing.
     pub async fn ready(&self) -> ReadinessReport {
         let probes = &self.health;
+        if *probes.draining.borrow() {
+            // Shutting down: whatever else holds, send traffic elsewhere.
+            return ReadinessReport { reasons: vec!["draining".into()] };
+        }
         let redis = async {
             match &probes.redis {
                 Some(redis) => redis.ping(PROBE_TIMEOUT).await,
@@ -246,6 +278,55 @@ pub struct HealthProbes {
     pub redis: Option<RedisPing>,
     /// The supervised tasks of this process (relay, projectors).
     pub tasks: Arc<TaskBoard>,
+    /// Turns true when the process starts shutting down: from then on it
+    /// is not ready, and long-lived sessions close.
+    pub draining: watch::Receiver<bool>,
+    /// The long-lived client sessions open now.
+    pub sessions: Arc<Sessions>,
+}
+
+/// The long-lived client sessions (WebSocket connections) open in this
+/// process: shutdown waits, bounded, until they have closed.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+impl Sessions {
+    /// Counts a session as open until the returned guard is dropped.
+    pub fn open(self: &Arc<Self>) -> Session {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        metrics::gauge!("eventfold_websocket_connections").increment(1.0);
+        Session(self.clone())
+    }
+
+    pub fn count(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no session is open.
+    pub async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.count() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// One open session (see [`Sessions::open`]).
+#[derive(Debug)]
+pub struct Session(Arc<Sessions>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("eventfold_websocket_connections").decrement(1.0);
+        self.0.closed.notify_waiters();
+    }
 }
 
 /// Whether a process should receive traffic.

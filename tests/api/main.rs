@@ -15,6 +15,7 @@ mod http;
 mod integrity;
 mod limits;
 mod load;
+mod observability;
 mod process;
 mod rebuild;
 mod rebuild_exclusive;

@@ -14,7 +14,7 @@ pub(crate) struct Server {
     pub(crate) log: PathBuf,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -74,6 +74,42 @@ impl Server {
 
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM, without waiting.
+    pub(crate) fn sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "SIGTERM sent");
+    }
+
+    /// Waits up to `limit` for the process to exit: its status, or `None`
+    /// when it still runs.
+    pub(crate) async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, and the exit status, which must come within `limit`.
+    pub(crate) async fn terminate_within(&mut self, limit: Duration) -> std::process::ExitStatus {
+        self.sigterm();
+        match self.wait_exit(limit).await {
+            Some(status) => status,
+            None => panic!("still running {limit:?} after SIGTERM:\n{}", self.log_text()),
+        }
+    }
+
+    /// What it has logged so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGKILL: no shutdown hook runs.

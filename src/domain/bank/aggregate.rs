@@ -135,6 +135,15 @@ impl Aggregate for BankAccount {
     type Event = BankEvent;
     type Error = BankError;
 
+    fn command_name(command: &BankCommand) -> &'static str {
+        match command {
+            BankCommand::OpenAccount { .. } => "OpenAccount",
+            BankCommand::DepositMoney { .. } => "DepositMoney",
+            BankCommand::WithdrawMoney { .. } => "WithdrawMoney",
+            BankCommand::WriteCheck { .. } => "WriteCheck",
+        }
+    }
+
     fn handle(&self, command: &BankCommand) -> Result<Vec<BankEvent>, BankError> {
         match command {
             BankCommand::OpenAccount { owner, initial_deposit, overdraft_limit, customer_id } => {

@@ -78,6 +78,13 @@ impl Aggregate for Customer {
     type Event = CustomerEvent;
     type Error = CustomerError;
 
+    fn command_name(command: &CustomerCommand) -> &'static str {
+        match command {
+            CustomerCommand::RegisterCustomer { .. } => "RegisterCustomer",
+            CustomerCommand::ChangeCustomerEmail { .. } => "ChangeCustomerEmail",
+        }
+    }
+
     fn handle(&self, command: &CustomerCommand) -> Result<Vec<CustomerEvent>, CustomerError> {
         match command {
             CustomerCommand::RegisterCustomer { name, email } => {

@@ -85,6 +85,12 @@ impl Aggregate for Invoice {
     type Event = InvoiceEvent;
     type Error = InvoiceError;
 
+    fn command_name(command: &InvoiceCommand) -> &'static str {
+        match command {
+            InvoiceCommand::IssueInvoice { .. } => "IssueInvoice",
+        }
+    }
+
     fn handle(&self, command: &InvoiceCommand) -> Result<Vec<InvoiceEvent>, InvoiceError> {
         match command {
             InvoiceCommand::IssueInvoice {

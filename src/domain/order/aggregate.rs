@@ -244,6 +244,10 @@ impl Aggregate for Order {
     type Event = OrderEvent;
     type Error = OrderError;
 
+    fn command_name(command: &OrderCommand) -> &'static str {
+        command.name()
+    }
+
     fn handle(&self, command: &OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
         use OrderStatus::{Confirmed, Delivered, Pending, Shipped};
 

@@ -148,6 +148,16 @@ impl Aggregate for Product {
     type Event = ProductEvent;
     type Error = ProductError;
 
+    fn command_name(command: &ProductCommand) -> &'static str {
+        match command {
+            ProductCommand::RegisterProduct { .. } => "RegisterProduct",
+            ProductCommand::IncreaseStock { .. } => "IncreaseStock",
+            ProductCommand::DecreaseStock { .. } => "DecreaseStock",
+            ProductCommand::ReserveStock { .. } => "ReserveStock",
+            ProductCommand::ReleaseStock { .. } => "ReleaseStock",
+        }
+    }
+
     fn handle(&self, command: &ProductCommand) -> Result<Vec<ProductEvent>, ProductError> {
         match command {
             ProductCommand::RegisterProduct { name, price } => {

@@ -77,6 +77,13 @@ impl Aggregate for Shipment {
         if self.status.is_some() { self.order_id } else { id }
     }
 
+    fn command_name(command: &ShipmentCommand) -> &'static str {
+        match command {
+            ShipmentCommand::CreateShipment { .. } => "CreateShipment",
+            ShipmentCommand::UpdateShipmentStatus { .. } => "UpdateShipmentStatus",
+        }
+    }
+
     fn handle(&self, command: &ShipmentCommand) -> Result<Vec<ShipmentEvent>, ShipmentError> {
         match command {
             ShipmentCommand::CreateShipment { order_id, carrier, tracking_code } => {

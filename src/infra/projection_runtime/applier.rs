@@ -239,6 +239,7 @@ impl Applier {
         events: &[RecordedEvent],
         watermark: Option<Position>,
     ) -> Result<(Position, Vec<Change>), Attempt> {
+        let started = std::time::Instant::now();
         let txn = self.read_db.begin().await?;
         let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
         let mut changes = Vec::new();
@@ -262,6 +263,13 @@ impl Applier {
             save_checkpoint(&txn, claim, reached).await?;
         }
         txn.commit().await?;
+        if !fresh.is_empty() {
+            let projection = [("projection", self.name())];
+            metrics::histogram!("eventfold_projection_batch_size", &projection)
+                .record(fresh.len() as f64);
+            metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
+                .record(started.elapsed().as_secs_f64());
+        }
         Ok((reached, changes))
     }
 

@@ -96,12 +96,20 @@ impl PartitionedRunner {
                 _ = tokio::time::sleep(self.lease_ttl / 5) => {}
             }
         }
+        // Each partition's task commits its batch and stops, then its lease
+        // goes at once, and this worker leaves the live set: another worker
+        // takes over without waiting for expiry.
         for (_, o) in owned.drain() {
             let lease = o.lease.clone();
             o.stopped(Duration::from_secs(5)).await;
             if let Some(c) = conn.as_mut() {
                 let _ = lease.release(c).await;
             }
+        }
+        if let Some(c) = conn.as_mut() {
+            let workers = self.settings.workers_key(self.name());
+            let _: redis::RedisResult<i64> =
+                redis::cmd("ZREM").arg(&workers).arg(&self.worker_id).query_async(c).await;
         }
         self.applier.monitor.set(self.name(), ProjectionStatus::Stopped, None);
         Ok(())

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use super::lease::Lease;
 use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
-use crate::es::envelope::Position;
+use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::projection_runtime::checkpoint::{Claim, load_checkpoint, save_checkpoint};
@@ -31,6 +31,9 @@ use crate::infra::trace_context::{self, of_metadata};
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
 const LINGER: Duration = Duration::from_millis(2);
+
+/// The relay's lag in events is counted up to this many.
+const RELAY_LAG_CAP: u64 = 100_000;
 
 /// The PostgreSQL channel the events trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "eventfold_events";
@@ -157,7 +160,11 @@ impl Relay {
         last: &mut [Position],
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
-        let Some(newest) = events.last().map(|e| e.position) else { return Ok(0) };
+        let Some(newest) = events.last().map(|e| e.position) else {
+            metrics::gauge!("eventfold_relay_lag_events").set(0.0);
+            metrics::gauge!("eventfold_relay_lag_seconds").set(0.0);
+            return Ok(0);
+        };
         // Open (not entered) until the batch is out: its duration is the publish.
         let _span = tracing::debug_span!("relay publish", events = events.len());
         trace_context::link_batch(&_span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
@@ -194,7 +201,25 @@ impl Relay {
                 .ignore();
         }
         pipe.query_async::<()>(conn).await?;
+        self.published(&events, newest).await?;
         Ok(events.len() as u64)
+    }
+
+    /// Records a published batch: how many, up to where, and what was left
+    /// behind (counted only after a full batch: after a partial one, the
+    /// relay has read everything committed).
+    async fn published(&self, events: &[RecordedEvent], newest: Position) -> anyhow::Result<()> {
+        metrics::counter!("eventfold_relay_published_events_total").increment(events.len() as u64);
+        metrics::gauge!("eventfold_relay_position").set(newest.pos as f64);
+        let behind = match events.len() as u64 == self.batch_size {
+            true => self.store.count_after(newest, RELAY_LAG_CAP).await?,
+            false => 0,
+        };
+        metrics::gauge!("eventfold_relay_lag_events").set(behind as f64);
+        let oldest = events.first().map_or(chrono::Utc::now(), |e| e.recorded_at);
+        let waited = (chrono::Utc::now() - oldest).num_microseconds().unwrap_or(0).max(0);
+        metrics::gauge!("eventfold_relay_lag_seconds").set(waited as f64 / 1e6);
+        Ok(())
     }
 
     /// Drops entries every consumer group is done with.
