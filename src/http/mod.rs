@@ -8,11 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -20,6 +19,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, Services};
 
+mod assets;
 mod limits;
 mod metrics;
 mod negotiate;
@@ -82,7 +82,8 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
     let graphql =
         Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
     Router::new()
-        .route("/", get(graphiql))
+        .route("/", get(assets::graphiql))
+        .route("/assets/{name}", get(assets::asset))
         .merge(graphql)
         .route("/graphql/ws", get(ws::upgrade))
         .route("/health/live", get(|| async { "ok" }))
@@ -110,10 +111,6 @@ fn cors(origins: Arc<Origins>) -> CorsLayer {
         .allow_origin(allowed)
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
 }
 
 /// 200 `{"status":"ready"}`, or 503 `{"status":"unavailable","reasons":[…]}`.

@@ -4,6 +4,7 @@
 mod accounts;
 mod auth;
 mod bank_limits;
+mod browser;
 mod concurrency;
 mod convergence;
 mod embedded;
@@ -13,6 +14,7 @@ mod http;
 mod integrity;
 mod limits;
 mod load;
+mod pages;
 mod process;
 mod rebuild;
 mod rebuild_exclusive;
