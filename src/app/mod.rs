@@ -183,6 +183,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         invoice_base_url: config.invoice_base_url.clone(),
         access,
         health,
+        rebuilds: Default::default(),
     });
     Ok(Built { services, write_db, commits, shutdown })
 }

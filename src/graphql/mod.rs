@@ -14,6 +14,7 @@ use async_graphql::{
 
 pub mod accounts;
 pub mod audit;
+pub mod console;
 pub mod customers;
 pub mod decimal;
 pub mod error;
@@ -33,6 +34,7 @@ use crate::service::{Caller, MinPosition, RequestWaits, Services};
 pub struct Query(
     accounts::AccountQuery,
     audit::AuditQuery,
+    console::ConsoleQuery,
     ops::OpsQuery,
     customers::CustomerQuery,
     products::ProductQuery,
@@ -45,6 +47,7 @@ pub struct Mutation(
     customers::CustomerMutation,
     products::ProductMutation,
     order_commands::OrderMutation,
+    console::ConsoleMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -52,6 +55,7 @@ pub struct Subscription(
     accounts::AccountSubscription,
     orders::OrderSubscription,
     products::ProductSubscription,
+    console::ConsoleSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -5,7 +5,8 @@
 //! come back as [`ServiceError`]. Nothing here knows GraphQL or HTTP.
 //!
 //! One `impl Services` block per context: [`bank`], [`customers`],
-//! [`products`], [`orders`]; and [`ops`] for projections and stream history.
+//! [`products`], [`orders`]; [`ops`] for projections and stream history; and
+//! [`console`] for what the event console adds.
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::infra::read_your_writes::ReadYourWrites;
 
 mod auth;
 mod bank;
+mod console;
 mod customers;
 mod error;
 mod ops;
@@ -34,6 +36,7 @@ pub use crate::infra::projection_runtime::{Failure, FailureKind};
 pub use crate::read_models::Page;
 pub use crate::read_models::account_summary::query::AccountSummary;
 pub use crate::read_models::audit_log::query::LoggedEvent;
+pub use crate::read_models::audit_log::query::{StreamFilter, StreamSummary, StreamTypeCount};
 pub use crate::read_models::balance_history::query::BalanceAt;
 pub use crate::read_models::customers::query::CustomerSummary;
 pub use crate::read_models::orders_with_details::query::{
@@ -42,6 +45,7 @@ pub use crate::read_models::orders_with_details::query::{
 pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
+pub use console::{FOLDABLE, FoldedState, RebuildPhase, RebuildProgress, Rebuilds};
 pub use error::ServiceError;
 pub use ops::{HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, WaitStats};
 pub use orders::OrderLineRequest;
@@ -65,6 +69,8 @@ pub struct Services {
     pub access: Access,
     /// What readiness checks.
     pub health: HealthProbes,
+    /// The background rebuilds this process started.
+    pub rebuilds: Rebuilds,
 }
 
 /// What a client may say about any command beyond its content.

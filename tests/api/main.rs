@@ -6,6 +6,7 @@ mod auth;
 mod bank_limits;
 mod browser;
 mod concurrency;
+mod console_api;
 mod convergence;
 mod embedded;
 mod event_store;
