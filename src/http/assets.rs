@@ -51,13 +51,22 @@ const ASSETS: &[Asset] = &[
     asset!("vendor", "VERSIONS", TEXT),
     asset!("static", "graphiql-page.js", JS),
     asset!("static", "graphiql-page.css", CSS),
+    asset!("static", "console.js", JS),
+    asset!("static", "console.css", CSS),
 ];
 
 const GRAPHIQL_PAGE: &[u8] = include_bytes!("../../web/static/graphiql.html");
+const CONSOLE_PAGE: &[u8] = include_bytes!("../../web/static/console.html");
 
 /// GraphiQL, at `/`.
 pub(super) async fn graphiql() -> Response {
     page(GRAPHIQL_PAGE)
+}
+
+/// The event console, at `/console`. The page itself shows nothing
+/// without the API, which checks the caller's role on every operation.
+pub(super) async fn console() -> Response {
+    page(CONSOLE_PAGE)
 }
 
 /// A file under `/assets/`, or 404.

@@ -83,6 +83,7 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         Router::new().route("/graphql", get(graphql_get).post(graphql_post)).layer(cors(origins));
     Router::new()
         .route("/", get(assets::graphiql))
+        .route("/console", get(assets::console))
         .route("/assets/{name}", get(assets::asset))
         .merge(graphql)
         .route("/graphql/ws", get(ws::upgrade))

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use crate::auth::{spawn_secured, token};
 use crate::browser::Browser;
+use crate::helpers::{DEPOSIT, account_at, open_account};
+use crate::integrity::{dead_letters, park_a_stream};
 
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 
@@ -92,6 +95,97 @@ async fn graphiql_renders_offline_and_runs_a_query_with_the_token_from_its_heade
     let origins = browser.resource_origins().await;
     let own = format!("http://{}", app.addr);
     assert!(origins.iter().all(|o| *o == own), "only the server's own origin: {origins:?}");
+    browser.close().await;
+    app.stop().await;
+}
+
+/// Clicks the element `selector` once it exists (and is enabled).
+async fn click_when_ready(browser: &Browser, what: &str, selector: &str) {
+    let script = format!(
+        "const b = document.querySelector({selector:?}); if (!b || b.disabled) return false; b.click(); return true;"
+    );
+    browser.until(PAGE_WAIT, what, &script).await;
+}
+
+/// The text of the element `selector` once it contains `expected`.
+async fn text_with(browser: &Browser, what: &str, selector: &str, expected: &str) -> String {
+    let script = format!(
+        "const e = document.querySelector({selector:?}); const t = e ? e.innerText : ''; return t.includes({expected:?}) ? t : '';"
+    );
+    browser.until(PAGE_WAIT, what, &script).await.as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn the_console_lists_a_stream_shows_its_events_and_tails_a_new_one_live() {
+    let app = spawn_secured().await;
+    let (id, position) = open_account(&app, "Ada Lovelace", "10", "0").await;
+    account_at(&app, &id, &position).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/console")).await.unwrap();
+    // Signed in through the page's token field.
+    browser
+        .js(
+            "document.getElementById('token').value = arguments[0];
+             document.querySelector('#token-form button').click(); return true;",
+            vec![json!(token("admin", None))],
+        )
+        .await;
+    text_with(&browser, "the stream types", "#types", "BankAccount").await;
+    // Find the stream by its id, open it, see its event's payload.
+    browser
+        .js(
+            "document.getElementById('find-id').value = arguments[0];
+             document.querySelector('#find-form button').click(); return true;",
+            vec![json!(id)],
+        )
+        .await;
+    let open = format!("#streams button[aria-label='Open BankAccount {id}']");
+    click_when_ready(&browser, "the found stream", &open).await;
+    let events = text_with(&browser, "the stream's events", "#events", "AccountOpened").await;
+    assert!(events.contains("Ada Lovelace"), "the payload is shown: {events}");
+    // The state folded at version 1.
+    click_when_ready(&browser, "the fold button", "#state-form button").await;
+    text_with(&browser, "the folded state", "#state", "\"balance\": \"10.00\"").await;
+    // An event appended after the page loaded arrives in the live tail.
+    let deposit = json!({ "input": { "accountId": id, "amount": "2.50" } });
+    app.gql(DEPOSIT, deposit).await.ok();
+    let tail = text_with(&browser, "the live tail", "#tail", "MoneyDeposited").await;
+    assert!(tail.contains(&id), "{tail}");
+    text_with(&browser, "the projections", "#projections", "bank_account_summary").await;
+    let origins = browser.resource_origins().await;
+    let own = format!("http://{}", app.addr);
+    assert!(origins.iter().all(|o| *o == own), "only the server's own origin: {origins:?}");
+    // The README's picture of the console, from this very run.
+    let png = browser.client.screenshot().await.unwrap();
+    std::fs::write(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png"), png)
+        .unwrap();
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_console_retries_a_dead_letter_once_its_cause_is_fixed() {
+    let (app, id, _) = park_a_stream().await;
+    app.db
+        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
+        .await
+        .unwrap();
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/console")).await.unwrap();
+    let letters = "[data-dead-letters='bank_account_summary']";
+    text_with(&browser, "the dead letters", letters, "MoneyDeposited").await;
+    click_when_ready(&browser, "the retry button", "[data-retry='bank_account_summary']").await;
+    text_with(&browser, "the retry's report", "#status", "2 applied").await;
+    browser
+        .until(
+            PAGE_WAIT,
+            "the dead letters to disappear",
+            &format!("return document.querySelector({letters:?}) === null"),
+        )
+        .await;
+    assert!(dead_letters(&app, "bank_account_summary").await.is_empty());
+    let row = app.gql("query($id: UUID!) { account(id: $id) { balance } }", json!({ "id": id }));
+    assert_eq!(row.await.ok()["account"]["balance"], "13.34");
     browser.close().await;
     app.stop().await;
 }
