@@ -189,3 +189,86 @@ async fn the_console_retries_a_dead_letter_once_its_cause_is_fixed() {
     browser.close().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn graphiql_subscribes_over_the_websocket_with_the_token_from_its_header_editor() {
+    let app = spawn_secured().await;
+    let (id, position) = open_account(&app, "Grace", "10", "0").await;
+    account_at(&app, &id, &position).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&app.url("/")).await.unwrap();
+    browser
+        .until(
+            PAGE_WAIT,
+            "GraphiQL's header editor",
+            "const tab = [...document.querySelectorAll('.graphiql-editor-tools button')]
+               .find(b => b.textContent.trim() === 'Headers');
+             if (tab && tab.getAttribute('aria-selected') !== 'true') tab.click();
+             return [...document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')]
+               .some(e => !e.classList.contains('hidden') && e.querySelector('.CodeMirror'));",
+        )
+        .await;
+    // accountUpdated needs a signed-in caller: without the header in
+    // connection_init the server would refuse it.
+    let headers =
+        json!({ "Authorization": format!("Bearer {}", token("clerk", None)) }).to_string();
+    let subscription =
+        format!("subscription Follow {{ accountUpdated(id: \"{id}\") {{ balance }} }}");
+    browser
+        .js(
+            "const [query, headers] = arguments;
+             document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.setValue(query);
+             const editor = [...document.querySelectorAll('.graphiql-editor-tool .graphiql-editor')]
+               .find(e => !e.classList.contains('hidden') && e.querySelector('.CodeMirror'));
+             editor.querySelector('.CodeMirror').CodeMirror.setValue(headers);
+             return true;",
+            vec![json!(subscription), json!(headers)],
+        )
+        .await;
+    // Runs it (again, should GraphiQL still name the old operation) until
+    // the subscription is live, then deposits until the new balance shows.
+    let response = "const r = document.querySelector('.graphiql-response .CodeMirror');
+                    return r ? r.CodeMirror.getValue() : '';";
+    let deadline = tokio::time::Instant::now() + PAGE_WAIT;
+    loop {
+        let shown = browser.js(response, vec![]).await;
+        let shown = shown.as_str().unwrap_or_default().to_owned();
+        if shown.contains("12.00") {
+            break;
+        }
+        assert!(
+            !shown.contains("UNAUTHENTICATED"),
+            "the header went with connection_init: {shown}"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no update arrived; GraphiQL shows {shown}"
+        );
+        let running = browser
+            .js(
+                "const b = document.querySelector('.graphiql-execute-button');
+                 return (b.getAttribute('aria-label') || '').startsWith('Stop');",
+                vec![],
+            )
+            .await;
+        if running != json!(true) {
+            browser
+                .js(
+                    "document.querySelector('.graphiql-execute-button').click(); return true;",
+                    vec![],
+                )
+                .await;
+        } else {
+            let deposit = json!({ "input": { "accountId": id, "amount": "2" } });
+            let done = app.gql(DEPOSIT, deposit).await.ok();
+            let position = done["depositMoney"]["position"].as_str().unwrap().to_owned();
+            account_at(&app, &id, &position).await;
+            // Next deposits would raise the balance past 12.00: stop here
+            // and let the update arrive.
+            text_with(&browser, "the pushed balance", ".graphiql-response", "12.00").await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    browser.close().await;
+    app.stop().await;
+}
