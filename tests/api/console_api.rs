@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use crate::auth::{spawn_secured, token};
 use crate::helpers::{DEPOSIT, account_at, eventually, gql_as, open_account};
 use crate::integrity::{dead_letters, park_a_stream};
+use crate::subscriptions::WsClient;
 
 const STATE: &str = "query($t: String!, $id: UUID!, $v: Int) { aggregateState(streamType: $t, streamId: $id, version: $v) { version state } }";
 
@@ -177,5 +178,40 @@ async fn a_rebuild_runs_in_the_background_and_reports_its_progress_until_done() 
     assert!(done, "{last}");
     assert_eq!(last["rebuildStatus"]["applied"], 3, "{last}");
     assert!(last["rebuildStatus"]["finishedAt"].is_string());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rebuild_progress_streams_the_rebuild_to_a_clerk_until_it_is_done_then_completes() {
+    let app = spawn_secured().await;
+    for owner in ["Ada", "Grace"] {
+        open_account(&app, owner, "10", "0").await;
+    }
+    let counted = eventually(Duration::from_secs(20), || async {
+        let data = app.gql("{ streamTypes { events } }", json!({})).await.ok();
+        data["streamTypes"][0]["events"] == 2
+    })
+    .await;
+    assert!(counted, "the audit log shows both events");
+    let mut ws = WsClient::upgrade(app.addr, false, None).await.unwrap();
+    let clerk = format!("Bearer {}", token("clerk", Some("bob".into())));
+    ws.init(json!({ "Authorization": clerk })).await;
+    let start = "mutation { rebuildProjection(name: \"audit_log\") { phase } }";
+    app.gql(start, json!({})).await.ok();
+    let follow = "subscription { rebuildProgress(name: \"audit_log\") { phase applied total } }";
+    ws.subscribe("1", follow, json!({})).await;
+    let mut seen = Vec::new();
+    loop {
+        let message = ws.next_message().await;
+        match message["type"].as_str() {
+            Some("next") => seen.push(message["payload"]["data"]["rebuildProgress"].clone()),
+            Some("complete") => break,
+            _ => panic!("unexpected {message}"),
+        }
+    }
+    let last = seen.last().expect("at least one progress report");
+    assert_eq!(last["phase"], "DONE", "{seen:?}");
+    assert_eq!(last["applied"], 2, "{seen:?}");
+    assert!(seen[..seen.len() - 1].iter().all(|p| p["phase"] == "RUNNING"), "{seen:?}");
     app.stop().await;
 }
