@@ -196,6 +196,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             commits.clone(),
             FeedSettings::default(),
         )),
+        rebuilds: Default::default(),
     });
     Ok(Built { services, write_db, commits, shutdown })
 }

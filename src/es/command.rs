@@ -200,6 +200,30 @@ impl CommandExecutor {
         Ok(Loaded { state, version, last_position })
     }
 
+    /// The state of stream `id` after its events up to `version` (all of
+    /// them when `None`), folded from the default state through the
+    /// domain's own `apply`, every event upcast on the way; no snapshot or
+    /// cache is used, so the answer is the log's. `None` when the stream
+    /// has no events up to there.
+    pub async fn fold_at<A: Aggregate>(
+        &self,
+        id: Uuid,
+        version: Option<i64>,
+    ) -> Result<Option<(A, i64)>, StoreError> {
+        let stream = StreamKey::new(A::STREAM_TYPE, id);
+        let mut state = A::default();
+        let mut reached = 0;
+        for recorded in self.store.load_stream(&stream, 0).await? {
+            if version.is_some_and(|v| recorded.version > v) {
+                break;
+            }
+            let event: A::Event = self.upcasters.decode(&recorded).map_err(StoreError::backend)?;
+            state.apply(&event);
+            reached = recorded.version;
+        }
+        Ok((reached > 0).then_some((state, reached)))
+    }
+
     /// Executes one command against one aggregate.
     pub async fn execute<A: Aggregate>(
         &self,

@@ -14,6 +14,7 @@ use async_graphql::{
 
 pub mod accounts;
 pub mod audit;
+pub mod console;
 pub mod customers;
 pub mod decimal;
 pub mod error;
@@ -38,6 +39,7 @@ pub struct Query(
     accounts::AccountQuery,
     audit::AuditQuery,
     feed::FeedQuery,
+    console::ConsoleQuery,
     ops::OpsQuery,
     customers::CustomerQuery,
     products::ProductQuery,
@@ -50,6 +52,7 @@ pub struct Mutation(
     customers::CustomerMutation,
     products::ProductMutation,
     order_commands::OrderMutation,
+    console::ConsoleMutation,
 );
 
 #[derive(MergedSubscription, Default)]
@@ -58,6 +61,7 @@ pub struct Subscription(
     orders::OrderSubscription,
     products::ProductSubscription,
     feed::FeedSubscription,
+    console::ConsoleSubscription,
 );
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;

@@ -8,11 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router, middleware};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -22,6 +21,7 @@ use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, CorrelationId, Services};
 
 mod correlation;
+mod assets;
 mod limits;
 mod metrics;
 mod negotiate;
@@ -87,7 +87,9 @@ pub fn router(services: Arc<Services>, settings: HttpSettings) -> Router {
         .layer(cors(origins))
         .layer(middleware::from_fn(trace::request_span));
     Router::new()
-        .route("/", get(graphiql))
+        .route("/", get(assets::graphiql))
+        .route("/console", get(assets::console))
+        .route("/assets/{name}", get(assets::asset))
         .merge(graphql)
         .route("/graphql/ws", get(ws::upgrade))
         .route("/health/live", get(|| async { "ok" }))
@@ -128,10 +130,6 @@ fn cors(origins: Arc<Origins>) -> CorsLayer {
             header::HeaderName::from_static(crate::infra::trace_context::TRACEPARENT),
         ])
         .expose_headers([correlation::HEADER])
-}
-
-async fn graphiql() -> Html<String> {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
 }
 
 /// 200 `{"status":"ready"}`, or 503 `{"status":"unavailable","reasons":[…]}`.

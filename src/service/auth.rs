@@ -5,8 +5,8 @@
 //! |---|---|
 //! | anyone | read products, follow their stock |
 //! | customer (`sub` = its customer id) | register itself; its own customer record, accounts, orders and their subscriptions; open accounts, move money and place or cancel orders for itself |
-//! | clerk | the shop and the bank on anyone's behalf |
-//! | admin | everything, including stream history and projections |
+//! | clerk | the shop and the bank on anyone's behalf; reads stream history, aggregate states and projections |
+//! | admin | everything, including retrying dead letters and rebuilding projections |
 //!
 //! Another customer's row reads as absent (`null`, `NOT_FOUND`), so
 //! existence is not leaked; an operation above the caller's role is

@@ -5,7 +5,8 @@
 //! come back as [`ServiceError`]. Nothing here knows GraphQL or HTTP.
 //!
 //! One `impl Services` block per context: [`bank`], [`customers`],
-//! [`products`], [`orders`]; and [`ops`] for projections and stream history.
+//! [`products`], [`orders`]; [`ops`] for projections and stream history; and
+//! [`console`] for what the event console adds.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use crate::infra::read_your_writes::ReadYourWrites;
 
 mod auth;
 mod bank;
+mod console;
 mod customers;
 mod error;
 mod feed;
@@ -39,6 +41,7 @@ pub use crate::infra::projection_runtime::{Failure, FailureKind};
 pub use crate::read_models::Page;
 pub use crate::read_models::account_summary::query::AccountSummary;
 pub use crate::read_models::audit_log::query::LoggedEvent;
+pub use crate::read_models::audit_log::query::{StreamFilter, StreamSummary, StreamTypeCount};
 pub use crate::read_models::balance_history::query::BalanceAt;
 pub use crate::read_models::customers::query::CustomerSummary;
 pub use crate::read_models::orders_with_details::query::{
@@ -47,6 +50,7 @@ pub use crate::read_models::orders_with_details::query::{
 pub use crate::read_models::product_stock::query::ProductStock;
 pub use auth::{Access, Caller, CallerRole};
 pub use bank::OpenAccount;
+pub use console::{FOLDABLE, FoldedState, RebuildPhase, RebuildProgress, Rebuilds};
 pub use error::ServiceError;
 pub use ops::{
     HealthProbes, LAG_CAP, ProjectionReport, ReadinessReport, RebuildSource, Session, Sessions,
@@ -75,6 +79,8 @@ pub struct Services {
     pub health: HealthProbes,
     /// The event log as a feed.
     pub feed: Arc<EventFeed>,
+    /// The background rebuilds this process started.
+    pub rebuilds: Rebuilds,
 }
 
 /// What a client may say about any command beyond its content.

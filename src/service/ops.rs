@@ -145,17 +145,17 @@ impl Services {
         Ok(reports)
     }
 
-    /// [`Services::projection_reports`], for admins.
+    /// [`Services::projection_reports`], for staff (clerks read them too).
     pub async fn projections(
         &self,
         caller: &Caller,
     ) -> Result<Vec<ProjectionReport>, ServiceError> {
-        caller.require_admin()?;
+        caller.require_staff()?;
         self.projection_reports().await
     }
 
     /// A page of the events projection `name` parked, oldest first, after
-    /// position `after` (admins).
+    /// position `after` (staff).
     pub async fn dead_letters(
         &self,
         caller: &Caller,
@@ -163,13 +163,13 @@ impl Services {
         after: Option<i64>,
         limit: u64,
     ) -> Result<Page<DeadLetter>, ServiceError> {
-        caller.require_admin()?;
+        caller.require_staff()?;
         let (items, has_next) = dead_letters::page(&self.read_db, name, after, limit).await?;
         Ok(Page { items, has_next })
     }
 
     /// The history of one stream, oldest first, after version `after_version`
-    /// (admins).
+    /// (staff).
     pub async fn stream_events(
         &self,
         caller: &Caller,
@@ -179,7 +179,7 @@ impl Services {
         limit: u64,
         min_position: MinPosition<'_>,
     ) -> Result<Page<LoggedEvent>, ServiceError> {
-        caller.require_admin()?;
+        caller.require_staff()?;
         self.wait_for(&[audit_log::NAME], min_position).await?;
         let page = audit_log::query::stream_page(
             &self.read_db,

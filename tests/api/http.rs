@@ -103,7 +103,9 @@ async fn graphiql_and_health_endpoints_answer() {
     assert_eq!(page.status().as_u16(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("graphiql") || html.contains("GraphiQL"), "GraphiQL page expected");
-    assert!(html.contains("/graphql/ws"));
+    // The page's own script points subscriptions at the WebSocket endpoint.
+    let script = app.client.get(app.url("/assets/graphiql-page.js")).send().await.unwrap();
+    assert!(script.text().await.unwrap().contains("/graphql/ws"));
     let live = app.client.get(app.url("/health/live")).send().await.unwrap();
     assert_eq!(live.status().as_u16(), 200);
     assert_eq!(app.readiness().await, (200, json!({ "status": "ready" })));

@@ -4,7 +4,9 @@
 mod accounts;
 mod auth;
 mod bank_limits;
+mod browser;
 mod concurrency;
+mod console_api;
 mod convergence;
 mod correlation;
 mod embedded;
@@ -16,6 +18,7 @@ mod integrity;
 mod limits;
 mod load;
 mod observability;
+mod pages;
 mod process;
 mod rebuild;
 mod rebuild_exclusive;

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use entity::audit_log as log;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 use uuid::Uuid;
 
@@ -123,4 +123,83 @@ pub async fn correlation_page(
     let has_next = items.len() as u64 > limit;
     items.truncate(limit as usize);
     Ok(Page { items: items.into_iter().map(LoggedEvent::from).collect(), has_next })
+}
+
+/// How many streams and events one stream type holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTypeCount {
+    pub stream_type: String,
+    pub streams: i64,
+    pub events: i64,
+}
+
+/// Every stream type in the log with its counts, by name.
+pub async fn stream_type_counts(db: &DatabaseConnection) -> Result<Vec<StreamTypeCount>, DbErr> {
+    let sql = "SELECT stream_type, COUNT(DISTINCT stream_id) AS streams, COUNT(*) AS events \
+               FROM audit_log GROUP BY stream_type ORDER BY stream_type";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(StreamTypeCount {
+                stream_type: row.try_get("", "stream_type")?,
+                streams: row.try_get("", "streams")?,
+                events: row.try_get("", "events")?,
+            })
+        })
+        .collect()
+}
+
+/// One stream: its type, id and version (its number of events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub stream_type: String,
+    pub stream_id: Uuid,
+    pub version: i64,
+}
+
+/// Which streams [`streams_page`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct StreamFilter {
+    pub stream_type: Option<String>,
+    pub stream_id: Option<Uuid>,
+    /// Only streams with an id above this one.
+    pub after: Option<Uuid>,
+}
+
+/// Up to `limit` streams matching `filter`, by id.
+pub async fn streams_page(
+    db: &DatabaseConnection,
+    filter: &StreamFilter,
+    limit: u64,
+) -> Result<Page<StreamSummary>, DbErr> {
+    let mut query = log::Entity::find()
+        .select_only()
+        .column(log::Column::StreamType)
+        .column(log::Column::StreamId)
+        .column_as(log::Column::Version.max(), "version");
+    if let Some(t) = &filter.stream_type {
+        query = query.filter(log::Column::StreamType.eq(t.as_str()));
+    }
+    if let Some(id) = filter.stream_id {
+        query = query.filter(log::Column::StreamId.eq(id));
+    }
+    if let Some(after) = filter.after {
+        query = query.filter(log::Column::StreamId.gt(after));
+    }
+    let mut rows: Vec<(String, Uuid, i64)> = query
+        .group_by(log::Column::StreamType)
+        .group_by(log::Column::StreamId)
+        .order_by_asc(log::Column::StreamId)
+        .order_by_asc(log::Column::StreamType)
+        .limit(limit + 1)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let has_next = rows.len() as u64 > limit;
+    rows.truncate(limit as usize);
+    let items = rows
+        .into_iter()
+        .map(|(stream_type, stream_id, version)| StreamSummary { stream_type, stream_id, version })
+        .collect();
+    Ok(Page { items, has_next })
 }
