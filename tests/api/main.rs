@@ -16,6 +16,7 @@ mod load;
 mod process;
 mod rebuild;
 mod rebuild_exclusive;
+mod relay_plan;
 mod schema;
 mod settings;
 mod shop_flow;
