@@ -21,7 +21,9 @@ use uuid::Uuid;
 
 use super::event_writer::Writer;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
-use crate::es::store::{CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend};
+use crate::es::store::{
+    BatchedCommand, CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend,
+};
 
 /// Id of the oldest transaction still running, as a bigint.
 const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
@@ -111,6 +113,18 @@ impl EventStore for SeaEventStore {
             return Err(StoreError::Backend("append without events".into()));
         }
         self.writer.append(streams, command).await
+    }
+
+    async fn append_commands(
+        &self,
+        append: StreamAppend,
+        commands: Vec<BatchedCommand>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let total: usize = commands.iter().map(|c| c.events).sum();
+        if total != append.events.len() || commands.iter().any(|c| c.events == 0) {
+            return Err(StoreError::Backend("batched commands do not cover the events".into()));
+        }
+        self.writer.append_commands(vec![append], commands).await
     }
 
     async fn load_stream(

@@ -9,6 +9,7 @@ mod convergence;
 mod embedded;
 mod event_store;
 mod helpers;
+mod hot_stream;
 mod http;
 mod integrity;
 mod limits;
