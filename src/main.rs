@@ -111,7 +111,6 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-
 async fn serve(config: Config) -> anyhow::Result<()> {
     let role = config.role;
     let running = app::start(config).await?;

@@ -10,10 +10,14 @@
 //! Everything runs on loopback, bounded in time; the database and the Redis
 //! keys are removed at the end.
 
+#[path = "bench/cost.rs"]
+mod cost;
 #[path = "bench/http.rs"]
 mod http;
 #[path = "bench/load.rs"]
 mod load;
+#[path = "bench/pgbench.rs"]
+mod pgbench;
 #[path = "bench/raw.rs"]
 mod raw;
 #[path = "bench/report.rs"]
@@ -121,12 +125,17 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     progress("warm-up (1 s, 16 clients, not counted)");
     load::deposits(addr, &accounts, CLIENTS, Duration::from_secs(1)).await?;
     load::settle(addr, SETTLE).await?;
+    let mut probe =
+        cost::Probe::new(&env.database_url, &env.db_name, &env.redis_url, server.pid()).await?;
 
     let mut peak = 0.0f64;
+    let mut cpu_16 = None;
     let mut mutations = Map::new();
     let mut ours = Vec::new();
     for clients in LEVELS {
         progress(&format!("depositMoney, {clients} clients, own accounts"));
+        cost::quiesce().await;
+        let before = probe.sample().await?;
         let mut run = load::deposits(addr, &accounts, clients, duration).await?;
         let rate = run.per_second();
         peak = peak.max(rate);
@@ -140,11 +149,23 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         rows.push(latency_row(&format!("  mutation latency, {clients}"), &mut run));
         let mut run_json = run_json(&mut run);
         run_json["projection_backlog"] = backlog(addr, &mut rows).await?;
+        let spent = cost_of(&mut probe, before, run.ok, &mut rows, clients).await?;
+        if clients == CLIENTS {
+            cpu_16 = spent["cpu_us_total"].as_f64();
+        }
+        run_json["cost_per_mutation"] = spent;
         mutations.insert(clients.to_string(), run_json);
     }
     out.insert("mutations".into(), Value::Object(mutations));
 
+    if let Some(cpu) = cpu_16 {
+        rows.push(Row::at_most("CPU per mutation, all processes, 16", cpu, "us", 500.0));
+    }
+    let own_16 = ours[LEVELS.iter().position(|&c| c == CLIENTS).unwrap_or(0)];
+
     progress("depositMoney, 16 clients, one hot account");
+    cost::quiesce().await;
+    let before = probe.sample().await?;
     let mut hot_run = load::hot_deposits(addr, &hot, CLIENTS, duration).await?;
     rows.push(Row::plain(
         "mutations/s, 16 clients, 1 hot account",
@@ -153,6 +174,11 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     rows.push(latency_row("  hot-account latency, 16", &mut hot_run));
     let mut hot_json = run_json(&mut hot_run);
     hot_json["projection_backlog"] = backlog(addr, &mut rows).await?;
+    hot_json["cost_per_mutation"] =
+        cost_of(&mut probe, before, hot_run.ok, &mut rows, CLIENTS).await?;
+    let hot_ratio = hot_run.per_second() / own_16;
+    rows.push(Row::at_least("  hot / own accounts, 16", hot_ratio, "x", 0.8));
+    hot_json["hot_over_own"] = json!(round3(hot_ratio));
     out.insert("hot_account_16".into(), hot_json);
 
     progress("projection lag at half the peak mutation rate");
@@ -235,6 +261,7 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         );
     }
     out.insert("raw_insert".into(), Value::Object(raw_json));
+    out.insert("pgbench_insert".into(), pgbench_runs(env, duration, own_16, &mut rows));
 
     progress("snapshot load time (10,000-event stream)");
     let snap = snapshot::measure(&env.database_url, 20).await?;
@@ -257,6 +284,69 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     );
     out.insert("loadavg_after".into(), json!(loadavg()));
     Ok((rows, Value::Object(out)))
+}
+
+/// pgbench's prepared one-event INSERT at 1 and 16 clients, if installed.
+fn pgbench_runs(env: &Env, duration: Duration, own_16: f64, rows: &mut Vec<Row>) -> Value {
+    let Some(bin) = pgbench::find() else {
+        rows.push(Row::plain("pgbench INSERT", "pgbench not installed"));
+        return json!({ "available": false });
+    };
+    let mut out = Map::new();
+    out.insert("available".into(), json!(true));
+    for clients in [1, CLIENTS] {
+        progress(&format!("pgbench prepared one-event INSERT, {clients} clients"));
+        match pgbench::tps(&bin, &env.database_url, clients, duration) {
+            Ok(tps) => {
+                rows.push(Row::plain(
+                    format!("pgbench prepared INSERT tx/s, {clients} client(s)"),
+                    format!("{} /s", report::pretty(tps)),
+                ));
+                let mut run = json!({ "per_s": round3(tps) });
+                if clients == CLIENTS {
+                    let ratio = own_16 / tps;
+                    rows.push(Row::plain("  ours / pgbench, 16", format!("{ratio:.2} x")));
+                    run["ours_over_pgbench"] = json!(round3(ratio));
+                }
+                out.insert(clients.to_string(), run);
+            }
+            Err(e) => {
+                eprintln!("pgbench: {e:#}");
+                out.insert(clients.to_string(), json!({ "error": format!("{e:#}") }));
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// Samples the counters again after a run (and its backlog) and reports
+/// what each of its `mutations` cost.
+async fn cost_of(
+    probe: &mut cost::Probe,
+    before: cost::Sample,
+    mutations: u64,
+    rows: &mut Vec<Row>,
+    clients: usize,
+) -> anyhow::Result<Value> {
+    cost::quiesce().await;
+    let after = probe.sample().await?;
+    let spent = probe.per_mutation(&before, &after, mutations);
+    let f = |k: &str| spent[k].as_f64().unwrap_or(0.0);
+    rows.push(Row::plain(
+        format!("  CPU us/mutation, {clients}: server / pg / redis"),
+        format!(
+            "{:.0} / {:.0} / {:.0} = {:.0}",
+            f("cpu_us_server"),
+            f("cpu_us_postgres"),
+            f("cpu_us_redis"),
+            f("cpu_us_total")
+        ),
+    ));
+    rows.push(Row::plain(
+        format!("  per mutation, {clients}: pg tx / redis cmds"),
+        format!("{:.2} / {:.2}", f("pg_transactions"), f("redis_commands")),
+    ));
+    Ok(spent)
 }
 
 /// Waits for the projections to catch up and reports the backlog the last

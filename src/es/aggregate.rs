@@ -32,7 +32,9 @@ pub trait Aggregate:
     /// version is ignored and the state is rebuilt from events.
     const STATE_VERSION: i32 = 1;
 
-    type Command: Send + Sync;
+    /// Cloned into the stream's queue, where the holder of the stream's
+    /// lock may decide it in a batch with others.
+    type Command: Clone + Send + Sync + 'static;
     type Event: DomainEvent;
     type Error: std::error::Error + Rejection + Send + Sync + 'static;
 

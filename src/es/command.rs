@@ -11,6 +11,7 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent, Rejection, RejectionKind};
+use super::batch::Queues;
 use super::cache::AggregateCache;
 use super::envelope::{Actor, CorrelationId, EventMetadata, NewEvent, Position, StreamKey};
 use super::locks::StreamLocks;
@@ -148,6 +149,8 @@ pub struct CommandExecutor {
     upcasters: Arc<Upcasters>,
     settings: CommandSettings,
     locks: StreamLocks,
+    /// Commands waiting on a stream, run in batches by the lock's holder.
+    queues: Queues,
     cache: AggregateCache,
 }
 
@@ -158,7 +161,14 @@ impl CommandExecutor {
         settings: CommandSettings,
     ) -> Self {
         let cache = AggregateCache::new(settings.cache_capacity);
-        CommandExecutor { store, upcasters, settings, locks: StreamLocks::default(), cache }
+        CommandExecutor {
+            store,
+            upcasters,
+            settings,
+            locks: StreamLocks::default(),
+            queues: Queues::default(),
+            cache,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn EventStore> {
@@ -225,18 +235,38 @@ impl CommandExecutor {
     }
 
     /// Executes one command against one aggregate.
+    ///
+    /// Commands on one stream in this process queue up instead of racing
+    /// (races with other processes are settled by the store), and whoever
+    /// holds the stream's lock runs what is queued as one batch (see
+    /// [`super::batch`]).
     pub async fn execute<A: Aggregate>(
         &self,
         id: Uuid,
         command: &A::Command,
         ctx: &CommandContext,
     ) -> Result<Outcome, CommandError<A::Error>> {
+        use tokio::sync::oneshot::error::TryRecvError;
         let stream = StreamKey::new(A::STREAM_TYPE, id);
-        // Commands on one stream in this process queue up instead of racing;
-        // races with other processes are settled by the store.
+        let (queue, mut answer) = self.queues.enqueue::<A>(&stream, command.clone(), ctx.clone());
         let _guard = self.locks.lock(&stream).await;
-        let result =
-            self.with_retries(&stream, ctx, || self.attempt::<A>(id, &stream, command, ctx)).await;
+        let result = loop {
+            match answer.try_recv() {
+                Ok(answered) => break answered,
+                Err(TryRecvError::Empty) => {
+                    let jobs = queue.take();
+                    self.run_jobs::<A>(id, &stream, jobs).await;
+                }
+                // The holder that took this command was cancelled before
+                // it answered: whether it was appended is unknown here (a
+                // retry with the same commandId tells).
+                Err(TryRecvError::Closed) => {
+                    break Err(
+                        StoreError::Backend("the command's batch was interrupted".into()).into()
+                    );
+                }
+            }
+        };
         count_command(A::STREAM_TYPE, A::command_name(command), &result);
         result
     }
@@ -331,7 +361,7 @@ impl CommandExecutor {
     }
 
     /// The aggregate from the cache when present, else from the store.
-    async fn load_cached<A: Aggregate>(
+    pub(super) async fn load_cached<A: Aggregate>(
         &self,
         id: Uuid,
         stream: &StreamKey,
@@ -342,7 +372,7 @@ impl CommandExecutor {
         Ok((self.load::<A>(id).await?, false))
     }
 
-    async fn attempt<A: Aggregate>(
+    pub(super) async fn attempt<A: Aggregate>(
         &self,
         id: Uuid,
         stream: &StreamKey,
@@ -405,6 +435,17 @@ impl CommandExecutor {
         self.save_snapshots(snapshot.map(|s| (stream.clone(), s))).await;
         self.cache.put(stream, state, version, Some(outcome.position));
         Ok(outcome)
+    }
+
+    /// Caches the state a batch left.
+    pub(super) fn cache_put<A: Aggregate>(
+        &self,
+        stream: &StreamKey,
+        state: A,
+        version: i64,
+        position: Option<Position>,
+    ) {
+        self.cache.put(stream, state, version, position);
     }
 
     /// Checks a pinned version, then lets the aggregate decide.

@@ -13,6 +13,7 @@
 //!   events without a database.
 
 pub mod aggregate;
+mod batch;
 mod cache;
 pub mod changes;
 pub mod command;

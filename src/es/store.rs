@@ -25,6 +25,16 @@ pub struct CommandRecord {
     pub stream: StreamKey,
 }
 
+/// One of several commands whose events go, one after another, into a
+/// single append of one stream (see [`EventStore::append_commands`]).
+#[derive(Debug, Clone)]
+pub struct BatchedCommand {
+    /// How many of the append's events are this command's (at least one);
+    /// the commands' events follow each other in the order given.
+    pub events: usize,
+    pub record: Option<CommandRecord>,
+}
+
 /// What a successful command returns (and what the command log keeps).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -78,6 +88,20 @@ pub trait EventStore: Send + Sync {
         streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError>;
+
+    /// Appends the events of several commands on one stream in one
+    /// transaction (all or nothing), each command with its own outcome
+    /// (version and position after its own last event) and its own command
+    /// record. A store that cannot batch answers `Backend`, and the caller
+    /// appends each command alone.
+    async fn append_commands(
+        &self,
+        append: StreamAppend,
+        commands: Vec<BatchedCommand>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let _ = (append, commands);
+        Err(StoreError::Backend("batched appends are not supported".into()))
+    }
 
     /// The events of one stream with a version above `after_version`, in
     /// version order.

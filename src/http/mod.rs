@@ -20,8 +20,8 @@ use tracing::Instrument as _;
 use crate::graphql::{ApiError, AppSchema};
 use crate::service::{Caller, CorrelationId, Services};
 
-mod correlation;
 mod assets;
+mod correlation;
 mod limits;
 mod metrics;
 mod negotiate;

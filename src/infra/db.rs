@@ -11,11 +11,18 @@ use sea_orm::{
 /// Opens a pool for `url`. SQLite gets one connection: it has a single
 /// writer, and one connection makes transactions queue instead of failing
 /// with "database is locked".
+///
+/// A connection is not pinged before each checkout (that ping was one
+/// extra round trip per statement outside a transaction and per
+/// transaction): a dead connection shows as an error on its first use (a
+/// request answers `INTERNAL`; the writer, relay and projector steps retry)
+/// and the pool then drops it.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<DatabaseConnection> {
     use anyhow::Context as _;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .sqlx_logging(false)
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10));
     if url.starts_with("sqlite:") {

@@ -14,14 +14,16 @@ use entity::{command_log, events, snapshots};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, SelectStatement};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Select,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::event_writer::Writer;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
-use crate::es::store::{CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend};
+use crate::es::store::{
+    BatchedCommand, CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend,
+};
 
 /// Id of the oldest transaction still running, as a bigint.
 const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
@@ -80,13 +82,29 @@ pub(crate) fn to_recorded(m: events::Model) -> RecordedEvent {
     }
 }
 
-/// Rows after `after` in commit order.
+/// Rows after `after` in commit order, as one row comparison
+/// `(tx_id, position) > ($1, $2)`: PostgreSQL matches it against the
+/// commit-order index (tx_id, position) as an index condition, in custom and
+/// in generic plans alike. The equivalent `tx_id > $1 OR (tx_id = $1 AND
+/// position > $2)` only bounds `tx_id`, and a cached generic plan then walks
+/// the index and filters every row.
 fn after_condition(after: Position) -> Condition {
-    Condition::any().add(events::Column::TxId.gt(after.tx)).add(
-        Condition::all()
-            .add(events::Column::TxId.eq(after.tx))
-            .add(events::Column::Position.gt(after.pos)),
+    Condition::all().add(
+        Expr::tuple([Expr::col(events::Column::TxId), Expr::col(events::Column::Position)])
+            .gt(Expr::tuple([Expr::val(after.tx), Expr::val(after.pos)])),
     )
+}
+
+/// The relay's (and every commit-order reader's) query: up to `limit` rows
+/// after `after` in commit order; on PostgreSQL only rows of transactions
+/// older than the oldest one still running. Public so a test can `EXPLAIN`
+/// exactly this statement.
+pub fn read_committed_query(after: Position, limit: u64, postgres: bool) -> Select<events::Entity> {
+    let mut query = events::Entity::find().filter(after_condition(after));
+    if postgres {
+        query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
+    }
+    query.order_by_asc(events::Column::TxId).order_by_asc(events::Column::Position).limit(limit)
 }
 
 #[async_trait]
@@ -100,6 +118,18 @@ impl EventStore for SeaEventStore {
             return Err(StoreError::Backend("append without events".into()));
         }
         self.writer.append(streams, command).await
+    }
+
+    async fn append_commands(
+        &self,
+        append: StreamAppend,
+        commands: Vec<BatchedCommand>,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let total: usize = commands.iter().map(|c| c.events).sum();
+        if total != append.events.len() || commands.iter().any(|c| c.events == 0) {
+            return Err(StoreError::Backend("batched commands do not cover the events".into()));
+        }
+        self.writer.append_commands(vec![append], commands).await
     }
 
     async fn load_stream(
@@ -197,14 +227,7 @@ impl EventStore for SeaEventStore {
         after: Position,
         limit: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut query = events::Entity::find().filter(after_condition(after));
-        if self.postgres {
-            query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
-        }
-        let rows = query
-            .order_by_asc(events::Column::TxId)
-            .order_by_asc(events::Column::Position)
-            .limit(limit)
+        let rows = read_committed_query(after, limit, self.postgres)
             .all(&self.db)
             .await
             .map_err(StoreError::backend)?;

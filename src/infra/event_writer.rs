@@ -30,17 +30,19 @@ use super::append_locks::{begin_append, lock_streams};
 use super::supervisor::{Supervisor, TaskBoard};
 use super::trace_context;
 use crate::es::envelope::{Position, StreamKey};
-use crate::es::store::{CommandRecord, Outcome, StoreError, StreamAppend};
+use crate::es::store::{BatchedCommand, CommandRecord, Outcome, StoreError, StreamAppend};
 
 /// Most appends committed together.
 const MAX_GROUP: usize = 128;
 
-/// An append's result and how many appends shared its transaction.
-type Reply = (Result<Outcome, StoreError>, usize);
+/// An append's outcomes and how many appends shared its transaction.
+type Reply = (Result<Vec<Outcome>, StoreError>, usize);
 
+/// One queued append: its streams, and the commands whose events it
+/// carries (in order, over the first stream's events; usually one).
 struct Pending {
     streams: Vec<StreamAppend>,
-    command: Option<CommandRecord>,
+    commands: Vec<BatchedCommand>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -81,14 +83,27 @@ impl Writer {
         self.tasks.any_running()
     }
 
-    /// Queues an append and waits for its group's commit, in an `append`
-    /// span (events, group size). When traces are exported, each event's
-    /// metadata records that span's `traceparent`.
+    /// Queues an append and waits for its group's commit.
     pub(crate) async fn append(
         &self,
-        mut streams: Vec<StreamAppend>,
+        streams: Vec<StreamAppend>,
         command: Option<CommandRecord>,
     ) -> Result<Outcome, StoreError> {
+        let events = streams.first().map_or(0, |s| s.events.len());
+        let commands = vec![BatchedCommand { events, record: command }];
+        let mut outcomes = self.append_commands(streams, commands).await?;
+        outcomes.pop().ok_or_else(|| StoreError::Backend("append without outcome".into()))
+    }
+
+    /// Appends `streams` for `commands`, whose events follow each other in
+    /// the first stream; one outcome per command. Runs in an `append` span
+    /// (events, group size); when traces are exported, each event's
+    /// metadata records that span's `traceparent`.
+    pub(crate) async fn append_commands(
+        &self,
+        mut streams: Vec<StreamAppend>,
+        commands: Vec<BatchedCommand>,
+    ) -> Result<Vec<Outcome>, StoreError> {
         let started = std::time::Instant::now();
         let events: usize = streams.iter().map(|s| s.events.len()).sum();
         let span = tracing::debug_span!("append", events, group_size = tracing::field::Empty);
@@ -99,7 +114,7 @@ impl Writer {
         }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Pending { streams, command, reply })
+            .send(Pending { streams, commands, reply })
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
         let (result, group_size) = answer
             .instrument(span.clone())
@@ -154,13 +169,14 @@ impl Writer {
     async fn try_group(
         &self,
         group: &[&Pending],
-    ) -> Result<Vec<Result<Outcome, StoreError>>, DbErr> {
+    ) -> Result<Vec<Result<Vec<Outcome>, StoreError>>, DbErr> {
         let txn = begin_append(&self.db).await?;
         lock_streams(&txn, group.iter().flat_map(|p| &p.streams)).await?;
         let keys: Vec<&StreamKey> =
             group.iter().flat_map(|p| p.streams.iter().map(|s| &s.stream)).collect();
         let current = current_versions(&txn, &keys).await?;
-        let mut results: Vec<Option<Result<Outcome, StoreError>>> = Vec::with_capacity(group.len());
+        let mut results: Vec<Option<Result<Vec<Outcome>, StoreError>>> =
+            Vec::with_capacity(group.len());
         let mut rows = Vec::new();
         let now = Utc::now();
         for pending in group {
@@ -196,11 +212,27 @@ impl Writer {
                 .max()
                 .copied()
                 .unwrap_or_default();
-            let outcome = outcome_of(&pending.streams, last);
-            if let Some(command) = &pending.command {
-                logs.push(log_row(command, outcome, now));
+            // Each command ends at its own version; the last one's position
+            // is the append's last (over every stream it wrote).
+            let first = &pending.streams[0];
+            let mut outcomes = Vec::with_capacity(pending.commands.len());
+            let mut upto = 0;
+            for (i, command) in pending.commands.iter().enumerate() {
+                upto += command.events as i64;
+                let version = first.expected_version + upto;
+                let position = if i + 1 == pending.commands.len() {
+                    last
+                } else {
+                    let key = (first.stream.stream_type.as_str(), first.stream.stream_id, version);
+                    positions.get(&key).copied().unwrap_or(last)
+                };
+                let outcome = Outcome { id: first.stream.stream_id, version, position };
+                if let Some(record) = &command.record {
+                    logs.push(log_row(record, outcome, now));
+                }
+                outcomes.push(outcome);
             }
-            *result = Some(Ok(outcome));
+            *result = Some(Ok(outcomes));
         }
         if !logs.is_empty() {
             command_log::Entity::insert_many(logs).exec_without_returning(&txn).await?;
@@ -212,8 +244,9 @@ impl Writer {
     }
 
     /// One append in its own transaction, with races mapped to conflicts.
-    async fn append_one(&self, pending: &Pending) -> Result<Outcome, StoreError> {
-        let (streams, command) = (&pending.streams, pending.command.as_ref());
+    async fn append_one(&self, pending: &Pending) -> Result<Vec<Outcome>, StoreError> {
+        let streams = &pending.streams;
+        let command = pending.commands.iter().find_map(|c| c.record.as_ref());
         let err = match self.try_group(&[pending]).await {
             Ok(mut results) => return results.pop().expect("one append, one result"),
             Err(err) => err,
@@ -305,16 +338,6 @@ fn rows_for(append: &StreamAppend, now: chrono::DateTime<Utc>) -> Vec<events::Ac
             recorded_at: Set(now),
         })
         .collect()
-}
-
-/// The outcome of an append: its first stream's new version, its last position.
-fn outcome_of(streams: &[StreamAppend], last: Position) -> Outcome {
-    let first = &streams[0];
-    Outcome {
-        id: first.stream.stream_id,
-        version: first.expected_version + first.events.len() as i64,
-        position: last,
-    }
 }
 
 fn log_row(
