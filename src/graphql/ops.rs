@@ -93,6 +93,17 @@ pub struct ProjectionInfo {
     pub last_error_reference: Option<String>,
     /// How many events are parked (or wait behind a parked one).
     pub dead_letter_count: i64,
+    /// The checkpoint of each partition (one entry without Redis);
+    /// `position` is the lowest.
+    pub partitions: Vec<PartitionCheckpoint>,
+}
+
+/// How far one partition of a projection has applied.
+#[derive(SimpleObject)]
+pub struct PartitionCheckpoint {
+    pub partition: i32,
+    /// Position of the last event applied in this partition.
+    pub position: String,
 }
 
 #[ComplexObject]
@@ -140,6 +151,15 @@ impl OpsQuery {
                     last_error_kind: last.as_ref().map(|f| f.kind.into()),
                     last_error_reference: last.as_ref().and_then(reference),
                     dead_letter_count: r.dead_letters as i64,
+                    partitions: r
+                        .partitions
+                        .iter()
+                        .zip(0..)
+                        .map(|(p, partition)| PartitionCheckpoint {
+                            partition,
+                            position: p.to_string(),
+                        })
+                        .collect(),
                 }
             })
             .collect();

@@ -1,8 +1,9 @@
 //! The correlation id of a request: the one place that picks it.
 //!
 //! A client names its business transaction with `X-Correlation-Id` (1 to
-//! 128 printable ASCII characters, no spaces); a request without one gets a
-//! new id (a UUIDv7). Every event the request's mutations record carries it,
+//! 128 printable ASCII characters, no spaces); a request without one takes
+//! its trace id when traces are exported (so the trace and the events of one
+//! transaction find each other), else a new id (a UUIDv7). Every event the request's mutations record carries it,
 //! and so do the events process managers record in reaction to them. The
 //! response echoes it in the same header. A header that is not a valid id
 //! is refused (400, `VALIDATION_ERROR`) rather than replaced, so a client
@@ -10,13 +11,17 @@
 
 use axum::http::{HeaderMap, HeaderName};
 
+use crate::infra::trace_context;
 use crate::service::CorrelationId;
 
 pub(super) const HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
 
 /// The request's correlation id, or why its header is refused.
 pub(super) fn pick(headers: &HeaderMap) -> Result<CorrelationId, String> {
-    let Some(value) = headers.get(&HEADER) else { return Ok(CorrelationId::new()) };
+    let Some(value) = headers.get(&HEADER) else {
+        let traced = trace_context::current_ids().and_then(|(trace, _)| trace.parse().ok());
+        return Ok(traced.unwrap_or_else(CorrelationId::new));
+    };
     value.to_str().ok().and_then(|v| v.parse().ok()).ok_or_else(|| {
         format!(
             "X-Correlation-Id must be 1 to {} printable ASCII characters without spaces",

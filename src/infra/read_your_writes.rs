@@ -126,6 +126,12 @@ impl ReadYourWrites {
     /// How far a projection has applied everything: the lowest of its keys,
     /// as stored (read now, for reports).
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, sea_orm::DbErr> {
+        Ok(self.checkpoints(projection).await?.into_iter().min().unwrap_or_default())
+    }
+
+    /// Each checkpoint of a projection, as stored (read now, for reports):
+    /// one per partition with Redis, in partition order; one without.
+    pub async fn checkpoints(&self, projection: &str) -> Result<Vec<Position>, sea_orm::DbErr> {
         let keys = self.keys(projection);
         let rows = projection_checkpoints::Entity::find()
             .filter(projection_checkpoints::Column::Name.is_in(keys.iter().map(String::as_str)))
@@ -143,7 +149,7 @@ impl ReadYourWrites {
                 .unwrap_or_default();
             stored.max(delivered.unwrap_or_default())
         };
-        Ok(keys.iter().zip(delivered.iter()).map(at).min().unwrap_or_default())
+        Ok(keys.iter().zip(delivered.iter()).map(at).collect())
     }
 }
 

@@ -31,6 +31,9 @@ pub const LAG_CAP: u64 = 10_000;
 pub struct ProjectionReport {
     pub name: &'static str,
     pub checkpoint: Position,
+    /// The checkpoint of each partition, in partition order (one entry
+    /// without Redis); `checkpoint` is the lowest.
+    pub partitions: Vec<Position>,
     /// Committed events not yet applied, up to [`LAG_CAP`].
     pub lag: u64,
     /// How long the oldest of those has waited, in seconds (0 without lag).
@@ -122,7 +125,8 @@ impl Services {
     pub async fn projection_reports(&self) -> Result<Vec<ProjectionReport>, ServiceError> {
         let mut reports = Vec::with_capacity(self.projections.len());
         for name in self.projections.iter().map(|p| p.name()) {
-            let checkpoint = self.read_your_writes.checkpoint(name).await?;
+            let partitions = self.read_your_writes.checkpoints(name).await?;
+            let checkpoint = partitions.iter().copied().min().unwrap_or_default();
             let lag = self.store.count_after(checkpoint, LAG_CAP).await?;
             let lag_seconds = match lag {
                 0 => 0.0,
@@ -136,6 +140,7 @@ impl Services {
             reports.push(ProjectionReport {
                 name,
                 checkpoint,
+                partitions,
                 lag,
                 lag_seconds,
                 state,

@@ -152,6 +152,8 @@ async fn the_console_lists_a_stream_shows_its_events_and_tails_a_new_one_live() 
     let tail = text_with(&browser, "the live tail", "#tail", "MoneyDeposited").await;
     assert!(tail.contains(&id), "{tail}");
     text_with(&browser, "the projections", "#projections", "bank_account_summary").await;
+    let partitions = "[data-partitions='bank_account_summary']";
+    text_with(&browser, "the partition checkpoints", partitions, "partition 3: ").await;
     let origins = browser.resource_origins().await;
     let own = format!("http://{}", app.addr);
     assert!(origins.iter().all(|o| *o == own), "only the server's own origin: {origins:?}");

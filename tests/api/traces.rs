@@ -275,6 +275,8 @@ async fn one_deposit_is_one_trace_from_the_request_to_the_subscriber_across_proc
         .unwrap();
     let metadata: Value = serde_json::from_str(&stored).unwrap();
     assert_eq!(metadata["traceparent"], format!("00-{trace_id}-{}-01", append.span_id));
+    // Without an X-Correlation-Id header, the trace id names the transaction.
+    assert_eq!(metadata["correlation_id"], trace_id.as_str());
 
     // Relay process (OTLP/JSON): the publish links to the append.
     let relay = find("relay publish", &|s| s.name == "relay publish" && s.links_to(&append));

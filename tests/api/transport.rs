@@ -362,3 +362,39 @@ async fn streams_are_trimmed_once_every_group_has_acknowledged() {
     assert!(trimmed, "streams still hold {lens:?} entries");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn projections_report_the_checkpoint_of_every_partition() {
+    let app = spawn_app().await;
+    let partitions = app.redis.as_ref().unwrap().partitions as usize;
+    // Accounts enough to reach several partitions.
+    for n in 0..8 {
+        open_account(&app, &format!("P{n}"), "1", "0").await;
+    }
+    assert_converged(&app).await;
+    let query = "{ projections { name position partitions { partition position } } }";
+    let data = app.gql(query, json!({})).await.ok();
+    let summary = data["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "bank_account_summary")
+        .expect("bank_account_summary is reported")
+        .clone();
+    let parts = summary["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), partitions, "one checkpoint per partition: {summary}");
+    let position = |v: &serde_json::Value| -> (i64, i64) {
+        let (tx, pos) = v.as_str().unwrap().split_once('.').unwrap();
+        (tx.parse().unwrap(), pos.parse().unwrap())
+    };
+    for (n, part) in parts.iter().enumerate() {
+        assert_eq!(part["partition"], n as i64);
+    }
+    let lowest = parts.iter().map(|p| position(&p["position"])).min().unwrap();
+    assert_eq!(lowest, position(&summary["position"]), "the checkpoint is the lowest partition's");
+    assert!(
+        parts.iter().any(|p| position(&p["position"]) > (0, 0)),
+        "partitions that applied events show their own positions: {summary}"
+    );
+    app.stop().await;
+}

@@ -197,7 +197,7 @@
 
   // Projections with their dead letters, retry and rebuild.
   function loadProjections() {
-    var q = "{ projections { name status position lag lagCap lastError deadLetterCount deadLetters(first: 20) { position streamType streamId eventType error attempts } } }";
+    var q = "{ projections { name status position lag lagCap lastError deadLetterCount partitions { partition position } deadLetters(first: 20) { position streamType streamId eventType error attempts } } }";
     return gql(q).then(function (d) {
       var box = $("projections");
       box.replaceChildren();
@@ -223,9 +223,16 @@
           });
           letters.appendChild(list);
         }
+        var checkpoint = document.createElement("div");
+        checkpoint.textContent = p.position;
+        if (p.partitions.length > 1) {
+          var parts = el("ul", null, { "data-partitions": p.name });
+          p.partitions.forEach(function (c) { parts.appendChild(el("li", "partition " + c.partition + ": " + c.position)); });
+          checkpoint.appendChild(parts);
+        }
         var lag = p.lag >= p.lagCap ? "≥ " + p.lagCap : String(p.lag);
         var status = p.status + (p.lastError ? " — " + p.lastError : "");
-        table.appendChild(row([p.name, status, p.position, lag, letters, actions]));
+        table.appendChild(row([p.name, status, checkpoint, lag, letters, actions]));
       });
       box.appendChild(table);
     });
