@@ -20,7 +20,7 @@ pub(super) const HEADER: HeaderName = HeaderName::from_static("x-correlation-id"
 pub(super) fn pick(headers: &HeaderMap) -> Result<CorrelationId, String> {
     let Some(value) = headers.get(&HEADER) else {
         let traced = trace_context::current_ids().and_then(|(trace, _)| trace.parse().ok());
-        return Ok(traced.unwrap_or_else(CorrelationId::new));
+        return Ok(traced.unwrap_or_default());
     };
     value.to_str().ok().and_then(|v| v.parse().ok()).ok_or_else(|| {
         format!(
