@@ -30,7 +30,7 @@ use sea_orm::{
 use tokio::sync::watch;
 
 use super::event_store::to_recorded;
-use super::redis::relay::NOTIFY_CHANNEL;
+use super::redis::relay::listen_for_commits;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::store::StoreError;
 
@@ -227,27 +227,6 @@ async fn changed(signal: Option<&mut watch::Receiver<u64>>) {
 /// dropped (reconnecting after a failure; followers poll meanwhile).
 fn spawn_listener(url: String) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
-    tokio::spawn(async move {
-        use sea_orm::sqlx::postgres::PgListener;
-        loop {
-            let listening = async {
-                let mut listener = PgListener::connect(&url).await?;
-                listener.listen(NOTIFY_CHANNEL).await?;
-                loop {
-                    listener.recv().await?;
-                    tx.send_modify(|n| *n = n.wrapping_add(1));
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), sea_orm::sqlx::Error>(())
-            };
-            tokio::select! {
-                r = listening => if let Err(e) = r {
-                    tracing::warn!(error = %e, "event feed LISTEN failed; polling until it is back");
-                },
-                () = tx.closed() => return,
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    });
+    tokio::spawn(async move { listen_for_commits(&url, &tx, "event feed").await });
     rx
 }

@@ -273,25 +273,36 @@ fn spawn_listener(
     let Some(url) = url else { return (tx, rx) };
     let sender = tx.clone();
     tokio::spawn(async move {
-        use sea_orm::sqlx::postgres::PgListener;
-        loop {
-            let listening = async {
-                let mut listener = PgListener::connect(&url).await?;
-                listener.listen(NOTIFY_CHANNEL).await?;
-                loop {
-                    listener.recv().await?;
-                    sender.send_modify(|n| *n += 1);
-                }
-                #[allow(unreachable_code)]
-                Ok::<(), sea_orm::sqlx::Error>(())
-            };
-            tokio::select! {
-                r = listening => if let Err(e) = r { tracing::warn!(error = %e, "LISTEN failed; polling until it is back") },
-                _ = shutdown.changed() => return,
-                _ = sender.closed() => return,
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::select! {
+            () = listen_for_commits(&url, &sender, "relay") => {}
+            _ = shutdown.changed() => {}
         }
     });
     (tx, rx)
+}
+
+/// LISTENs for the events trigger's notifications ([`NOTIFY_CHANNEL`]) and
+/// bumps `signal` at each, reconnecting a second after a failure (the
+/// caller polls meanwhile), until every receiver of `signal` is gone.
+pub(crate) async fn listen_for_commits(url: &str, signal: &watch::Sender<u64>, who: &str) {
+    use sea_orm::sqlx::postgres::PgListener;
+    loop {
+        let listening = async {
+            let mut listener = PgListener::connect(url).await?;
+            listener.listen(NOTIFY_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                signal.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sea_orm::sqlx::Error>(())
+        };
+        tokio::select! {
+            r = listening => if let Err(e) = r {
+                tracing::warn!(error = %e, "{who}: LISTEN failed; polling until it is back");
+            },
+            () = signal.closed() => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
