@@ -187,13 +187,9 @@ async fn graphql_post(
             "Content-Type must be application/json",
         );
     }
-    let caller = match admit(&state, &headers, client) {
-        Ok(caller) => caller,
-        Err(refused) => return refused.response(media),
-    };
-    let correlation = match correlation::pick(&headers) {
-        Ok(id) => id,
-        Err(why) => return request_error(StatusCode::BAD_REQUEST, media, &why),
+    let (caller, correlation) = match admit_correlated(&state, &headers, client, media) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
     let body = match limits::read_body(body, state.max_body_bytes).await {
         Ok(body) => body,
@@ -247,13 +243,9 @@ async fn graphql_get(
         response.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
-    let caller = match admit(&state, &headers, client) {
-        Ok(caller) => caller,
-        Err(refused) => return refused.response(media),
-    };
-    let correlation = match correlation::pick(&headers) {
-        Ok(id) => id,
-        Err(why) => return request_error(StatusCode::BAD_REQUEST, media, &why),
+    let (caller, correlation) = match admit_correlated(&state, &headers, client, media) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
     let mut request = async_graphql::Request::new(query.clone());
     if let Some(operation) = operation {
@@ -308,6 +300,21 @@ impl Refusal {
 /// header that does not verify is refused (401) whatever the operation,
 /// and a caller over its rate (by `sub`, else by address; checked first,
 /// so failed tokens count too) is refused (429).
+/// [`admit`], then the request's correlation id: who calls and under which
+/// business transaction, or the response refusing the request.
+fn admit_correlated(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Client,
+    media: MediaType,
+) -> Result<(Caller, CorrelationId), Box<Response>> {
+    let caller =
+        admit(state, headers, client).map_err(|refused| Box::new(refused.response(media)))?;
+    let correlation = correlation::pick(headers)
+        .map_err(|why| Box::new(request_error(StatusCode::BAD_REQUEST, media, &why)))?;
+    Ok((caller, correlation))
+}
+
 fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller, Refusal> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let authenticated = state.services.authenticate(authorization);
