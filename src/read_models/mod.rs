@@ -91,6 +91,19 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// The page of `limit` items out of `fetched`, read with a limit of
+    /// `limit + 1`: one more than fits means there is a next page.
+    pub fn of(mut fetched: Vec<T>, limit: u64) -> Page<T> {
+        let has_next = fetched.len() as u64 > limit;
+        fetched.truncate(limit as usize);
+        Page { items: fetched, has_next }
+    }
+
+    /// Converts every item (infallibly), keeping the page's shape.
+    pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
+        Page { items: self.items.into_iter().map(f).collect(), has_next: self.has_next }
+    }
+
     /// Converts every item, keeping the page's shape.
     pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
         let items = self.items.into_iter().map(f).collect::<Result<_, _>>()?;
@@ -113,10 +126,7 @@ where
     if let Some(after) = after {
         query = query.filter(key.gt(after));
     }
-    let mut items = query.limit(limit + 1).all(db).await?;
-    let has_next = items.len() as u64 > limit;
-    items.truncate(limit as usize);
-    Ok(Page { items, has_next })
+    Ok(Page::of(query.limit(limit + 1).all(db).await?, limit))
 }
 
 /// The bank account events of a batch, and the distinct accounts they touch.

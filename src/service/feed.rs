@@ -20,10 +20,8 @@ impl Services {
         filter: &FeedFilter,
     ) -> Result<Page<LoggedEvent>, ServiceError> {
         caller.require_staff()?;
-        let mut items = self.feed.page(after.unwrap_or(Position::START), limit + 1, filter).await?;
-        let has_next = items.len() as u64 > limit;
-        items.truncate(limit as usize);
-        Ok(Page { items: items.into_iter().map(LoggedEvent::from).collect(), has_next })
+        let fetched = self.feed.page(after.unwrap_or(Position::START), limit + 1, filter).await?;
+        Ok(Page::of(fetched, limit).map(LoggedEvent::from))
     }
 
     /// Every event after `after` in commit order, filtered, without end:

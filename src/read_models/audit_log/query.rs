@@ -83,7 +83,7 @@ pub async fn stream_page(
     after_version: i64,
     limit: u64,
 ) -> Result<Page<LoggedEvent>, DbErr> {
-    let mut items = log::Entity::find()
+    let items = log::Entity::find()
         .filter(log::Column::StreamType.eq(stream_type))
         .filter(log::Column::StreamId.eq(stream_id))
         .filter(log::Column::Version.gt(after_version))
@@ -91,9 +91,7 @@ pub async fn stream_page(
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_next = items.len() as u64 > limit;
-    items.truncate(limit as usize);
-    Ok(Page { items: items.into_iter().map(LoggedEvent::from).collect(), has_next })
+    Ok(Page::of(items, limit).map(LoggedEvent::from))
 }
 
 /// Up to `limit` events of the business transaction `correlation_id`,
@@ -114,15 +112,13 @@ pub async fn correlation_page(
             ),
         );
     }
-    let mut items = query
+    let items = query
         .order_by_asc(log::Column::TxId)
         .order_by_asc(log::Column::Position)
         .limit(limit + 1)
         .all(db)
         .await?;
-    let has_next = items.len() as u64 > limit;
-    items.truncate(limit as usize);
-    Ok(Page { items: items.into_iter().map(LoggedEvent::from).collect(), has_next })
+    Ok(Page::of(items, limit).map(LoggedEvent::from))
 }
 
 /// How many streams and events one stream type holds.
@@ -186,7 +182,7 @@ pub async fn streams_page(
     if let Some(after) = filter.after {
         query = query.filter(log::Column::StreamId.gt(after));
     }
-    let mut rows: Vec<(String, Uuid, i64)> = query
+    let rows: Vec<(String, Uuid, i64)> = query
         .group_by(log::Column::StreamType)
         .group_by(log::Column::StreamId)
         .order_by_asc(log::Column::StreamId)
@@ -195,11 +191,9 @@ pub async fn streams_page(
         .into_tuple()
         .all(db)
         .await?;
-    let has_next = rows.len() as u64 > limit;
-    rows.truncate(limit as usize);
-    let items = rows
-        .into_iter()
-        .map(|(stream_type, stream_id, version)| StreamSummary { stream_type, stream_id, version })
-        .collect();
-    Ok(Page { items, has_next })
+    Ok(Page::of(rows, limit).map(|(stream_type, stream_id, version)| StreamSummary {
+        stream_type,
+        stream_id,
+        version,
+    }))
 }
