@@ -38,7 +38,11 @@ pub fn init(
         Some((layer, guard)) => (Some(layer), Some(guard)),
         None => (None, None),
     };
-    tracing_subscriber::registry().with(otel).with(output.with_filter(filter)).try_init()?;
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(output.with_filter(filter))
+        .with(crate::infra::pool_waits::layer())
+        .try_init()?;
     crate::infra::metrics::install();
     Ok(guard)
 }

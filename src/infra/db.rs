@@ -25,6 +25,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Database
         .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(10))
         .connect_timeout(Duration::from_secs(10));
+    // Each checkout reports how long it waited (see `pool_waits`); at
+    // trace level, so no log shows it unless asked.
+    options
+        .map_sqlx_postgres_pool_opts(|o| o.acquire_time_level(log::LevelFilter::Trace))
+        .map_sqlx_sqlite_pool_opts(|o| o.acquire_time_level(log::LevelFilter::Trace));
     if url.starts_with("sqlite:") {
         options.max_connections(1).min_connections(1).map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

@@ -55,6 +55,7 @@ pub fn install() {
             return None;
         }
         describe();
+        super::pool_waits::describe();
         // Counters without labels are shown from the start, at zero.
         for name in [
             "eventfold_command_conflicts_total",

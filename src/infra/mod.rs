@@ -8,6 +8,7 @@ pub mod event_store;
 mod event_writer;
 pub mod jwt;
 pub mod metrics;
+pub mod pool_waits;
 pub mod projection_runtime;
 pub mod read_your_writes;
 pub mod rebuild;

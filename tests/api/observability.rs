@@ -253,7 +253,8 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
     assert!(delta("eventfold_relay_published_events_total", &[]) >= N as f64);
     assert!(after.get("eventfold_relay_position", &[]) >= pos(&last));
     assert_eq!(after.get("eventfold_relay_lag_events", &[]), 0.0);
-    assert!(after.get("eventfold_relay_lag_seconds", &[]) >= 0.0);
+    let relay_waited = after.get("eventfold_relay_lag_seconds", &[]);
+    assert!((0.0..5.0).contains(&relay_waited), "the last batch waited {relay_waited} s");
     // The projection applied them: batches, apply time, no lag, nothing parked.
     assert!(delta("eventfold_projection_batch_size_sum", &summary) >= N as f64);
     assert!(delta("eventfold_projection_apply_duration_seconds_count", &summary) >= 1.0);
@@ -267,11 +268,16 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
     assert_eq!(after.kind("eventfold_projection_transient_failures_total"), "counter");
     // Read-your-writes and the database pools.
     assert_eq!(after.get("eventfold_min_position_waiting", &[]), 0.0);
-    assert!(after.get("eventfold_min_position_refreshes_total", &[]) >= 0.0);
+    assert_eq!(after.kind("eventfold_min_position_refreshes_total"), "counter");
     let events_pool = ("pool", "events");
-    assert!(after.get("eventfold_db_pool_connections", &[events_pool, ("state", "idle")]) >= 0.0);
-    assert!(after.get("eventfold_db_pool_connections", &[events_pool, ("state", "in_use")]) >= 0.0);
+    let open = after.get("eventfold_db_pool_connections", &[events_pool]);
+    assert!((1.0..=16.0).contains(&open), "the events pool holds {open} connections");
     assert_eq!(after.get("eventfold_db_pool_max_connections", &[events_pool]), 16.0);
+    // Every checkout was timed; nobody waits once the work is done (the
+    // waiting count itself: `a_pool_too_small_for_its_load_shows_who_waits_for_it`).
+    assert_eq!(after.kind("eventfold_db_pool_acquire_seconds"), "histogram");
+    assert!(delta("eventfold_db_pool_acquire_seconds_count", &[]) >= (N + 3) as f64);
+    assert_eq!(after.get("eventfold_db_pool_waiting", &[]), 0.0);
 
     // WebSockets: a connection and its subscription show, then go.
     assert_eq!(after.get("eventfold_websocket_connections", &[]), 0.0);
@@ -346,6 +352,9 @@ async fn two_servers_racing_on_one_account_count_their_lost_races_as_retries() {
                     let input = json!({ "input": { "accountId": id, "amount": "1" } });
                     let done = post(addr, DEPOSIT_NAMED, input).await;
                     assert!(done["data"]["depositMoney"]["position"].is_string(), "{done}");
+                    // A read checks a connection out each time (no cache).
+                    let seen = post(addr, ACCOUNT_NAMED, json!({ "id": id })).await;
+                    assert!(seen["errors"].is_null(), "{seen}");
                 }
             })
         })
@@ -363,6 +372,68 @@ async fn two_servers_racing_on_one_account_count_their_lost_races_as_retries() {
     let again = total("eventfold_command_retries_total").await - retries;
     assert!(lost > 0.0, "two processes racing on one stream lose races");
     assert!(again > 0.0, "a lost race is run again");
+}
+
+#[tokio::test]
+async fn a_pool_too_small_for_its_load_shows_who_waits_for_it() {
+    const CLIENTS: usize = 12;
+    const EACH: usize = 15;
+    let app = shared().await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let metrics: SocketAddr = listen.parse().unwrap();
+    // One connection for all: the clients' reads, loads and appends queue
+    // for it.
+    let env = [("METRICS_LISTEN", listen.as_str()), ("DATABASE_POOL_SIZE", "1")];
+    let server = server(&app, "api", &env);
+    server.ready().await;
+    let before = scrape(metrics).await;
+    assert_eq!(before.kind("eventfold_db_pool_waiting"), "gauge");
+    assert_eq!(before.get("eventfold_db_pool_waiting", &[]), 0.0);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            tokio::spawn(async move {
+                let input = json!({ "input": { "owner": "Queue", "initialDeposit": "1", "overdraftLimit": "0" } });
+                let opened = post(addr, OPEN_NAMED, input).await;
+                let id = opened["data"]["openAccount"]["id"].as_str().map(str::to_owned);
+                let id = id.unwrap_or_else(|| panic!("{opened}"));
+                for _ in 0..EACH {
+                    let input = json!({ "input": { "accountId": id, "amount": "1" } });
+                    let done = post(addr, DEPOSIT_NAMED, input).await;
+                    assert!(done["data"]["depositMoney"]["position"].is_string(), "{done}");
+                    // A read checks a connection out each time (no cache).
+                    let seen = post(addr, ACCOUNT_NAMED, json!({ "id": id })).await;
+                    assert!(seen["errors"].is_null(), "{seen}");
+                }
+            })
+        })
+        .collect();
+    // A scrape renders after its own reads; the clients queue meanwhile.
+    let mut most_waiting = 0.0_f64;
+    while !clients.iter().all(|c| c.is_finished()) {
+        most_waiting =
+            most_waiting.max(scrape(metrics).await.get("eventfold_db_pool_waiting", &[]));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(
+        most_waiting >= 1.0,
+        "tasks queue for the one connection (seen at most {most_waiting})"
+    );
+    let after = scrape(metrics).await;
+    assert_eq!(after.get("eventfold_db_pool_waiting", &[]), 0.0, "every waiter was served");
+    let checkouts = after.get("eventfold_db_pool_acquire_seconds_count", &[])
+        - before.get("eventfold_db_pool_acquire_seconds_count", &[]);
+    // At least one per append transaction (loads may come from the cache).
+    let appends = after.get("eventfold_append_group_size_count", &[])
+        - before.sum("eventfold_append_group_size_count", &[]).unwrap_or(0.0);
+    assert!(appends >= 1.0);
+    assert!(checkouts >= appends, "{checkouts} checkouts for {appends} append transactions");
+    let waited = after.get("eventfold_db_pool_acquire_seconds_sum", &[])
+        - before.get("eventfold_db_pool_acquire_seconds_sum", &[]);
+    assert!(waited > 0.0, "the checkouts waited ({waited} s)");
+    app.stop().await;
 }
 
 #[tokio::test]
