@@ -6,9 +6,11 @@
 //! formatting layer); another layer (trace export, say) is added in
 //! [`init`] beside the formatter.
 
+use tracing::Subscriber;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt as _;
-use tracing_subscriber::{EnvFilter, Layer as _};
+use tracing_subscriber::{EnvFilter, Layer};
 
 use super::LogFormat;
 
@@ -23,6 +25,28 @@ pub fn init(
     format: LogFormat,
     with_traces: bool,
 ) -> anyhow::Result<Option<super::tracing_otel::TracesGuard>> {
+    let (otel, guard) = match with_traces.then(super::tracing_otel::layer).transpose()?.flatten() {
+        Some((layer, guard)) => (Some(layer), Some(guard)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(otel).with(untraced(format)).try_init()?;
+    crate::infra::metrics::install();
+    Ok(guard)
+}
+
+/// The subscriber a process runs with when no trace is exported, not
+/// installed: the bench measures what the program's instrumentation costs
+/// under it.
+pub fn subscriber_without_traces(format: LogFormat) -> impl Subscriber + Send + Sync {
+    tracing_subscriber::registry().with(untraced(format))
+}
+
+/// Every layer but the trace exporter: the log output, filtered by
+/// `RUST_LOG`, and the count of tasks waiting for a database connection.
+fn untraced<S>(format: LogFormat) -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let output = match format {
@@ -34,15 +58,5 @@ pub fn init(
             tracing_subscriber::fmt::layer().event_format(super::log_json::JsonLines).boxed()
         }
     };
-    let (otel, guard) = match with_traces.then(super::tracing_otel::layer).transpose()?.flatten() {
-        Some((layer, guard)) => (Some(layer), Some(guard)),
-        None => (None, None),
-    };
-    tracing_subscriber::registry()
-        .with(otel)
-        .with(output.with_filter(filter))
-        .with(crate::infra::pool_waits::layer())
-        .try_init()?;
-    crate::infra::metrics::install();
-    Ok(guard)
+    output.with_filter(filter).and_then(crate::infra::pool_waits::layer())
 }

@@ -18,6 +18,8 @@
 //!
 //! [`PoolOptions::acquire_time_level`]: sea_orm::sqlx::pool::PoolOptions::acquire_time_level
 
+use std::sync::OnceLock;
+
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -50,7 +52,12 @@ where
     PoolWaits.with_filter(targets)
 }
 
-/// Describes the two figures (once the recorder is installed).
+/// The two figures' handles on the process-wide recorder, made once it is
+/// installed (a lookup per checkout would cost more than the counting).
+static FIGURES: OnceLock<(metrics::Gauge, metrics::Histogram)> = OnceLock::new();
+
+/// Describes the two figures and takes their handles; called once the
+/// process-wide recorder is installed. Before that, nothing is counted.
 pub fn describe() {
     metrics::describe_gauge!(
         WAITING,
@@ -61,7 +68,9 @@ pub fn describe() {
         metrics::Unit::Seconds,
         "Time each database checkout waited for a connection (every pool of the process)."
     );
-    metrics::gauge!(WAITING).increment(0.0);
+    let waiting = metrics::gauge!(WAITING);
+    waiting.increment(0.0);
+    let _ = FIGURES.set((waiting, metrics::histogram!(ACQUIRE_SECONDS)));
 }
 
 struct PoolWaits;
@@ -83,9 +92,9 @@ where
         if !checks_out(attrs.metadata()) {
             return;
         }
-        if let Some(span) = ctx.span(id) {
+        if let (Some(span), Some((waiting, _))) = (ctx.span(id), FIGURES.get()) {
             span.extensions_mut().insert(Waiting);
-            metrics::gauge!(WAITING).increment(1.0);
+            waiting.increment(1.0);
         }
     }
 
@@ -93,10 +102,11 @@ where
         if event.metadata().target() != CHECKOUT {
             return;
         }
+        let Some((_, acquire_seconds)) = FIGURES.get() else { return };
         let mut waited = Waited(None);
         event.record(&mut waited);
         if let Some(seconds) = waited.0 {
-            metrics::histogram!(ACQUIRE_SECONDS).record(seconds);
+            acquire_seconds.record(seconds);
         }
         if let Some(span) = ctx.event_span(event) {
             stop_waiting(&span);
@@ -114,8 +124,10 @@ fn stop_waiting<S>(span: &tracing_subscriber::registry::SpanRef<'_, S>)
 where
     S: for<'a> LookupSpan<'a>,
 {
-    if span.extensions_mut().remove::<Waiting>().is_some() {
-        metrics::gauge!(WAITING).decrement(1.0);
+    if span.extensions_mut().remove::<Waiting>().is_some()
+        && let Some((waiting, _)) = FIGURES.get()
+    {
+        waiting.decrement(1.0);
     }
 }
 

@@ -161,6 +161,11 @@ pub(crate) async fn quiesce() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 }
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> Option<f64> {
+    Some(ticks(pid)? as f64 / clock_ticks())
+}
+
 /// utime + stime of a process (all its threads), in clock ticks.
 fn ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
