@@ -100,6 +100,14 @@ fn progress(what: &str) {
     eprintln!("[bench] {what}");
 }
 
+/// Appends committed and their group-commit transactions so far, from the
+/// server's `/metrics` (the append group-size histogram's sum and count).
+async fn append_groups(addr: std::net::SocketAddr) -> Option<(f64, f64)> {
+    let appends = http::metric(addr, "eventfold_append_group_size_sum").await?;
+    let transactions = http::metric(addr, "eventfold_append_group_size_count").await?;
+    Some((appends, transactions))
+}
+
 async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     let duration = Duration::from_secs(if opts.quick { 2 } else { 5 });
     let mut rows = Vec::new();
@@ -136,7 +144,10 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         progress(&format!("depositMoney, {clients} clients, own accounts"));
         cost::quiesce().await;
         let before = probe.sample().await?;
+        let groups_before = append_groups(addr).await;
         let mut run = load::deposits(addr, &accounts, clients, duration).await?;
+        let groups =
+            append_groups(addr).await.zip(groups_before).map(|(a, b)| (a.0 - b.0, a.1 - b.1));
         let rate = run.per_second();
         peak = peak.max(rate);
         ours.push(rate);
@@ -148,6 +159,20 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         });
         rows.push(latency_row(&format!("  mutation latency, {clients}"), &mut run));
         let mut run_json = run_json(&mut run);
+        if let Some((appends, transactions)) = groups.filter(|g| g.1 > 0.0) {
+            rows.push(Row::plain(
+                format!(
+                    "  appends per group commit, {clients} ({} writer tasks)",
+                    eventfold::infra::event_store::POSTGRES_WRITERS
+                ),
+                format!(
+                    "{:.2} ({} transactions)",
+                    appends / transactions,
+                    report::pretty(transactions)
+                ),
+            ));
+            run_json["appends_per_group"] = json!(round3(appends / transactions));
+        }
         run_json["projection_backlog"] = backlog(addr, &mut rows).await?;
         let spent = cost_of(&mut probe, before, run.ok, &mut rows, clients).await?;
         if clients == CLIENTS {

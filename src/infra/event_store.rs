@@ -36,12 +36,15 @@ pub struct SeaEventStore {
     writer: Arc<Writer>,
 }
 
+/// Group-commit writer tasks on PostgreSQL (SQLite has one).
+pub const POSTGRES_WRITERS: usize = 2;
+
 impl SeaEventStore {
     pub fn new(db: DatabaseConnection) -> Self {
         let postgres = super::db::is_postgres(&db);
         let committed = Arc::new(watch::channel(0).0);
         // SQLite has one connection: a second writer would only queue.
-        let writers = if postgres { 2 } else { 1 };
+        let writers = if postgres { POSTGRES_WRITERS } else { 1 };
         let writer = Writer::start(db.clone(), committed.clone(), writers);
         SeaEventStore { db, postgres, committed, writer }
     }

@@ -134,3 +134,14 @@ impl Conn {
         Ok(Response { status, body })
     }
 }
+
+/// The value of the unlabelled sample `name` in the server's `/metrics`,
+/// if it answers (authentication off).
+pub(crate) async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    let mut conn = Conn::connect(addr).await.ok()?;
+    let response = conn.get("/metrics").await.ok()?;
+    let text = String::from_utf8(response.body).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}

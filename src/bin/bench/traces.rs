@@ -92,12 +92,7 @@ async fn one_run(
 
 /// The server's database checkouts so far (`/metrics`), if it answers.
 async fn checkouts(addr: SocketAddr) -> Option<f64> {
-    let mut conn = crate::http::Conn::connect(addr).await.ok()?;
-    let response = conn.get("/metrics").await.ok()?;
-    let text = String::from_utf8(response.body).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("eventfold_db_pool_acquire_seconds_count "))
-        .and_then(|v| v.trim().parse().ok())
+    crate::http::metric(addr, "eventfold_db_pool_acquire_seconds_count").await
 }
 
 /// What the instrumentation costs a process that exports no trace, timed
