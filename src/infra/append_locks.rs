@@ -90,22 +90,17 @@ pub(crate) async fn lock_streams<'a>(
     if locks.is_empty() {
         return Ok(());
     }
-    let mut rows = Vec::with_capacity(locks.len());
-    let mut values = Vec::with_capacity(locks.len() * 2);
-    for (key, exclusive) in locks {
-        let n = values.len();
-        rows.push(format!("(${}::bigint, ${}::boolean)", n + 1, n + 2));
-        values.extend([key.into(), exclusive.into()]);
-    }
-    // The sorted subquery is never flattened into the outer query (it has
-    // an ORDER BY), so the lock functions run row by row in key order.
-    let sql = format!(
-        "SELECT CASE WHEN l.exclusive THEN pg_advisory_xact_lock(l.key) \
+    // One JSON parameter: one statement shape for any number of streams.
+    let locks: Vec<serde_json::Value> = locks
+        .into_iter()
+        .map(|(key, exclusive)| serde_json::json!({ "key": key, "exclusive": exclusive }))
+        .collect();
+    let sql = "SELECT CASE WHEN l.exclusive THEN pg_advisory_xact_lock(l.key) \
          ELSE pg_advisory_xact_lock_shared(l.key) END \
-         FROM (SELECT v.key, v.exclusive FROM (VALUES {}) AS v(key, exclusive) \
-         ORDER BY v.key) AS l",
-        rows.join(", ")
-    );
+         FROM (SELECT v.key, v.exclusive \
+               FROM jsonb_to_recordset($1) AS v(key bigint, exclusive boolean) \
+               ORDER BY v.key) AS l";
+    let values = [serde_json::Value::from(locks).into()];
     txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
     Ok(())
 }

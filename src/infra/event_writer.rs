@@ -19,9 +19,10 @@ use chrono::Utc;
 use entity::{command_log, events};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
-    ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    SqlErr,
+    ColumnTrait, Condition, ConnectionTrait as _, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, SqlErr, Statement,
 };
+use serde_json::Value as Json;
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tracing::Instrument as _;
 use uuid::Uuid;
@@ -183,19 +184,14 @@ impl Writer {
             if let Some(conflict) = first_conflict(&pending.streams, &current) {
                 results.push(Some(Err(conflict)));
             } else {
-                rows.extend(pending.streams.iter().flat_map(|s| rows_for(s, now)));
+                rows.extend(pending.streams.iter());
                 results.push(None);
             }
         }
-        let inserted = events::Entity::insert_many(rows).exec_with_returning(&txn).await?;
+        let inserted = insert_events(&txn, &rows, now).await?;
         let positions: HashMap<(&str, Uuid, i64), Position> = inserted
             .iter()
-            .map(|m| {
-                (
-                    (m.stream_type.as_str(), m.stream_id, m.version),
-                    Position { tx: m.tx_id, pos: m.position },
-                )
-            })
+            .map(|m| ((m.stream_type.as_str(), m.stream_id, m.version), m.position))
             .collect();
         let mut logs = Vec::new();
         for (pending, result) in group.iter().zip(results.iter_mut()) {
@@ -228,14 +224,14 @@ impl Writer {
                 };
                 let outcome = Outcome { id: first.stream.stream_id, version, position };
                 if let Some(record) = &command.record {
-                    logs.push(log_row(record, outcome, now));
+                    logs.push((record, outcome));
                 }
                 outcomes.push(outcome);
             }
             *result = Some(Ok(outcomes));
         }
         if !logs.is_empty() {
-            command_log::Entity::insert_many(logs).exec_without_returning(&txn).await?;
+            insert_logs(&txn, &logs, now).await?;
         }
         txn.commit().await?;
         self.committed.send_modify(|n| *n += 1);
@@ -289,35 +285,171 @@ async fn write_groups(receiver: Queue, writer: Weak<Writer>) -> anyhow::Result<(
     }
 }
 
-/// The current version of each stream (absent streams are at 0), in one query.
+/// The current version of each stream (absent streams are at 0), in one
+/// query. On PostgreSQL the keys travel as one JSON parameter, so the
+/// statement has one shape whatever their number (one prepared statement
+/// per connection, not one per group size), and each key is an index
+/// lookup of its stream's last version.
 async fn current_versions<C: sea_orm::ConnectionTrait>(
     db: &C,
     keys: &[&StreamKey],
 ) -> Result<HashMap<StreamKey, i64>, DbErr> {
-    let mut any = Condition::any();
-    for key in keys {
-        any = any.add(
-            Condition::all()
-                .add(events::Column::StreamType.eq(key.stream_type.as_str()))
-                .add(events::Column::StreamId.eq(key.stream_id)),
+    let rows: Vec<(String, Uuid, Option<i64>)> = if db.get_database_backend() == DbBackend::Postgres
+    {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|k| serde_json::json!({ "stream_type": k.stream_type, "stream_id": k.stream_id }))
+            .collect();
+        let statement = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            CURRENT_VERSIONS_PG,
+            [Json::from(keys).into()],
         );
-    }
-    let rows: Vec<(String, Uuid, Option<i64>)> = events::Entity::find()
-        .select_only()
-        .column(events::Column::StreamType)
-        .column(events::Column::StreamId)
-        .column_as(events::Column::Version.max(), "v")
-        .filter(any)
-        .group_by(events::Column::StreamType)
-        .group_by(events::Column::StreamId)
-        .into_tuple()
-        .all(db)
-        .await?;
+        let mut found = Vec::new();
+        for row in db.query_all_raw(statement).await? {
+            found.push((
+                row.try_get("", "stream_type")?,
+                row.try_get("", "stream_id")?,
+                row.try_get("", "v")?,
+            ));
+        }
+        found
+    } else {
+        let mut any = Condition::any();
+        for key in keys {
+            any = any.add(
+                Condition::all()
+                    .add(events::Column::StreamType.eq(key.stream_type.as_str()))
+                    .add(events::Column::StreamId.eq(key.stream_id)),
+            );
+        }
+        events::Entity::find()
+            .select_only()
+            .column(events::Column::StreamType)
+            .column(events::Column::StreamId)
+            .column_as(events::Column::Version.max(), "v")
+            .filter(any)
+            .group_by(events::Column::StreamType)
+            .group_by(events::Column::StreamId)
+            .into_tuple()
+            .all(db)
+            .await?
+    };
     Ok(rows
         .into_iter()
         .map(|(stream_type, stream_id, v)| (StreamKey { stream_type, stream_id }, v.unwrap_or(0)))
         .collect())
 }
+
+const CURRENT_VERSIONS_PG: &str = "SELECT k.stream_type, k.stream_id, \
+     (SELECT MAX(e.version) FROM events e \
+      WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
+     FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)";
+
+/// An inserted event: where it landed.
+struct Inserted {
+    stream_type: String,
+    stream_id: Uuid,
+    version: i64,
+    position: Position,
+}
+
+/// Inserts the events of `appends`, in order (positions follow it), and
+/// returns where each landed. On PostgreSQL every row travels in one JSON
+/// parameter: one statement shape for any group size.
+async fn insert_events(
+    txn: &DatabaseTransaction,
+    appends: &[&StreamAppend],
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<Inserted>, DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let rows = appends.iter().flat_map(|s| rows_for(s, now));
+        let inserted = events::Entity::insert_many(rows).exec_with_returning(txn).await?;
+        return Ok(inserted
+            .into_iter()
+            .map(|m| Inserted {
+                stream_type: m.stream_type,
+                stream_id: m.stream_id,
+                version: m.version,
+                position: Position { tx: m.tx_id, pos: m.position },
+            })
+            .collect());
+    }
+    let rows: Vec<Json> = appends
+        .iter()
+        .flat_map(|s| {
+            s.events.iter().enumerate().map(move |(i, event)| {
+                serde_json::json!({
+                    "event_id": event.event_id,
+                    "stream_type": s.stream.stream_type,
+                    "stream_id": s.stream.stream_id,
+                    "version": s.expected_version + i as i64 + 1,
+                    "event_type": event.event_type,
+                    "schema_version": event.schema_version,
+                    "payload": event.payload,
+                    "metadata": event.metadata,
+                })
+            })
+        })
+        .collect();
+    let values = [Json::from(rows).into(), now.into()];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS_PG, values);
+    let mut inserted = Vec::new();
+    for row in txn.query_all_raw(statement).await? {
+        inserted.push(Inserted {
+            stream_type: row.try_get("", "stream_type")?,
+            stream_id: row.try_get("", "stream_id")?,
+            version: row.try_get("", "version")?,
+            position: Position { tx: row.try_get("", "tx_id")?, pos: row.try_get("", "position")? },
+        });
+    }
+    Ok(inserted)
+}
+
+/// Rows in the order given (`ORDER BY n`), so positions follow it.
+const INSERT_EVENTS_PG: &str = "INSERT INTO events \
+     (event_id, stream_type, stream_id, version, event_type, schema_version, payload, metadata, recorded_at) \
+     SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, r.schema_version, \
+            r.payload, r.metadata, $2 \
+     FROM ROWS FROM (jsonb_to_recordset($1) AS (event_id uuid, stream_type text, stream_id uuid, \
+            version bigint, event_type text, schema_version int, payload jsonb, metadata jsonb)) \
+          WITH ORDINALITY AS r(event_id, stream_type, stream_id, version, event_type, \
+            schema_version, payload, metadata, n) \
+     ORDER BY r.n \
+     RETURNING tx_id, position, stream_type, stream_id, version";
+
+/// Records each command's outcome (its idempotency record); on PostgreSQL
+/// in one statement shape for any number.
+async fn insert_logs(
+    txn: &DatabaseTransaction,
+    logs: &[(&CommandRecord, Outcome)],
+    now: chrono::DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        let rows = logs.iter().map(|(record, outcome)| log_row(record, *outcome, now));
+        command_log::Entity::insert_many(rows).exec_without_returning(txn).await?;
+        return Ok(());
+    }
+    let rows: Vec<Json> = logs
+        .iter()
+        .map(|(record, outcome)| {
+            serde_json::json!({
+                "command_id": record.command_id,
+                "stream_type": record.stream.stream_type,
+                "stream_id": record.stream.stream_id,
+                "result": outcome,
+            })
+        })
+        .collect();
+    let values = [Json::from(rows).into(), now.into()];
+    txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, INSERT_LOGS_PG, values))
+        .await?;
+    Ok(())
+}
+
+const INSERT_LOGS_PG: &str = "INSERT INTO command_log (command_id, stream_type, stream_id, result, recorded_at) \
+     SELECT r.command_id, r.stream_type, r.stream_id, r.result, $2 \
+     FROM jsonb_to_recordset($1) AS r(command_id uuid, stream_type text, stream_id uuid, result jsonb)";
 
 fn rows_for(append: &StreamAppend, now: chrono::DateTime<Utc>) -> Vec<events::ActiveModel> {
     append

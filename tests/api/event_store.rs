@@ -265,3 +265,50 @@ async fn a_decision_never_rests_on_a_stream_that_moved_after_it_was_read() {
     assert_eq!(to_state.balance, "16".parse().unwrap());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
+    let (app, _) = migrated_store().await;
+    // One connection: every statement the writers prepare is prepared on
+    // it, and `pg_prepared_statements` (per session) lists them all.
+    let db = eventfold::infra::db::connect(&app.database_url, 1).await.unwrap();
+    let store = Arc::new(SeaEventStore::new(db.clone()));
+    let append = |store: Arc<SeaEventStore>, events: usize| async move {
+        let stream = StreamKey::new("Test", Uuid::now_v7());
+        let command = eventfold::es::store::CommandRecord {
+            command_id: Uuid::now_v7(),
+            stream: stream.clone(),
+        };
+        let events = (0..events).map(|_| new_event("Shaped")).collect();
+        let appended = StreamAppend { stream, expected_version: 0, events };
+        store.append(vec![appended], Some(command)).await.unwrap()
+    };
+    // Alone, then in groups of every size the queue makes of 1..=24
+    // concurrent appends of one to three events each.
+    append(store.clone(), 1).await;
+    for wave in 1..=24 {
+        let appends: Vec<_> =
+            (0..wave).map(|n| tokio::spawn(append(store.clone(), 1 + n % 3))).collect();
+        for a in appends {
+            a.await.unwrap();
+        }
+    }
+    let appended = app.scalar_i64("SELECT COUNT(*) FROM command_log").await;
+    assert_eq!(appended, 1 + (1..=24).sum::<i64>());
+    let prepared = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT statement FROM pg_prepared_statements",
+        ))
+        .await
+        .unwrap();
+    let statements: Vec<String> =
+        prepared.iter().map(|r| r.try_get::<String>("", "statement").unwrap()).collect();
+    let shapes =
+        |start: &str| statements.iter().filter(|s| s.trim_start().starts_with(start)).count();
+    assert_eq!(shapes("INSERT INTO events"), 1, "{statements:#?}");
+    assert_eq!(shapes("INSERT INTO command_log"), 1, "{statements:#?}");
+    assert_eq!(shapes("SELECT CASE WHEN l.exclusive"), 1, "{statements:#?}");
+    assert_eq!(shapes("SELECT k.stream_type"), 1, "{statements:#?}");
+    app.stop().await;
+}
