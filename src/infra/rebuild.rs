@@ -30,8 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use migration::rebuild::{RebuildSchemas, clean_up, prepare, swap};
-use migration::{Migrator, MigratorTrait};
+use migration::rebuild::{RebuildSchemas, clean_up, create_shadow_tables, prepare, swap};
 use sea_orm::sqlx::{Connection as _, PgConnection};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
@@ -44,6 +43,10 @@ use crate::es::changes::LocalChangeBus;
 use crate::es::envelope::Position;
 use crate::es::projector::Projection;
 use crate::es::store::EventStore;
+
+/// The tables the projection runtime keeps beside every projection's own:
+/// its checkpoints and its parked events.
+const RUNTIME_TABLES: &[&str] = &["projection_checkpoints", "dead_letters"];
 
 /// What a finished rebuild reports.
 #[derive(Debug, Clone)]
@@ -135,15 +138,19 @@ impl Rebuild {
         Ok(RebuildReport { events: applied + late, elapsed: started.elapsed(), position })
     }
 
-    /// A connection whose unqualified names resolve to a freshly migrated
-    /// shadow schema.
+    /// A connection whose unqualified names resolve to a fresh shadow
+    /// schema, and only to it: the projection's tables and the runtime's
+    /// ([`RUNTIME_TABLES`]), empty, shaped like the live ones. A table the
+    /// projection uses without declaring it is missing there, so the
+    /// rebuild fails instead of writing anywhere else.
     async fn shadow(&self, schemas: &RebuildSchemas) -> anyhow::Result<DatabaseConnection> {
         prepare(&self.read_db, schemas).await?;
+        let tables: Vec<&str> =
+            self.projection.tables().iter().chain(RUNTIME_TABLES).copied().collect();
+        create_shadow_tables(&self.read_db, schemas, &tables).await?;
         let mut options = ConnectOptions::new(self.read_url.clone());
         options.max_connections(2).sqlx_logging(false).set_schema_search_path(&schemas.shadow);
-        let shadow = Database::connect(options).await?;
-        Migrator::up(&shadow, None).await?;
-        Ok(shadow)
+        Ok(Database::connect(options).await?)
     }
 
     /// Catches the shadow tables up under the exclusive lock and swaps them in.
