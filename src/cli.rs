@@ -54,10 +54,12 @@ pub async fn rebuild(config: Config, name: &str) -> anyhow::Result<()> {
     let report = report?;
     eprintln!();
     println!(
-        "rebuilt {name}: {} events in {:.2} s ({:.0} events/s), at position {}",
+        "rebuilt {name}: {} events in {:.2} s ({:.0} events/s; replay {:.2} s, {:.0} events/s), at position {}",
         report.events,
         report.elapsed.as_secs_f64(),
         report.events_per_second(),
+        report.replay.as_secs_f64(),
+        report.replay_events_per_second(),
         report.position
     );
     Ok(())

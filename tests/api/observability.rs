@@ -147,6 +147,13 @@ async fn post(addr: SocketAddr, query: &str, variables: Value) -> Value {
         .expect("a JSON body")
 }
 
+/// Deposits 1 on account `id` through the server at `addr`; it must succeed.
+async fn deposit_one(addr: SocketAddr, id: &str) {
+    let input = json!({ "input": { "accountId": id, "amount": "1" } });
+    let done = post(addr, DEPOSIT_NAMED, input).await;
+    assert!(done["data"]["depositMoney"]["position"].is_string(), "{done}");
+}
+
 /// The position's global part (`tx.pos` → `pos`).
 fn pos(position: &str) -> f64 {
     position.rsplit('.').next().and_then(|p| p.parse().ok()).expect("a position")
@@ -349,12 +356,7 @@ async fn two_servers_racing_on_one_account_count_their_lost_races_as_retries() {
             let (addr, id) = (servers[n % 2].addr, id.clone());
             tokio::spawn(async move {
                 for _ in 0..EACH {
-                    let input = json!({ "input": { "accountId": id, "amount": "1" } });
-                    let done = post(addr, DEPOSIT_NAMED, input).await;
-                    assert!(done["data"]["depositMoney"]["position"].is_string(), "{done}");
-                    // A read checks a connection out each time (no cache).
-                    let seen = post(addr, ACCOUNT_NAMED, json!({ "id": id })).await;
-                    assert!(seen["errors"].is_null(), "{seen}");
+                    deposit_one(addr, &id).await;
                 }
             })
         })
@@ -398,9 +400,7 @@ async fn a_pool_too_small_for_its_load_shows_who_waits_for_it() {
                 let id = opened["data"]["openAccount"]["id"].as_str().map(str::to_owned);
                 let id = id.unwrap_or_else(|| panic!("{opened}"));
                 for _ in 0..EACH {
-                    let input = json!({ "input": { "accountId": id, "amount": "1" } });
-                    let done = post(addr, DEPOSIT_NAMED, input).await;
-                    assert!(done["data"]["depositMoney"]["position"].is_string(), "{done}");
+                    deposit_one(addr, &id).await;
                     // A read checks a connection out each time (no cache).
                     let seen = post(addr, ACCOUNT_NAMED, json!({ "id": id })).await;
                     assert!(seen["errors"].is_null(), "{seen}");
