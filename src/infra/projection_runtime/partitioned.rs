@@ -549,8 +549,9 @@ struct Link {
     position: Position,
 }
 
-/// Decodes entries: `e` carries an event, `w` a watermark. Anything else
-/// is noted as rejected.
+/// Decodes entries: `e` carries an event, `w` a watermark, and an entry
+/// may carry both (the partition's last event of a relay batch, and the
+/// batch's watermark). Anything else is noted as rejected.
 fn decode(entries: &[StreamId]) -> Batch {
     let mut batch = Batch {
         events: Vec::with_capacity(entries.len()),
@@ -567,6 +568,11 @@ fn decode(entries: &[StreamId]) -> Batch {
             (Some(Ok(event)), None) => {
                 batch.links.push(Link { previous, position: event.position });
                 batch.events.push(event);
+            }
+            (Some(Ok(event)), Some(Ok(w))) => {
+                batch.links.push(Link { previous, position: event.position });
+                batch.events.push(event);
+                batch.watermark = batch.watermark.max(Some(w));
             }
             (None, Some(Ok(w))) => {
                 batch.links.push(Link { previous, position: w });
