@@ -15,8 +15,10 @@ use eventfold::infra::projection_runtime::{
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
 use serde_json::json;
 
+use crate::convergence::assert_converged;
 use crate::helpers::*;
 use crate::integrity::{dead_letters, park_a_stream};
+use crate::load::accounts;
 use crate::shop_helpers::{register_customer, stocked_product};
 
 /// Committed transactions of database `name` so far, as PostgreSQL counts
@@ -209,5 +211,45 @@ async fn a_poison_event_for_one_projection_parks_only_its_stream_and_the_others_
         ))
         .await;
     assert_eq!(passed, 6, "every read model is past the parked events");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_store() {
+    let app = spawn_app().await;
+    let ids = accounts(&app, 12).await;
+    let (last, position) = open_account(&app, "last", "100", "0").await;
+    account_at(&app, &last, &position).await;
+    // An operator empties the summary and moves its checkpoints back to
+    // the start; the rest of the group stays where it is.
+    app.db
+        .execute_unprepared(
+            "BEGIN; TRUNCATE bank_account_summary_view; \
+             UPDATE projection_checkpoints SET tx_id = 0, position = 0 \
+               WHERE name LIKE 'bank_account_summary#%'; COMMIT;",
+        )
+        .await
+        .unwrap();
+    for id in &ids {
+        app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+    }
+    // Applied to the group as it is, the deposits would find no account
+    // row (and be parked); caught up from the store, every row is back.
+    let expected = 12 * 10_100 + 10_000;
+    let restored = eventually(Duration::from_secs(30), || async {
+        app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await == 13
+            && app
+                .scalar_i64(
+                    "SELECT coalesce(sum(balance_cents), 0)::bigint FROM bank_account_summary_view",
+                )
+                .await
+                == expected
+    })
+    .await;
+    assert!(restored, "the summary is caught up from the event store");
+    assert!(dead_letters(&app, "bank_account_summary").await.is_empty());
+    let history = app.scalar_i64("SELECT count(*) FROM account_balance_history").await;
+    assert_eq!(history, 25, "the rest of the group applied each event once");
+    assert_converged(&app).await;
     app.stop().await;
 }
