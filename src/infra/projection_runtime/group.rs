@@ -113,6 +113,13 @@ impl ProjectionGroup {
         self.members.iter().map(|m| m.name())
     }
 
+    /// Whether any member reads any of `events`: if none does, they need
+    /// no transaction (the caller records that they passed, as for a
+    /// watermark).
+    pub fn reads_any(&self, events: &[RecordedEvent]) -> bool {
+        events.iter().any(|e| self.members.iter().any(|m| reads(m, e)))
+    }
+
     /// Records `status` for every member.
     pub fn set(&self, status: ProjectionStatus, last_error: Option<Failure>) {
         for name in self.names() {

@@ -265,17 +265,17 @@ impl PartitionedRunner {
             }
             let batch = self.check(&mut part, decode(&entries)).await?;
             let carried = batch.events.len();
-            let doubt = batch.doubt
-                || {
-                    match self.apply_batch(&mut part, batch, &mut persisted).await {
-                        Ok(()) => false,
-                        Err(e @ GroupError::Behind { .. }) => {
-                            tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
-                            true
-                        }
-                        Err(e) => return Err(e.into()),
+            let doubt = match batch.doubt {
+                true => true,
+                false => match self.apply_batch(&mut part, batch, &mut persisted).await {
+                    Ok(()) => false,
+                    Err(e @ GroupError::Behind { .. }) => {
+                        tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
+                        true
                     }
-                };
+                    Err(e) => return Err(e.into()),
+                },
+            };
             if doubt {
                 // Something in Redis was not what the relay wrote, or entries
                 // went to another consumer: whatever this partition should
@@ -368,20 +368,24 @@ impl PartitionedRunner {
 
     /// Applies the batch's events to every member, with their checkpoints,
     /// in one transaction (which moves the checkpoints to the watermark
-    /// too). A batch of only a watermark is recorded in Redis each time,
-    /// and in the database now and then.
+    /// too). A batch of only a watermark, or of events no member reads,
+    /// needs no transaction: that it passed is recorded in Redis each
+    /// time, and in the database now and then.
     async fn apply_batch(
         &self,
         part: &mut Partition,
         batch: Batch,
         persisted: &mut Instant,
     ) -> Result<(), GroupError> {
-        if !batch.events.is_empty() {
+        if self.group.reads_any(&batch.events) {
             let reached =
                 self.group.apply(&part.claims, &batch.events, batch.watermark, part.floor).await?;
             part.floor = reached.into_iter().min().unwrap_or(part.floor);
             *persisted = Instant::now();
-        } else if let Some(w) = batch.watermark {
+            return Ok(());
+        }
+        let passed = batch.events.iter().map(|e| e.position).max().max(batch.watermark);
+        if let Some(w) = passed {
             // Everything up to `w` in this partition is applied now.
             record_all(&mut part.conn, &part.progress_keys, w).await?;
             for claim in &part.claims {
