@@ -11,11 +11,14 @@
 //! On taking a partition a worker first fences its members' checkpoints of
 //! that partition: it writes a new lease epoch into each, and from that
 //! commit on the previous owner (frozen, slow, partitioned away) can no
-//! longer commit under that partition. Then it claims what the previous owner left pending
-//! (XAUTOCLAIM), catches up from the event store up to the relay's durable
-//! checkpoint (entries may have been trimmed, or lost with a Redis restart),
-//! and reads its pending entries and new ones, applying each batch with its
-//! checkpoint in one read transaction and acknowledging only after commit.
+//! longer commit under that partition. Then it claims what the previous
+//! owner left pending (XAUTOCLAIM), catches up from the event store up to
+//! the relay's durable checkpoint (entries may have been trimmed, or lost
+//! with a Redis restart), and reads its pending entries and new ones,
+//! applying each batch with the checkpoints in one read transaction and
+//! acknowledging only after commit. A member found behind what the group
+//! has delivered (its checkpoint moved back) is caught up the same way,
+//! from the store, each member from its own checkpoint.
 //!
 //! Redis is transport, not authority: an entry that cannot be read, or that
 //! the event store contradicts (a position past the relay's durable
