@@ -43,7 +43,8 @@ pub struct ProjectionGroup {
     /// Names the group's consumer group, leases and workers in the
     /// transport (a member's name for a group of one).
     pub name: &'static str,
-    /// The members, all on one read database.
+    /// The members (at least one), all on one read database and one
+    /// monitor, with the same settings.
     pub members: Vec<Applier>,
 }
 
