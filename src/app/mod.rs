@@ -26,7 +26,8 @@ use crate::infra::event_feed::{EventFeed, FeedSettings};
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::jwt::Jwt;
 use crate::infra::projection_runtime::{
-    Applier, InProcessRunner, PartitionedRunner, ProjectionMonitor, RuntimeSettings,
+    Applier, InProcessRunner, PartitionedRunner, ProjectionGroup, ProjectionMonitor,
+    RuntimeSettings,
 };
 use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::RedisPing;
@@ -275,20 +276,33 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
     if runs(Role::Projector) {
         let upcasters = Arc::new(crate::domain::upcasters());
         let commands = process_executor(&config, &services, upcasters.clone()).await?;
-        for projection in projections(upcasters, commands) {
-            let applier = Applier {
-                read_db: services.read_db.clone(),
-                projection: projection.clone(),
-                changes: services.changes.clone(),
-                monitor: services.monitor.clone(),
-                settings: RuntimeSettings::default(),
-            };
-            let name = format!("projector {}", projection.name());
-            let stop = shutdown.subscribe();
-            match &redis {
-                Some(redis) => {
+        let read_models = crate::read_models::all(upcasters.clone());
+        let processes = crate::processes::all(upcasters, commands);
+        let applier = |projection: &Arc<dyn Projection>| Applier {
+            read_db: services.read_db.clone(),
+            projection: projection.clone(),
+            changes: services.changes.clone(),
+            monitor: services.monitor.clone(),
+            settings: RuntimeSettings::default(),
+        };
+        match &redis {
+            Some(redis) => {
+                // The read models share the read database: one consumer per
+                // partition for all of them. A process manager commands the
+                // write side from its projection, so it keeps its own.
+                let mut groups = vec![ProjectionGroup {
+                    name: crate::read_models::GROUP,
+                    members: read_models.iter().map(applier).collect(),
+                }];
+                groups.extend(
+                    processes
+                        .iter()
+                        .map(|p| ProjectionGroup { name: p.name(), members: vec![applier(p)] }),
+                );
+                for group in groups {
+                    let name = format!("projector {}", group.name);
                     let runner = Arc::new(PartitionedRunner {
-                        applier,
+                        group,
                         store: services.store.clone(),
                         write_db: write_db.clone(),
                         client: redis.client()?,
@@ -297,10 +311,16 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                         lease_ttl: config.lease_ttl(),
                         batch_size: 500,
                     });
+                    let stop = shutdown.subscribe();
                     app.supervise(&supervisor, name, move || runner.clone().run(stop.clone()));
                 }
-                None => {
+            }
+            None => {
+                for projection in read_models.iter().chain(&processes) {
+                    let applier = applier(projection);
+                    let name = format!("projector {}", projection.name());
                     let (store, commits) = (services.store.clone(), commits.clone());
+                    let stop = shutdown.subscribe();
                     app.supervise(&supervisor, name, move || {
                         let runner =
                             InProcessRunner { store: store.clone(), applier: applier.clone() };

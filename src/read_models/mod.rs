@@ -29,6 +29,10 @@ pub mod customers;
 pub mod orders_with_details;
 pub mod product_stock;
 
+/// The name the read-model projections go by together, where they are
+/// consumed as one group (its consumer groups, leases and workers).
+pub const GROUP: &str = "read_models";
+
 /// Every read-model projection, in the order they are started.
 pub fn all(upcasters: Arc<Upcasters>) -> Vec<Arc<dyn Projection>> {
     vec![

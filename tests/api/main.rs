@@ -21,6 +21,7 @@ mod load;
 mod observability;
 mod pages;
 mod process;
+mod projection_group;
 mod rebuild;
 mod rebuild_exclusive;
 mod relay_plan;

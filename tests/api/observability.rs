@@ -647,7 +647,7 @@ async fn a_projector_stopped_with_sigterm_releases_its_leases_so_another_takes_o
     assert!(applied, "the first projector applies the opening");
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let pattern = format!("{}:lease:bank_account_summary:*", redis.prefix);
+    let pattern = format!("{}:lease:read_models:*", redis.prefix);
     let leases = || {
         let mut conn = conn.clone();
         let pattern = pattern.clone();

@@ -15,7 +15,7 @@ async fn lease_ttl_ms_sets_the_relay_lease_and_every_partition_lease() {
     let redis = app.redis.clone().expect("the app uses Redis");
     let client = redis::Client::open(redis.url.as_str()).unwrap();
     let conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys = [redis.lease_key("relay"), redis.lease_key("bank_account_summary:0")];
+    let keys = [redis.lease_key("relay"), redis.lease_key("read_models:0")];
     let held = eventually(Duration::from_secs(10), || {
         let (mut conn, keys) = (conn.clone(), keys.clone());
         async move {

@@ -247,7 +247,7 @@ async fn two_projector_workers_split_the_partitions_and_one_takes_over_when_the_
     let mut first = Server::start(&app.database_url, &redis, "projector");
     let _second = Server::start(&app.database_url, &redis, "projector");
     let split = eventually(Duration::from_secs(30), || async {
-        let owners = lease_owners(&redis, "bank_account_summary").await;
+        let owners = lease_owners(&redis, "read_models").await;
         let mut distinct: Vec<_> = owners.iter().flatten().collect();
         distinct.sort();
         distinct.dedup();
@@ -257,12 +257,12 @@ async fn two_projector_workers_split_the_partitions_and_one_takes_over_when_the_
     assert!(
         split,
         "two workers share the partitions: {:?}",
-        lease_owners(&redis, "bank_account_summary").await
+        lease_owners(&redis, "read_models").await
     );
     let ids = accounts(&app, 8).await;
     first.kill9();
     let taken_over = eventually(Duration::from_secs(30), || async {
-        let owners = lease_owners(&redis, "bank_account_summary").await;
+        let owners = lease_owners(&redis, "read_models").await;
         owners.iter().all(Option::is_some) && owners.windows(2).all(|w| w[0] == w[1])
     })
     .await;

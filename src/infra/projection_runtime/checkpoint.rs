@@ -135,6 +135,73 @@ async fn lock_row(
     })
 }
 
+/// [`lock_checkpoint`] for several projections at once (`members`: each
+/// projection's name and claim, keys distinct): on PostgreSQL one
+/// statement takes every projection's advisory lock in shared mode, then
+/// locks every checkpoint row, in key order. Returns each claim's
+/// checkpoint, in the order given; any stale claim fences the whole call.
+pub(super) async fn lock_checkpoints(
+    txn: &DatabaseTransaction,
+    members: &[(&str, &Claim)],
+) -> Result<Vec<Position>, CheckpointError> {
+    if !is_postgres(txn) {
+        let mut positions = Vec::with_capacity(members.len());
+        for (projection, claim) in members {
+            positions.push(lock_checkpoint(txn, projection, claim).await?);
+        }
+        return Ok(positions);
+    }
+    let mut rows = lock_rows(txn, members).await?;
+    if rows.len() < members.len() {
+        // First use of some key: its row must exist to be locked (see
+        // `lock_row`).
+        let missing = members.iter().map(|(_, c)| row_at(&c.key, Position::START, 0));
+        checkpoints::Entity::insert_many(missing)
+            .on_conflict(OnConflict::column(checkpoints::Column::Name).do_nothing().to_owned())
+            .exec_without_returning(txn)
+            .await?;
+        rows = lock_rows(txn, members).await?;
+    }
+    members
+        .iter()
+        .map(|(_, claim)| {
+            let row = rows.iter().find(|r| r.name == claim.key);
+            let Some(row) = row else {
+                return Err(DbErr::RecordNotFound(format!("checkpoint {}", claim.key)).into());
+            };
+            if row.lease_epoch > claim.epoch {
+                return Err(Fenced {
+                    key: claim.key.clone(),
+                    mine: claim.epoch,
+                    current: row.lease_epoch,
+                }
+                .into());
+            }
+            Ok(Position { tx: row.tx_id, pos: row.position })
+        })
+        .collect()
+}
+
+/// The checkpoint rows of `members` that exist, locked until `txn` ends,
+/// after the shared advisory lock of every member projection (PostgreSQL).
+async fn lock_rows(
+    txn: &DatabaseTransaction,
+    members: &[(&str, &Claim)],
+) -> Result<Vec<checkpoints::Model>, DbErr> {
+    let locks: Vec<i64> = members.iter().map(|(p, _)| projection_lock_id(p)).collect();
+    let keys: Vec<String> = members.iter().map(|(_, c)| c.key.clone()).collect();
+    // The uncorrelated sub-select runs once, before the scan: the advisory
+    // locks are held before any row lock, as in `lock_row` and the rebuild.
+    let select = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id) \
+         SELECT name, tx_id, position, updated_at, lease_epoch FROM projection_checkpoints \
+         WHERE name = ANY($2) AND (SELECT count(*) FROM shared) >= 0 ORDER BY name FOR UPDATE",
+        [locks.into(), keys.into()],
+    );
+    checkpoints::Entity::find().from_raw_sql(select).all(txn).await
+}
+
 /// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no
 /// applier of the projection commits meanwhile (an operator's retry uses it).
 pub(super) async fn lock_all(
@@ -181,6 +248,18 @@ pub async fn save_checkpoint<C: ConnectionTrait>(
     claim: &Claim,
     position: Position,
 ) -> Result<(), DbErr> {
+    save_checkpoints(db, &[(claim, position)]).await
+}
+
+/// [`save_checkpoint`] for several claims in one statement (a row each;
+/// the keys must be distinct).
+pub async fn save_checkpoints<C: ConnectionTrait>(
+    db: &C,
+    moves: &[(&Claim, Position)],
+) -> Result<(), DbErr> {
+    if moves.is_empty() {
+        return Ok(());
+    }
     let forward = Expr::cust(
         "(excluded.tx_id, excluded.position) > (projection_checkpoints.tx_id, projection_checkpoints.position) \
          OR excluded.lease_epoch > projection_checkpoints.lease_epoch",
@@ -196,7 +275,8 @@ pub async fn save_checkpoint<C: ConnectionTrait>(
     } else {
         "MAX(excluded.lease_epoch, projection_checkpoints.lease_epoch)"
     });
-    checkpoints::Entity::insert(row_at(&claim.key, position, claim.epoch))
+    let rows = moves.iter().map(|(claim, position)| row_at(&claim.key, *position, claim.epoch));
+    checkpoints::Entity::insert_many(rows)
         .on_conflict(
             OnConflict::column(checkpoints::Column::Name)
                 .value(checkpoints::Column::TxId, newest("tx_id"))

@@ -6,8 +6,10 @@
 //!   runners and by the rebuild.
 //! - [`InProcessRunner`]: the embedded transport; reads the event log
 //!   directly, in commit order, woken by local commits.
-//! - [`PartitionedRunner`]: the production transport; Redis consumer groups,
-//!   one lease per partition.
+//! - [`ProjectionGroup`]: the projections of one read database applied
+//!   together, one transaction per batch for all of them.
+//! - [`PartitionedRunner`]: the production transport; one Redis consumer
+//!   group per projection group, one lease per partition.
 //! - [`ProjectionMonitor`]: the live [`ProjectionStatus`] of each projection
 //!   running in this process (its last [`Failure`] as it may be shown), and
 //!   the [`ProgressBoard`] read-your-writes waits on.
@@ -18,6 +20,7 @@ pub mod checkpoint;
 pub mod dead_letters;
 mod errors;
 mod failure;
+mod group;
 mod in_process;
 mod monitor;
 mod partitioned;
@@ -27,6 +30,7 @@ pub use applier::{Applier, ApplyError, RuntimeSettings};
 pub use checkpoint::{Claim, Fenced};
 pub use errors::is_transient;
 pub use failure::{Failure, FailureKind};
+pub use group::{GroupError, ProjectionGroup};
 pub use in_process::InProcessRunner;
 pub use monitor::{ProjectionMonitor, ProjectionStatus, RunState};
 pub use partitioned::PartitionedRunner;

@@ -1,18 +1,24 @@
 //! Projection workers on Redis consumer groups.
 //!
-//! Each projection is one consumer group per partition stream. A worker
-//! holds a lease per partition it owns and takes a fair share of the
-//! partitions (live workers announce themselves in a sorted set), so one
-//! stream's events are applied by one worker, in order.
+//! Each [`ProjectionGroup`] (the projections sharing one read database, or
+//! a projection alone) is one consumer group per partition stream: a batch
+//! is read and acknowledged once for all members and applied to all of
+//! them in one read transaction. A worker holds a lease per partition it
+//! owns and takes a fair share of the partitions (live workers announce
+//! themselves in a sorted set), so one stream's events are applied by one
+//! worker, in order.
 //!
-//! On taking a partition a worker first fences its checkpoint: it writes a
-//! new lease epoch into it, and from that commit on the previous owner
-//! (frozen, slow, partitioned away) can no longer commit under that
-//! partition. Then it claims what the previous owner left pending
-//! (XAUTOCLAIM), catches up from the event store up to the relay's durable
-//! checkpoint (entries may have been trimmed, or lost with a Redis restart),
-//! and reads its pending entries and new ones, applying each batch with its
-//! checkpoint in one read transaction and acknowledging only after commit.
+//! On taking a partition a worker first fences its members' checkpoints of
+//! that partition: it writes a new lease epoch into each, and from that
+//! commit on the previous owner (frozen, slow, partitioned away) can no
+//! longer commit under that partition. Then it claims what the previous
+//! owner left pending (XAUTOCLAIM), catches up from the event store up to
+//! the relay's durable checkpoint (entries may have been trimmed, or lost
+//! with a Redis restart), and reads its pending entries and new ones,
+//! applying each batch with the checkpoints in one read transaction and
+//! acknowledging only after commit. A member found behind what the group
+//! has delivered (its checkpoint moved back) is caught up the same way,
+//! from the store, each member from its own checkpoint.
 //!
 //! Redis is transport, not authority: an entry that cannot be read, or that
 //! the event store contradicts (a position past the relay's durable
@@ -30,14 +36,15 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::applier::{Applier, ApplyError};
+use super::applier::ApplyError;
 use super::checkpoint::{Claim, fence, load_checkpoint};
+use super::group::{GroupError, ProjectionGroup};
 use super::monitor::ProjectionStatus;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::redis::lease::Lease;
-use crate::infra::redis::progress::record;
+use crate::infra::redis::progress::record_all;
 use crate::infra::redis::{RELAY_CHECKPOINT, RedisSettings, connection};
 
 /// How long an entry may be ahead of the relay's durable checkpoint before
@@ -49,7 +56,7 @@ const RELAY_GRACE: Duration = Duration::from_secs(2);
 const PERSIST_WATERMARK_EVERY: Duration = Duration::from_secs(5);
 
 pub struct PartitionedRunner {
-    pub applier: Applier,
+    pub group: ProjectionGroup,
     pub store: Arc<dyn EventStore>,
     pub write_db: DatabaseConnection,
     pub client: redis::Client,
@@ -79,13 +86,13 @@ impl Owned {
 
 impl PartitionedRunner {
     fn name(&self) -> &'static str {
-        self.applier.name()
+        self.group.name
     }
 
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let mut owned: HashMap<u32, Owned> = HashMap::new();
         let mut conn: Option<MultiplexedConnection> = None;
-        self.applier.monitor.set(self.name(), ProjectionStatus::Running, None);
+        self.group.set(ProjectionStatus::Running, None);
         while !*shutdown.borrow() {
             if let Err(e) = self.coordinate(&mut conn, &mut owned).await {
                 tracing::warn!(projection = self.name(), error = %e, "lease coordination failed");
@@ -111,7 +118,7 @@ impl PartitionedRunner {
             let _: redis::RedisResult<i64> =
                 redis::cmd("ZREM").arg(&workers).arg(&self.worker_id).query_async(c).await;
         }
-        self.applier.monitor.set(self.name(), ProjectionStatus::Stopped, None);
+        self.group.set(ProjectionStatus::Stopped, None);
         Ok(())
     }
 
@@ -192,7 +199,7 @@ impl PartitionedRunner {
         while !*stop.borrow() {
             match self.consume(partition, &mut stop).await {
                 Ok(()) => return,
-                Err(e) if matches!(e.downcast_ref(), Some(ApplyError::Fenced(_))) => {
+                Err(e) if is_fenced(&e) => {
                     // Another worker took the partition over; the
                     // coordinator notices the task ended.
                     tracing::warn!(projection = self.name(), partition, error = %e, "partition taken over; stopping");
@@ -200,7 +207,9 @@ impl PartitionedRunner {
                 }
                 Err(e) => {
                     let error = format!("partition {partition}: {e:#}");
-                    self.applier.monitor.runner_failed(self.name(), &error);
+                    for name in self.group.names() {
+                        self.group.monitor().runner_failed(name, &error);
+                    }
                     tokio::select! {
                         _ = stop.changed() => {}
                         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -218,24 +227,32 @@ impl PartitionedRunner {
         partition: u32,
         stop: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        let key = RedisSettings::checkpoint_key(self.name(), partition);
-        let claim = fence(&self.applier.read_db, self.name(), &key).await?;
+        let mut claims = Vec::with_capacity(self.group.members.len());
+        for member in &self.group.members {
+            let key = RedisSettings::checkpoint_key(member.name(), partition);
+            claims.push(fence(&member.read_db, member.name(), &key).await?);
+        }
         let mut part = Partition {
             number: partition,
             stream: self.settings.stream_key(partition),
-            claim,
-            progress_key: self.settings.progress_key(self.name(), partition),
+            claims,
+            progress_keys: self
+                .group
+                .names()
+                .map(|name| self.settings.progress_key(name, partition))
+                .collect(),
             conn: connection(&self.client).await?,
             published: Position::START,
             seen: Position::START,
+            floor: Position::START,
         };
         self.join_group(&mut part).await?;
         self.claim_pending(&mut part).await?;
         // Entries may be missing from Redis (trimmed, or lost in a restart);
         // the store has everything the relay has published.
         self.catch_up_from_store(&mut part).await?;
-        self.applier.monitor.set(self.name(), ProjectionStatus::Running, None);
-        record(&mut part.conn, &part.progress_key, part.published).await?;
+        self.group.set(ProjectionStatus::Running, None);
+        record_all(&mut part.conn, &part.progress_keys, part.published).await?;
 
         let mut persisted = Instant::now();
         // First re-read what this consumer already holds, then new entries.
@@ -251,7 +268,18 @@ impl PartitionedRunner {
             }
             let batch = self.check(&mut part, decode(&entries)).await?;
             let carried = batch.events.len();
-            if batch.doubt {
+            let doubt = match batch.doubt {
+                true => true,
+                false => match self.apply_batch(&mut part, batch, &mut persisted).await {
+                    Ok(()) => false,
+                    Err(e @ GroupError::Behind { .. }) => {
+                        tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
+                        true
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if doubt {
                 // Something in Redis was not what the relay wrote, or entries
                 // went to another consumer: whatever this partition should
                 // have carried, the store has. Entries others hold are taken
@@ -259,8 +287,6 @@ impl PartitionedRunner {
                 self.catch_up_from_store(&mut part).await?;
                 self.claim_pending(&mut part).await?;
                 backlog = true;
-            } else {
-                self.apply_batch(&mut part, batch, &mut persisted).await?;
             }
             self.acknowledge(&mut part, &entries).await?;
             // Linger only under load (several events per read): an idle
@@ -268,16 +294,28 @@ impl PartitionedRunner {
             if !backlog && carried > 1 && entries.len() < self.batch_size {
                 tokio::select! {
                     _ = stop.changed() => {}
-                    _ = tokio::time::sleep(self.applier.settings.linger) => {}
+                    _ = tokio::time::sleep(self.group.members[0].settings.linger) => {}
                 }
             }
         }
         Ok(())
     }
 
-    /// Creates the projection's consumer group on the partition stream
-    /// (and the stream), unless it exists.
+    /// Creates the group's consumer group on the partition stream (and the
+    /// stream), unless it exists. Consumer groups of its members' own
+    /// names (left by an earlier version, where each projection consumed
+    /// alone) are dropped: nothing reads them, and their unacknowledged
+    /// entries would hold back the relay's trimming for ever.
     async fn join_group(&self, part: &mut Partition) -> anyhow::Result<()> {
+        for name in self.group.names().filter(|n| *n != self.name()) {
+            let _: i64 = redis::cmd("XGROUP")
+                .arg("DESTROY")
+                .arg(&part.stream)
+                .arg(name)
+                .query_async(&mut part.conn)
+                .await
+                .unwrap_or(0);
+        }
         let created: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&part.stream)
@@ -331,28 +369,34 @@ impl PartitionedRunner {
         Ok(reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default())
     }
 
-    /// Applies the batch's events with the checkpoint, then records the
-    /// batch's watermark (in Redis each time, in the database now and then).
+    /// Applies the batch's events to every member, with their checkpoints,
+    /// in one transaction (which moves the checkpoints to the watermark
+    /// too). A batch of only a watermark, or of events no member reads,
+    /// needs no transaction: that it passed is recorded in Redis each
+    /// time, and in the database now and then.
     async fn apply_batch(
         &self,
         part: &mut Partition,
-        mut batch: Batch,
+        batch: Batch,
         persisted: &mut Instant,
-    ) -> anyhow::Result<()> {
-        // Events of streams this projection does not read need no
-        // transaction: the watermark below records that they passed.
-        if let Some(types) = self.applier.projection.stream_types() {
-            batch.events.retain(|e| types.contains(&e.stream.stream_type.as_str()));
+    ) -> Result<(), GroupError> {
+        if self.group.reads_any(&batch.events) {
+            let reached =
+                self.group.apply(&part.claims, &batch.events, batch.watermark, part.floor).await?;
+            part.floor = reached.into_iter().min().unwrap_or(part.floor);
+            *persisted = Instant::now();
+            return Ok(());
         }
-        if !batch.events.is_empty() {
-            self.applier.apply(&part.claim, &batch.events, None).await?;
-        }
-        if let Some(w) = batch.watermark {
+        let passed = batch.events.iter().map(|e| e.position).max().max(batch.watermark);
+        if let Some(w) = passed {
             // Everything up to `w` in this partition is applied now.
-            record(&mut part.conn, &part.progress_key, w).await?;
-            self.applier.monitor.progress.committed(&part.claim.key, w);
+            record_all(&mut part.conn, &part.progress_keys, w).await?;
+            for claim in &part.claims {
+                self.group.monitor().progress.committed(&claim.key, w);
+            }
             if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
-                self.applier.apply(&part.claim, &[], Some(w)).await?;
+                let reached = self.group.apply(&part.claims, &[], Some(w), part.floor).await?;
+                part.floor = reached.into_iter().min().unwrap_or(part.floor);
                 *persisted = Instant::now();
             }
         }
@@ -416,7 +460,9 @@ impl PartitionedRunner {
         }
         for reason in rejected {
             let reason = format!("ignored {reason} in {}; re-reading the event store", part.stream);
-            self.applier.monitor.rejected_entry(self.name(), reason);
+            for name in self.group.names() {
+                self.group.monitor().rejected_entry(name, reason.clone());
+            }
             batch.doubt = true;
         }
         // Each entry names the partition's previous event: one this consumer
@@ -438,10 +484,14 @@ impl PartitionedRunner {
     }
 
     /// Applies this partition's events up to the relay's durable checkpoint
-    /// straight from the store.
+    /// straight from the store, from the checkpoint of the member furthest
+    /// behind (each member skips what it already has).
     async fn catch_up_from_store(&self, part: &mut Partition) -> anyhow::Result<()> {
         let until = self.published(part).await?;
-        let mut cursor = load_checkpoint(&self.applier.read_db, &part.claim.key).await?;
+        let mut cursor = until;
+        for (member, claim) in self.group.members.iter().zip(&part.claims) {
+            cursor = cursor.min(load_checkpoint(&member.read_db, &claim.key).await?);
+        }
         while cursor < until {
             let batch = self.store.read_committed(cursor, 1000).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
@@ -452,27 +502,38 @@ impl PartitionedRunner {
                         && partition_of(partition_key(e), self.settings.partitions) == part.number
                 })
                 .collect();
-            self.applier.apply(&part.claim, &mine, None).await?;
+            self.group.apply(&part.claims, &mine, None, Position::START).await?;
             cursor = last;
         }
-        self.applier.apply(&part.claim, &[], Some(until)).await?;
+        let reached = self.group.apply(&part.claims, &[], Some(until), Position::START).await?;
+        part.floor = reached.into_iter().min().unwrap_or(until);
         part.seen = part.seen.max(until);
         Ok(())
     }
+}
+
+/// Whether the consumer was fenced off its partition.
+fn is_fenced(err: &anyhow::Error) -> bool {
+    matches!(err.downcast_ref(), Some(ApplyError::Fenced(_)))
+        || matches!(err.downcast_ref(), Some(GroupError::Apply(ApplyError::Fenced(_))))
 }
 
 /// One partition as its consumer sees it.
 struct Partition {
     number: u32,
     stream: String,
-    /// The checkpoint key and the lease epoch this worker fenced it with.
-    claim: Claim,
-    progress_key: String,
+    /// Each member's checkpoint key of this partition and the lease epoch
+    /// this worker fenced it with, in member order.
+    claims: Vec<Claim>,
+    /// Each member's delivered-position key in Redis, in member order.
+    progress_keys: Vec<String>,
     conn: MultiplexedConnection,
     /// The relay's durable checkpoint, as last read.
     published: Position,
     /// Every event of this partition up to here has been processed.
     seen: Position,
+    /// Every member's checkpoint was at least here at its last commit.
+    floor: Position,
 }
 
 /// What a read carried: events, the latest watermark among them, the
@@ -495,8 +556,9 @@ struct Link {
     position: Position,
 }
 
-/// Decodes entries: `e` carries an event, `w` a watermark. Anything else
-/// is noted as rejected.
+/// Decodes entries: `e` carries an event, `w` a watermark, and an entry
+/// may carry both (the partition's last event of a relay batch, and the
+/// batch's watermark). Anything else is noted as rejected.
 fn decode(entries: &[StreamId]) -> Batch {
     let mut batch = Batch {
         events: Vec::with_capacity(entries.len()),
@@ -513,6 +575,11 @@ fn decode(entries: &[StreamId]) -> Batch {
             (Some(Ok(event)), None) => {
                 batch.links.push(Link { previous, position: event.position });
                 batch.events.push(event);
+            }
+            (Some(Ok(event)), Some(Ok(w))) => {
+                batch.links.push(Link { previous, position: event.position });
+                batch.events.push(event);
+                batch.watermark = batch.watermark.max(Some(w));
             }
             (None, Some(Ok(w))) => {
                 batch.links.push(Link { previous, position: w });

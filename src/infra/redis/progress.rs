@@ -55,13 +55,19 @@ impl RedisProgress {
     }
 }
 
-/// Records that a partition consumer has applied everything up to `position`.
-pub async fn record(
+/// Records that several partition consumers (the members of a group, of
+/// one partition) have applied everything up to `position`, in one command.
+pub async fn record_all(
     conn: &mut MultiplexedConnection,
-    key: &str,
+    keys: &[String],
     position: Position,
 ) -> redis::RedisResult<()> {
-    redis::cmd("SET").arg(key).arg(position.to_string()).query_async(conn).await
+    let value = position.to_string();
+    let mut set = redis::cmd("MSET");
+    for key in keys {
+        set.arg(key).arg(&value);
+    }
+    set.query_async(conn).await
 }
 
 /// Shares checkpoint progress between processes over the progress channel,

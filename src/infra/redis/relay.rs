@@ -4,9 +4,12 @@
 //! It reads in commit order through [`EventStore::read_committed`] (never
 //! past a transaction that may still commit with a smaller position),
 //! appends each event to its partition stream in one pipeline, advances its
-//! durable checkpoint, and then appends a watermark to every partition (a
-//! watermark is never ahead of the durable checkpoint, so consumers can
-//! refuse one that is). A crash in between re-publishes a batch; consumers
+//! durable checkpoint, and then appends a watermark to every partition the
+//! batch left idle (a watermark is never ahead of the durable checkpoint for
+//! longer than it takes to commit it, so consumers can refuse one that
+//! stays ahead). A partition that got events learns the same watermark from
+//! its last event's entry, so a busy partition costs no extra entry and no
+//! extra wake-up of its consumer. A crash in between re-publishes a batch; consumers
 //! skip what their checkpoints already cover. One relay holds a lease at a time. It wakes on
 //! PostgreSQL `NOTIFY` (sent by a trigger on insert) and on local commits,
 //! with polling as a fallback, and periodically trims the streams below what
@@ -168,29 +171,50 @@ impl Relay {
         // Open (not entered) until the batch is out: its duration is the publish.
         let _span = tracing::debug_span!("relay publish", events = events.len());
         trace_context::link_batch(&_span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
+        let partitions: Vec<usize> = events
+            .iter()
+            .map(|e| partition_of(partition_key(e), self.settings.partitions) as usize)
+            .collect();
+        // The last event of each partition in this batch carries the
+        // watermark: every event up to `newest` of its partition is in this
+        // batch, before it.
+        let mut last_of = vec![None; last.len()];
+        for (i, partition) in partitions.iter().enumerate() {
+            last_of[*partition] = Some(i);
+        }
+        let watermark = newest.to_string();
         let mut after = last.to_vec();
         let mut pipe = redis::pipe();
-        for event in &events {
-            let partition = partition_of(partition_key(event), self.settings.partitions) as usize;
-            pipe.cmd("XADD")
+        for (i, (event, partition)) in events.iter().zip(&partitions).enumerate() {
+            let partition = *partition;
+            let xadd = pipe
+                .cmd("XADD")
                 .arg(self.settings.stream_key(partition as u32))
                 .arg("*")
                 .arg("e")
                 .arg(serde_json::to_string(event)?)
                 .arg("p")
-                .arg(after[partition].to_string())
-                .ignore();
+                .arg(after[partition].to_string());
+            if last_of[partition] == Some(i) {
+                xadd.arg("w").arg(&watermark);
+            }
+            xadd.ignore();
             after[partition] = event.position;
         }
         pipe.query_async::<()>(conn).await?;
         save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), newest).await?;
         *checkpoint = newest;
         last.copy_from_slice(&after);
-        // Then every partition learns that everything up to `newest` has
-        // been sent. Only after the checkpoint: a consumer refuses a
-        // watermark past the relay's durable checkpoint, as forged.
+        // Then every partition the batch left idle learns that everything up
+        // to `newest` has been sent. Only after the checkpoint: a consumer
+        // refuses a watermark past the relay's durable checkpoint, as forged.
         let mut pipe = redis::pipe();
+        let mut any_idle = false;
         for (partition, previous) in last.iter().enumerate() {
+            if last_of[partition].is_some() {
+                continue;
+            }
+            any_idle = true;
             pipe.cmd("XADD")
                 .arg(self.settings.stream_key(partition as u32))
                 .arg("*")
@@ -200,7 +224,9 @@ impl Relay {
                 .arg(previous.to_string())
                 .ignore();
         }
-        pipe.query_async::<()>(conn).await?;
+        if any_idle {
+            pipe.query_async::<()>(conn).await?;
+        }
         self.published(&events, newest).await?;
         Ok(events.len() as u64)
     }

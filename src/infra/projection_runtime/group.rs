@@ -1,0 +1,323 @@
+//! Several projections of one read database applied together: one
+//! transaction per batch for all of them.
+//!
+//! The transaction takes every member's advisory lock (shared) and reads
+//! and locks every member's checkpoint in one statement, applies to each
+//! member the events it reads that lie past its own checkpoint (a member a
+//! rebuild moved ahead skips what it already has), and moves every
+//! checkpoint in one multi-row upsert. The rows each member changed are
+//! announced after the commit, in that member's `projector apply` span.
+//!
+//! What stays per projection: checkpoints (and so status, lag and
+//! `minPosition`), dead letters and rebuilds. A deterministic failure of
+//! any member rolls the shared transaction back and the batch is applied
+//! again member by member through each one's [`Applier`], which isolates
+//! the poison event and parks only that member's stream; the other
+//! members apply it in their own transactions.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use entity::dead_letters;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait,
+};
+use tracing::Instrument as _;
+use uuid::Uuid;
+
+use super::applier::{ApplyError, park_row};
+use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoints, save_checkpoints};
+use super::errors::is_transient;
+use super::failure::{Failure, WAITING};
+use super::monitor::ProjectionStatus;
+use super::{Applier, ProjectionMonitor};
+use crate::es::changes::Change;
+use crate::es::envelope::{Position, RecordedEvent, StreamKey};
+use crate::es::projector::ProjectionError;
+use crate::infra::trace_context::{self, of_metadata};
+
+/// Projections applied together. A group of one is a projection alone.
+#[derive(Clone)]
+pub struct ProjectionGroup {
+    /// Names the group's consumer group, leases and workers in the
+    /// transport (a member's name for a group of one).
+    pub name: &'static str,
+    /// The members (at least one), all on one read database and one
+    /// monitor, with the same settings.
+    pub members: Vec<Applier>,
+}
+
+/// Why a group batch was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    /// A member's checkpoint is behind what the caller has delivered to
+    /// the group (something moved it back): applying the batch would skip
+    /// the events in between for that member. Nothing was written; the
+    /// caller catches the group up from the event store.
+    #[error("projection {projection} is behind its group (at {at}, the group at {floor})")]
+    Behind { projection: &'static str, at: Position, floor: Position },
+    /// Recording the group's progress in the transport failed.
+    #[error(transparent)]
+    Transport(#[from] redis::RedisError),
+}
+
+/// A failed attempt at the shared transaction.
+enum Attempt {
+    Fenced(Fenced),
+    Behind(GroupError),
+    Failed(ProjectionError),
+}
+
+impl From<CheckpointError> for Attempt {
+    fn from(err: CheckpointError) -> Self {
+        match err {
+            CheckpointError::Fenced(f) => Attempt::Fenced(f),
+            CheckpointError::Db(e) => Attempt::Failed(e.into()),
+        }
+    }
+}
+
+impl From<ProjectionError> for Attempt {
+    fn from(err: ProjectionError) -> Self {
+        Attempt::Failed(err)
+    }
+}
+
+impl From<sea_orm::DbErr> for Attempt {
+    fn from(err: sea_orm::DbErr) -> Self {
+        Attempt::Failed(err.into())
+    }
+}
+
+/// What one member got from a committed batch.
+struct Applied {
+    reached: Position,
+    events: usize,
+    changes: Vec<Change>,
+    span: tracing::Span,
+}
+
+impl ProjectionGroup {
+    pub fn monitor(&self) -> &ProjectionMonitor {
+        &self.members[0].monitor
+    }
+
+    fn read_db(&self) -> &DatabaseConnection {
+        &self.members[0].read_db
+    }
+
+    /// The members' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.members.iter().map(|m| m.name())
+    }
+
+    /// Whether any member reads any of `events`: if none does, they need
+    /// no transaction (the caller records that they passed, as for a
+    /// watermark).
+    pub fn reads_any(&self, events: &[RecordedEvent]) -> bool {
+        events.iter().any(|e| self.members.iter().any(|m| reads(m, e)))
+    }
+
+    /// Records `status` for every member.
+    pub fn set(&self, status: ProjectionStatus, last_error: Option<Failure>) {
+        for name in self.names() {
+            self.monitor().set(name, status, last_error.clone());
+        }
+    }
+
+    /// Applies `events` (every event of the caller's key, in order) to each
+    /// member past its checkpoint, under `claims` (one per member, in
+    /// order), and moves every checkpoint to the last event or to
+    /// `watermark`, whichever is later. `floor`: the caller has already
+    /// had every member applied up to there; a member found behind it is
+    /// refused ([`GroupError::Behind`]). Returns each member's checkpoint.
+    pub async fn apply(
+        &self,
+        claims: &[Claim],
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+        floor: Position,
+    ) -> Result<Vec<Position>, GroupError> {
+        let mut failures = 0;
+        let rejection = loop {
+            match self.apply_once(claims, events, watermark, floor).await {
+                Ok(applied) => {
+                    self.recovered(failures);
+                    return Ok(self.committed(claims, applied));
+                }
+                Err(Attempt::Fenced(f)) => return Err(ApplyError::Fenced(f).into()),
+                Err(Attempt::Behind(e)) => return Err(e),
+                Err(Attempt::Failed(e)) if is_transient(&e) => {
+                    failures += 1;
+                    for name in self.names() {
+                        self.monitor().transient_failure(name, &e, failures);
+                    }
+                    let backoff = Duration::from_millis(50u64 << failures.min(10));
+                    tokio::time::sleep(backoff.min(self.members[0].settings.max_backoff)).await;
+                }
+                Err(Attempt::Failed(e)) => {
+                    self.recovered(failures);
+                    break e;
+                }
+            }
+        };
+        // A member refuses the batch: each applies it alone, and the
+        // failing one isolates and parks the event that causes it.
+        tracing::warn!(group = self.name, error = %rejection, "group batch failed; applying member by member");
+        let delivered = events.iter().map(|e| e.position).max().max(watermark);
+        let mut reached = Vec::with_capacity(self.members.len());
+        for (member, claim) in self.members.iter().zip(claims) {
+            let own: Vec<RecordedEvent> =
+                events.iter().filter(|e| reads(member, e)).cloned().collect();
+            reached.push(member.apply(claim, &own, delivered).await?);
+        }
+        Ok(reached)
+    }
+
+    fn recovered(&self, failures: u32) {
+        if failures > 0 {
+            tracing::info!(group = self.name, failures, "recovered");
+            self.set(ProjectionStatus::Running, None);
+        }
+    }
+
+    /// One shared transaction for the batch.
+    async fn apply_once(
+        &self,
+        claims: &[Claim],
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+        floor: Position,
+    ) -> Result<Vec<Applied>, Attempt> {
+        let started = Instant::now();
+        let txn = self.read_db().begin().await?;
+        let members: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
+        let checkpoints = lock_checkpoints(&txn, &members).await?;
+        for (name, at) in self.names().zip(&checkpoints) {
+            if *at < floor {
+                return Err(Attempt::Behind(GroupError::Behind {
+                    projection: name,
+                    at: *at,
+                    floor,
+                }));
+            }
+        }
+        let fresh: Vec<Vec<&RecordedEvent>> = self
+            .members
+            .iter()
+            .zip(&checkpoints)
+            .map(|(m, at)| events.iter().filter(|e| e.position > *at && reads(m, e)).collect())
+            .collect();
+        let parked = parked_streams(&txn, &self.members, &fresh).await?;
+        let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
+        let mut applied = Vec::with_capacity(self.members.len());
+        for ((member, at), fresh) in self.members.iter().zip(&checkpoints).zip(&fresh) {
+            let span = apply_span(member, fresh);
+            let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
+                fresh.iter().partition(|e| parked.contains(&(member.name(), e.stream.clone())));
+            let changes = match ready.is_empty() {
+                true => Vec::new(),
+                false => {
+                    member.projection.apply_batch(&txn, &ready).instrument(span.clone()).await?
+                }
+            };
+            for event in waiting {
+                park_row(&txn, member.name(), event, &Failure::waiting(), WAITING, 0).await?;
+            }
+            applied.push(Applied {
+                reached: (*at).max(delivered),
+                events: fresh.len(),
+                changes,
+                span,
+            });
+        }
+        let moves: Vec<(&Claim, Position)> =
+            claims.iter().zip(&applied).map(|(c, a)| (c, a.reached)).collect();
+        if applied.iter().zip(&checkpoints).any(|(a, at)| a.reached > *at) {
+            save_checkpoints(&txn, &moves).await?;
+        }
+        txn.commit().await?;
+        let elapsed = started.elapsed().as_secs_f64();
+        for (member, a) in self.members.iter().zip(&applied) {
+            if a.events > 0 {
+                let projection = [("projection", member.name())];
+                metrics::histogram!("eventfold_projection_batch_size", &projection)
+                    .record(a.events as f64);
+                metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
+                    .record(elapsed);
+            }
+        }
+        Ok(applied)
+    }
+
+    /// Posts each member's new checkpoint and announces its changed rows.
+    fn committed(&self, claims: &[Claim], applied: Vec<Applied>) -> Vec<Position> {
+        let mut reached = Vec::with_capacity(applied.len());
+        for ((member, claim), a) in self.members.iter().zip(claims).zip(applied) {
+            member.monitor.progress.committed(&claim.key, a.reached);
+            if !a.changes.is_empty() {
+                a.span.in_scope(|| member.committed(a.changes));
+            }
+            reached.push(a.reached);
+        }
+        reached
+    }
+}
+
+/// Whether `member` reads `event`'s stream type.
+fn reads(member: &Applier, event: &RecordedEvent) -> bool {
+    member.projection.stream_types().is_none_or(|t| t.contains(&event.stream.stream_type.as_str()))
+}
+
+/// A member's `projector apply` span for its share of a batch, linked to
+/// the spans that appended those events (none for an empty share).
+fn apply_span(member: &Applier, events: &[&RecordedEvent]) -> tracing::Span {
+    if events.is_empty() {
+        return tracing::Span::none();
+    }
+    let span = tracing::debug_span!(
+        "projector apply",
+        otel.name = %format_args!("projector apply {}", member.name()),
+        projection = member.name(),
+        batch_size = events.len(),
+    );
+    trace_context::link_batch(&span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
+    span
+}
+
+/// The (projection, stream) pairs among the members' fresh events that
+/// have a parked event: one query for the whole group.
+async fn parked_streams(
+    txn: &DatabaseTransaction,
+    members: &[Applier],
+    fresh: &[Vec<&RecordedEvent>],
+) -> Result<HashSet<(&'static str, StreamKey)>, sea_orm::DbErr> {
+    let mut ids: Vec<Uuid> = fresh.iter().flatten().map(|e| e.stream.stream_id).collect();
+    if ids.is_empty() {
+        return Ok(HashSet::new());
+    }
+    ids.sort();
+    ids.dedup();
+    let names: Vec<&str> = members.iter().map(|m| m.name()).collect();
+    let rows: Vec<(String, String, Uuid)> = dead_letters::Entity::find()
+        .select_only()
+        .column(dead_letters::Column::Projection)
+        .column(dead_letters::Column::StreamType)
+        .column(dead_letters::Column::StreamId)
+        .filter(dead_letters::Column::Projection.is_in(names.iter().copied()))
+        .filter(dead_letters::Column::StreamId.is_in(ids))
+        .distinct()
+        .into_tuple()
+        .all(txn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, t, id)| {
+            let name = names.iter().copied().find(|n| *n == p)?;
+            Some((name, StreamKey::new(&t, id)))
+        })
+        .collect())
+}

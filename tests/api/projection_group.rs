@@ -1,0 +1,255 @@
+//! The read models consumed as one group: one read transaction per batch
+//! for all of them, and still one dead-letter stream per projection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventfold::es::changes::LocalChangeBus;
+use eventfold::es::envelope::{Position, RecordedEvent};
+use eventfold::es::store::EventStore;
+use eventfold::infra::event_store::SeaEventStore;
+use eventfold::infra::projection_runtime::checkpoint::{fence, load_checkpoint};
+use eventfold::infra::projection_runtime::{
+    Applier, ProjectionGroup, ProjectionMonitor, RuntimeSettings,
+};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use serde_json::json;
+
+use crate::convergence::assert_converged;
+use crate::helpers::*;
+use crate::integrity::{dead_letters, park_a_stream};
+use crate::load::accounts;
+use crate::shop_helpers::{register_customer, stocked_product};
+
+/// Committed transactions of database `name` so far, as PostgreSQL counts
+/// them (read from another database, so reading does not count).
+async fn commits(admin: &DatabaseConnection, name: &str) -> i64 {
+    let row = admin
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = $1",
+            [name.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+/// Runs `work` on a pool of its own to database `url` (named `name`), and
+/// returns how many transactions it committed there. The pool is closed
+/// before counting: a backend hands its counts over when it exits.
+async fn transactions_of<F, Fut>(admin: &DatabaseConnection, url: &str, name: &str, work: F) -> i64
+where
+    F: FnOnce(DatabaseConnection) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let before = commits(admin, name).await;
+    let db = eventfold::infra::db::connect(url, 1).await.unwrap();
+    work(db.clone()).await;
+    db.close().await.unwrap();
+    // Counts arrive as the backend exits; then wait a little more for
+    // anything late.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while commits(admin, name).await == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    commits(admin, name).await - before
+}
+
+fn group(db: &DatabaseConnection) -> ProjectionGroup {
+    let upcasters = Arc::new(eventfold::domain::upcasters());
+    let monitor = Arc::new(ProjectionMonitor::default());
+    let changes = Arc::new(LocalChangeBus::new(64));
+    let members = eventfold::read_models::all(upcasters)
+        .into_iter()
+        .map(|projection| Applier {
+            read_db: db.clone(),
+            projection,
+            changes: changes.clone(),
+            monitor: monitor.clone(),
+            settings: RuntimeSettings::default(),
+        })
+        .collect();
+    ProjectionGroup { name: eventfold::read_models::GROUP, members }
+}
+
+#[tokio::test]
+async fn one_batch_across_every_read_model_costs_one_read_transaction() {
+    // Events of accounts, customers and products, written with nothing
+    // projecting (the server only serves the API, which is idle meanwhile).
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    open_account(&app, "Ada", "10", "0").await;
+    open_account(&app, "Grace", "20", "0").await;
+    register_customer(&app, "Alan", "alan@example.com").await;
+    stocked_product(&app, "Tea", "3.50", 5).await;
+    let (url, admin_url) = (app.database_url.clone(), admin_url());
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let store = SeaEventStore::new(eventfold::infra::db::connect(&url, 2).await.unwrap());
+    let events: Vec<RecordedEvent> = loop {
+        let events = store.read_committed(Position::START, 100).await.unwrap();
+        if events.len() == 5 {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let last = events.last().unwrap().position;
+    let setup = eventfold::infra::db::connect(&url, 1).await.unwrap();
+    let names: Vec<&str> = group(&setup).names().collect();
+    let mut claims = Vec::new();
+    let mut alone = Vec::new();
+    for name in &names {
+        claims.push(fence(&setup, name, &format!("{name}#0")).await.unwrap());
+        alone.push(fence(&setup, name, &format!("{name}#1")).await.unwrap());
+    }
+    setup.close().await.unwrap();
+    let admin = Database::connect(&admin_url).await.unwrap();
+
+    // Opening and closing a pool counts too (measured: once); what an
+    // empty run counts is taken off every run.
+    let overhead = transactions_of(&admin, &url, &name, |_db| async {}).await;
+    let one = transactions_of(&admin, &url, &name, |db| async move {
+        use sea_orm::TransactionTrait;
+        db.begin().await.unwrap().commit().await.unwrap();
+    })
+    .await;
+    assert_eq!(one - overhead, 1, "the count sees one empty transaction");
+    let shared = transactions_of(&admin, &url, &name, |db| {
+        let claims = claims.clone();
+        let events = events.clone();
+        async move {
+            let reached = group(&db).apply(&claims, &events, None, Position::START).await.unwrap();
+            assert!(reached.iter().all(|r| *r == last), "every checkpoint moves: {reached:?}");
+        }
+    })
+    .await;
+    assert_eq!(shared - overhead, 1, "five events for six projections: one transaction");
+
+    // The same batch applied projection by projection (as each consumed
+    // alone before): one transaction each, which the count sees.
+    let separate = transactions_of(&admin, &url, &name, |db| {
+        let events = events.clone();
+        async move {
+            let group = group(&db);
+            for (member, claim) in group.members.iter().zip(&alone) {
+                member.apply(claim, &events, None).await.unwrap();
+            }
+        }
+    })
+    .await;
+    assert_eq!(separate - overhead, names.len() as i64, "one per projection");
+
+    // What the shared transaction wrote: every read model and checkpoint.
+    let db = eventfold::infra::db::connect(&url, 1).await.unwrap();
+    for claim in &claims {
+        assert_eq!(load_checkpoint(&db, &claim.key).await.unwrap(), last, "{}", claim.key);
+    }
+    for (table, rows) in [
+        ("bank_account_summary_view", 2),
+        ("account_balance_history", 2),
+        ("audit_log", 5),
+        ("customers_view", 1),
+        ("product_stock_view", 1),
+        ("order_view_customers", 1),
+    ] {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT count(*) FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.try_get_by_index::<i64>(0).unwrap(), rows, "{table}");
+    }
+    db.close().await.ok();
+    admin.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_event_for_one_projection_parks_only_its_stream_and_the_others_apply_it() {
+    // The account's second event trips a fault of the summary's table
+    // only; its third waits behind it there.
+    let (app, id, later) = park_a_stream().await;
+    let parked = dead_letters(&app, "bank_account_summary").await;
+    assert_eq!(parked.len(), 2, "{parked:?}");
+    for other in ["account_balance_history", "audit_log"] {
+        assert!(dead_letters(&app, other).await.is_empty(), "{other} parks nothing");
+    }
+    // The other read models of the group applied both events.
+    let history = app
+        .scalar_i64(&format!(
+            "SELECT count(*) FROM account_balance_history WHERE account_id = '{id}' AND version IN (2, 3)"
+        ))
+        .await;
+    assert_eq!(history, 2, "the balance history has both deposits");
+    let audited = app
+        .scalar_i64(&format!(
+            "SELECT count(*) FROM audit_log WHERE stream_id = '{id}' AND version IN (2, 3)"
+        ))
+        .await;
+    assert_eq!(audited, 2, "the audit log has both deposits");
+    let at = app
+        .gql(
+            "query($id: UUID!, $p: String) { account(id: $id, minPosition: $p) { version } }",
+            json!({ "id": id, "p": later }),
+        )
+        .await
+        .ok();
+    assert_eq!(at["account"]["version"], 1, "the summary still shows v1: {at}");
+    // Every read model's checkpoint passed the third event, the
+    // summary's included: its stream waits in dead letters, not in the
+    // runtime, and the group goes on.
+    let passed = app
+        .scalar_i64(&format!(
+            "SELECT count(DISTINCT split_part(name, '#', 1)) FROM projection_checkpoints \
+             WHERE split_part(name, '#', 1) IN ('bank_account_summary', 'account_balance_history', \
+               'audit_log', 'customers', 'product_stock', 'orders_with_details') \
+             AND (tx_id, position) >= (SELECT tx_id, position FROM events WHERE stream_id = '{id}' AND version = 3)"
+        ))
+        .await;
+    assert_eq!(passed, 6, "every read model is past the parked events");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_store() {
+    let app = spawn_app().await;
+    let ids = accounts(&app, 12).await;
+    let (last, position) = open_account(&app, "last", "100", "0").await;
+    account_at(&app, &last, &position).await;
+    // An operator empties the summary and moves its checkpoints back to
+    // the start; the rest of the group stays where it is.
+    app.db
+        .execute_unprepared(
+            "BEGIN; TRUNCATE bank_account_summary_view; \
+             UPDATE projection_checkpoints SET tx_id = 0, position = 0 \
+               WHERE name LIKE 'bank_account_summary#%'; COMMIT;",
+        )
+        .await
+        .unwrap();
+    for id in &ids {
+        app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
+    }
+    // Applied to the group as it is, the deposits would find no account
+    // row (and be parked); caught up from the store, every row is back.
+    let expected = 12 * 10_100 + 10_000;
+    let restored = eventually(Duration::from_secs(30), || async {
+        app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await == 13
+            && app
+                .scalar_i64(
+                    "SELECT coalesce(sum(balance_cents), 0)::bigint FROM bank_account_summary_view",
+                )
+                .await
+                == expected
+    })
+    .await;
+    assert!(restored, "the summary is caught up from the event store");
+    assert!(dead_letters(&app, "bank_account_summary").await.is_empty());
+    let history = app.scalar_i64("SELECT count(*) FROM account_balance_history").await;
+    assert_eq!(history, 25, "the rest of the group applied each event once");
+    assert_converged(&app).await;
+    app.stop().await;
+}
