@@ -150,6 +150,21 @@ fn describe() {
         Unit::Seconds,
         "Time to apply a batch and commit it with its checkpoint."
     );
+    describe_histogram!(
+        "eventfold_relay_read_age_seconds",
+        Unit::Seconds,
+        "Per event: time from its append to the relay's read of it."
+    );
+    describe_histogram!(
+        "eventfold_projection_receive_age_seconds",
+        Unit::Seconds,
+        "Per event a projection reads: time from its append to the worker's read from Redis."
+    );
+    describe_histogram!(
+        "eventfold_projection_applied_age_seconds",
+        Unit::Seconds,
+        "Per event: time from its append to the commit of the projector's transaction."
+    );
     describe_gauge!("eventfold_websocket_connections", "Open GraphQL WebSocket connections.");
     describe_gauge!(
         "eventfold_subscriptions_active",

@@ -249,7 +249,9 @@ impl PartitionedRunner {
                 backlog = false;
                 continue;
             }
-            let batch = self.check(&mut part, decode(&entries)).await?;
+            let batch = decode(&entries);
+            self.record_receive_age(&batch.events);
+            let batch = self.check(&mut part, batch).await?;
             let carried = batch.events.len();
             if batch.doubt {
                 // Something in Redis was not what the relay wrote, or entries
@@ -329,6 +331,22 @@ impl PartitionedRunner {
         read.arg("STREAMS").arg(&part.stream).arg(if backlog { "0" } else { ">" });
         let reply: Option<StreamReadReply> = read.query_async(&mut part.conn).await?;
         Ok(reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default())
+    }
+
+    /// Records how long each event this projection reads took from its
+    /// append to this worker (relay and Redis included).
+    fn record_receive_age(&self, events: &[RecordedEvent]) {
+        let types = self.applier.projection.stream_types();
+        let now = chrono::Utc::now();
+        let projection = [("projection", self.name())];
+        for event in events {
+            if types.is_some_and(|t| !t.contains(&event.stream.stream_type.as_str())) {
+                continue;
+            }
+            let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+            metrics::histogram!("eventfold_projection_receive_age_seconds", &projection)
+                .record(age as f64 / 1e6);
+        }
     }
 
     /// Applies the batch's events with the checkpoint, then records the

@@ -160,6 +160,13 @@ impl Relay {
         last: &mut [Position],
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
+        // How long each event took from its append to this read: the wait
+        // for a wake-up (and for anything else the read must wait for).
+        let read_at = chrono::Utc::now();
+        for event in &events {
+            let age = (read_at - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+            metrics::histogram!("eventfold_relay_read_age_seconds").record(age as f64 / 1e6);
+        }
         let Some(newest) = events.last().map(|e| e.position) else {
             metrics::gauge!("eventfold_relay_lag_events").set(0.0);
             metrics::gauge!("eventfold_relay_lag_seconds").set(0.0);
