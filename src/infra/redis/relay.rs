@@ -1,8 +1,9 @@
 //! The relay: the events table is the outbox, and this task moves it to
 //! Redis Streams.
 //!
-//! It reads in commit order through [`EventStore::read_committed`] (never
-//! past a transaction that may still commit with a smaller position),
+//! It reads in commit order through [`EventStore::read_committed`] (on
+//! PostgreSQL events commit in `(tx_id, position)` order, so it reads every
+//! committed event at once and never waits for unrelated transactions),
 //! appends each event to its partition stream in one pipeline, advances its
 //! durable checkpoint, and then appends a watermark to every partition (a
 //! watermark is never ahead of the durable checkpoint, so consumers can
