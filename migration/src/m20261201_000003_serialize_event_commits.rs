@@ -18,7 +18,10 @@
 //! has an id) is refused, rather than let it break the order silently. The
 //! lock uses the two-key form `(int, int)`, a key space the streams' bigint
 //! advisory locks never touch. Held from the INSERT to the end of the
-//! transaction only; stream locks and version checks come before it.
+//! transaction only; stream locks and version checks come before it. A
+//! holder that sits idle in its transaction for 10 s (a hung client) is
+//! ended by the server (`idle_in_transaction_session_timeout`, set for that
+//! transaction only), so it cannot stop every append for long.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::DbBackend;
@@ -36,6 +39,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(1702258030, 1);
     PERFORM set_config('eventfold.commit_order_held', 'on', true);
+    PERFORM set_config('idle_in_transaction_session_timeout', '10s', true);
   END IF;
   RETURN NULL;
 END $$;

@@ -227,10 +227,8 @@ impl EventStore for SeaEventStore {
         after: Position,
         limit: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = read_committed_query(after, limit)
-            .all(&self.db)
-            .await
-            .map_err(StoreError::backend)?;
+        let rows =
+            read_committed_query(after, limit).all(&self.db).await.map_err(StoreError::backend)?;
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 

@@ -86,7 +86,7 @@ fn scan(dir: &std::path::Path, offenders: &mut Vec<String>) {
 
 #[tokio::test]
 async fn a_reader_never_skips_an_event_because_a_later_numbered_append_waits_for_the_earlier_commit()
-{
+ {
     let (app, store) = migrated_store().await;
     let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
 
@@ -107,11 +107,10 @@ async fn a_reader_never_skips_an_event_because_a_later_numbered_append_waits_for
             store.append(vec![append], None).await
         }
     });
-    let waiting =
-        eventually(std::time::Duration::from_secs(10), || async {
-            app.commit_order_waiters().await == 1
-        })
-        .await;
+    let waiting = eventually(std::time::Duration::from_secs(10), || async {
+        app.commit_order_waiters().await == 1
+    })
+    .await;
     assert!(waiting, "B waits for the commit-order lock A holds");
     assert!(!appending.is_finished(), "B committed while an earlier-numbered transaction was open");
     let visible = store.read_committed(Position::START, 100).await.unwrap();
@@ -150,6 +149,32 @@ async fn events_are_refused_in_a_transaction_that_wrote_before_them() {
     raw_event("Test", Uuid::now_v7(), "Two").insert(&txn).await.unwrap();
     txn.commit().await.unwrap();
     assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_transaction_left_idle_after_its_events_is_ended_and_appends_go_on() {
+    let (app, store) = migrated_store().await;
+    let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
+    // A hung client: events inserted, then nothing, with the commit-order
+    // lock held...
+    let stuck = writer.begin().await.unwrap();
+    raw_event("Test", Uuid::now_v7(), "Stuck").insert(&stuck).await.unwrap();
+    // ...is ended by the server after a while, and the append behind it
+    // goes through (bounded here by far more than that while).
+    let append = StreamAppend {
+        stream: StreamKey::new("Test", Uuid::now_v7()),
+        expected_version: 0,
+        events: vec![new_event("After")],
+    };
+    let appended =
+        tokio::time::timeout(std::time::Duration::from_secs(60), store.append(vec![append], None))
+            .await;
+    assert!(matches!(appended, Ok(Ok(_))), "{appended:?}");
+    assert!(stuck.commit().await.is_err(), "the idle holder's transaction was ended");
+    let visible = store.read_committed(Position::START, 100).await.unwrap();
+    let types: Vec<_> = visible.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["After"]);
     app.stop().await;
 }
 

@@ -30,10 +30,9 @@ async fn the_relay_never_skips_an_event_of_a_transaction_open_before_a_later_app
     // A later append waits for the earlier-numbered transaction to end...
     let opening = open_account(&app, "Ada", "1", "0");
     let meanwhile = async {
-        let waiting = eventually(Duration::from_secs(10), || async {
-            app.commit_order_waiters().await == 1
-        })
-        .await;
+        let waiting =
+            eventually(Duration::from_secs(10), || async { app.commit_order_waiters().await == 1 })
+                .await;
         let applied = app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await;
         // ...and once the earlier one commits, both flow through Redis.
         slow.commit().await.unwrap();
