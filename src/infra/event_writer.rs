@@ -242,6 +242,8 @@ impl Writer {
         txn.commit().await?;
         self.committed.send_modify(|n| *n += 1);
         metrics::histogram!("eventfold_append_group_size").record(group.len() as f64);
+        let written = (Utc::now() - now).num_microseconds().unwrap_or(0).max(0);
+        metrics::histogram!("eventfold_append_write_duration_seconds").record(written as f64 / 1e6);
         Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
     }
 

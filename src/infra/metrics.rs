@@ -127,6 +127,11 @@ fn describe() {
         Unit::Seconds,
         "Time of one append, queueing for its group included."
     );
+    describe_histogram!(
+        "eventfold_append_write_duration_seconds",
+        Unit::Seconds,
+        "From a group's events INSERT (their recorded_at) to its COMMIT: the commit-order lock's wait and hold."
+    );
     describe_counter!(
         "eventfold_relay_published_events_total",
         "Events the relay published to Redis."

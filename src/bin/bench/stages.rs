@@ -4,6 +4,7 @@
 //! (`recorded_at`, taken just before its INSERT):
 //!
 //! - append: one append, queueing for its group and the commit included;
+//! - write: one group, from its INSERT (`recorded_at`) to its COMMIT;
 //! - relay read: append → the relay reads it (commit, waiting for a
 //!   wake-up, and whatever else the relay's read waits for);
 //! - received: append → the bank projector reads it from Redis;
@@ -24,8 +25,9 @@ use crate::report::{Row, round3};
 const PROJECTION: &str = "bank_account_summary";
 
 /// (label, metric, whether it carries the projection label)
-const STAGES: [(&str, &str, bool); 5] = [
+const STAGES: [(&str, &str, bool); 6] = [
     ("append", "eventfold_append_duration_seconds", false),
+    ("write", "eventfold_append_write_duration_seconds", false),
     ("relay_read", "eventfold_relay_read_age_seconds", false),
     ("received", "eventfold_projection_receive_age_seconds", true),
     ("applied", "eventfold_projection_applied_age_seconds", true),
