@@ -26,6 +26,8 @@ mod report;
 mod server;
 #[path = "bench/snapshot.rs"]
 mod snapshot;
+#[path = "bench/stages.rs"]
+mod stages;
 #[path = "bench/traces.rs"]
 mod traces;
 
@@ -207,7 +209,9 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     out.insert("hot_account_16".into(), hot_json);
 
     progress("projection lag at half the peak mutation rate");
+    let metrics_before = stages::scrape(addr).await?;
     let mut lag = load::projection_lag(addr, &accounts, CLIENTS, peak / 2.0, duration).await?;
+    let metrics_after = stages::scrape(addr).await?;
     let lag_p99 = lag.lags.quantile_ms(0.99);
     rows.push(Row::plain(
         "lag run: target / achieved rate",
@@ -219,6 +223,7 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     lag_json["target_rate"] = json!(round3(lag.target_rate));
     lag_json["achieved_rate"] = json!(round3(lag.achieved_rate));
     lag_json["timeouts"] = json!(lag.timeouts);
+    lag_json["stages"] = stages::report(&metrics_before, &metrics_after, &mut rows);
     lag_json["projection_backlog"] = backlog(addr, &mut rows).await?;
     out.insert("projection_lag".into(), lag_json);
 

@@ -125,9 +125,10 @@ pub trait EventStore: Send + Sync {
     async fn save_snapshot(&self, stream: &StreamKey, snapshot: Snapshot)
     -> Result<(), StoreError>;
 
-    /// Up to `limit` events after `after` in commit order, only from
-    /// transactions that can no longer be overtaken by an earlier one: a
-    /// reader that advances through these never skips an event.
+    /// Up to `limit` committed events after `after` in commit order. The
+    /// store guarantees that no event can still commit before one it
+    /// returned (appends commit in position order), so a reader that
+    /// advances through these never skips an event.
     async fn read_committed(
         &self,
         after: Position,

@@ -2,12 +2,13 @@
 //! table in commit order, and a follower that reads them one page at a
 //! time as its consumer pulls.
 //!
-//! Commit order is `(tx_id, position)` below the safe horizon, as the relay
-//! reads it: on PostgreSQL only rows of transactions older than the oldest
-//! one still running (`pg_snapshot_xmin(pg_current_snapshot())`), so a page
-//! never passes an event that is about to commit with a smaller position;
-//! on SQLite (one writer) the position alone. This is the feed's own query,
-//! with its filters, so the relay's may change without changing the feed.
+//! Commit order is `(tx_id, position)`, as the relay reads it: on
+//! PostgreSQL transactions that insert events commit one after another in
+//! that order (see the event store module), so a page of committed rows
+//! never passes an event that could still commit before one it returned;
+//! on SQLite (one writer, tx_id 0) the position alone. This is the feed's
+//! own query, with its filters, so the relay's may change without changing
+//! the feed.
 //!
 //! A follower has no catch-up/live seam: it always reads the store after
 //! the last position it handed out. Between reads it sleeps until it is
@@ -23,7 +24,6 @@ use std::time::Duration;
 
 use entity::events;
 use futures::Stream;
-use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
@@ -33,9 +33,6 @@ use super::event_store::to_recorded;
 use super::redis::relay::listen_for_commits;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::store::StoreError;
-
-/// Id of the oldest transaction still running, as a bigint.
-const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 
 /// Which events a reader wants; an empty list lets every value through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,8 +47,7 @@ pub struct FeedSettings {
     /// Events read at once (and the most one follower holds in memory).
     pub page: u64,
     /// The longest a follower sleeps without a wake-up before it looks
-    /// again (covers commits no notification announced, and a safe
-    /// horizon held back by a transaction of another database).
+    /// again (covers commits no notification announced).
     pub poll: Duration,
 }
 
@@ -63,7 +59,6 @@ impl Default for FeedSettings {
 
 pub struct EventFeed {
     db: DatabaseConnection,
-    postgres: bool,
     /// Where to LISTEN for inserts of other processes (PostgreSQL).
     listen_url: Option<String>,
     /// Changes after each commit through this process's store.
@@ -83,9 +78,8 @@ impl EventFeed {
         commits: watch::Receiver<u64>,
         settings: FeedSettings,
     ) -> Self {
-        let postgres = super::db::is_postgres(&db);
-        let listen_url = postgres.then(|| database_url.to_owned());
-        EventFeed { db, postgres, listen_url, commits, notified: OnceLock::new(), settings }
+        let listen_url = super::db::is_postgres(&db).then(|| database_url.to_owned());
+        EventFeed { db, listen_url, commits, notified: OnceLock::new(), settings }
     }
 
     /// Up to `limit` events after `after` in commit order that pass `filter`.
@@ -102,9 +96,6 @@ impl EventFeed {
                     .add(events::Column::Position.gt(after.pos)),
             ),
         );
-        if self.postgres {
-            query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
-        }
         if !filter.stream_types.is_empty() {
             query = query.filter(events::Column::StreamType.is_in(filter.stream_types.clone()));
         }
@@ -121,14 +112,10 @@ impl EventFeed {
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 
-    /// The position of the newest event below the safe horizon: a follower
+    /// The position of the newest committed event: a follower
     /// that starts there sees only what commits from now on.
     pub async fn head(&self) -> Result<Position, StoreError> {
-        let mut query = events::Entity::find();
-        if self.postgres {
-            query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
-        }
-        let row = query
+        let row = events::Entity::find()
             .order_by_desc(events::Column::TxId)
             .order_by_desc(events::Column::Position)
             .one(&self.db)

@@ -3,9 +3,12 @@
 //! Appends (see [`super::event_writer`]) check each stream's current version
 //! inside the transaction before the first insert, then rely on the unique
 //! (stream type, stream id, version) key to settle races. On PostgreSQL every row carries the id of
-//! its writing transaction; `read_committed` only returns rows of
-//! transactions older than the oldest one still running, so a reader never
-//! passes an event that is about to commit with a smaller position.
+//! its writing transaction, and transactions that insert events commit one
+//! after another in the order of their transaction ids and positions (a
+//! lock taken by a trigger before the INSERT; see the migration
+//! `serialize_event_commits`): `read_committed` returns committed rows in
+//! `(tx_id, position)` order and a reader never passes an event that could
+//! still commit before it, without waiting for other transactions.
 
 use std::sync::Arc;
 
@@ -25,12 +28,8 @@ use crate::es::store::{
     BatchedCommand, CommandRecord, EventStore, Outcome, Snapshot, StoreError, StreamAppend,
 };
 
-/// Id of the oldest transaction still running, as a bigint.
-const PG_XMIN: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
-
 pub struct SeaEventStore {
     db: DatabaseConnection,
-    postgres: bool,
     /// Bumped after every commit so in-process readers wake at once.
     committed: Arc<watch::Sender<u64>>,
     writer: Arc<Writer>,
@@ -46,7 +45,7 @@ impl SeaEventStore {
         // SQLite has one connection: a second writer would only queue.
         let writers = if postgres { POSTGRES_WRITERS } else { 1 };
         let writer = Writer::start(db.clone(), committed.clone(), writers);
-        SeaEventStore { db, postgres, committed, writer }
+        SeaEventStore { db, committed, writer }
     }
 
     /// A receiver that changes after each commit made through this store.
@@ -98,16 +97,17 @@ fn after_condition(after: Position) -> Condition {
     )
 }
 
-/// The relay's (and every commit-order reader's) query: up to `limit` rows
-/// after `after` in commit order; on PostgreSQL only rows of transactions
-/// older than the oldest one still running. Public so a test can `EXPLAIN`
-/// exactly this statement.
-pub fn read_committed_query(after: Position, limit: u64, postgres: bool) -> Select<events::Entity> {
-    let mut query = events::Entity::find().filter(after_condition(after));
-    if postgres {
-        query = query.filter(Expr::col(events::Column::TxId).lt(Expr::cust(PG_XMIN)));
-    }
-    query.order_by_asc(events::Column::TxId).order_by_asc(events::Column::Position).limit(limit)
+/// The relay's (and every commit-order reader's) query: up to `limit`
+/// committed rows after `after` in commit order. No horizon: events commit
+/// in `(tx_id, position)` order (see the module doc), so whatever this
+/// statement's snapshot sees after `after` is a gap-free run. Public so a
+/// test can `EXPLAIN` exactly this statement.
+pub fn read_committed_query(after: Position, limit: u64) -> Select<events::Entity> {
+    events::Entity::find()
+        .filter(after_condition(after))
+        .order_by_asc(events::Column::TxId)
+        .order_by_asc(events::Column::Position)
+        .limit(limit)
 }
 
 #[async_trait]
@@ -230,10 +230,8 @@ impl EventStore for SeaEventStore {
         after: Position,
         limit: u64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = read_committed_query(after, limit, self.postgres)
-            .all(&self.db)
-            .await
-            .map_err(StoreError::backend)?;
+        let rows =
+            read_committed_query(after, limit).all(&self.db).await.map_err(StoreError::backend)?;
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 

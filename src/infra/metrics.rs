@@ -128,6 +128,11 @@ fn describe() {
         Unit::Seconds,
         "Time of one append, queueing for its group included."
     );
+    describe_histogram!(
+        "eventfold_append_write_duration_seconds",
+        Unit::Seconds,
+        "From a group's events INSERT (their recorded_at) to its COMMIT: the commit-order lock's wait and hold."
+    );
     describe_counter!(
         "eventfold_relay_published_events_total",
         "Events the relay published to Redis."
@@ -150,6 +155,21 @@ fn describe() {
         "eventfold_projection_apply_duration_seconds",
         Unit::Seconds,
         "Time to apply a batch and commit it with its checkpoint."
+    );
+    describe_histogram!(
+        "eventfold_relay_read_age_seconds",
+        Unit::Seconds,
+        "Per event: time from its append to the relay's read of it."
+    );
+    describe_histogram!(
+        "eventfold_projection_receive_age_seconds",
+        Unit::Seconds,
+        "Per event a projection reads: time from its append to the worker's read from Redis."
+    );
+    describe_histogram!(
+        "eventfold_projection_applied_age_seconds",
+        Unit::Seconds,
+        "Per event: time from its append to the commit of the projector's transaction."
     );
     describe_gauge!("eventfold_websocket_connections", "Open GraphQL WebSocket connections.");
     describe_gauge!(

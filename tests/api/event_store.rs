@@ -85,7 +85,8 @@ fn scan(dir: &std::path::Path, offenders: &mut Vec<String>) {
 }
 
 #[tokio::test]
-async fn a_reader_never_skips_an_event_that_commits_after_a_later_numbered_one() {
+async fn a_reader_never_skips_an_event_because_a_later_numbered_append_waits_for_the_earlier_commit()
+ {
     let (app, store) = migrated_store().await;
     let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
 
@@ -93,38 +94,87 @@ async fn a_reader_never_skips_an_event_that_commits_after_a_later_numbered_one()
     let slow = writer.begin().await.unwrap();
     let early = raw_event("Test", Uuid::now_v7(), "Early").insert(&slow).await.unwrap();
 
-    // ...while B, numbered after it, commits first.
-    let late = store
-        .append(
-            vec![StreamAppend {
+    // ...so B, an append started after it, cannot commit first: it waits
+    // for A's commit-order lock.
+    let appending = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let append = StreamAppend {
                 stream: StreamKey::new("Test", Uuid::now_v7()),
                 expected_version: 0,
                 events: vec![new_event("Late")],
-            }],
-            None,
-        )
-        .await
-        .unwrap();
-    assert!(late.position.pos > early.position, "B is numbered after A");
-
-    // A reader must not move past A while A may still commit.
+            };
+            store.append(vec![append], None).await
+        }
+    });
+    let waiting = eventually(std::time::Duration::from_secs(10), || async {
+        app.commit_order_waiters().await == 1
+    })
+    .await;
+    assert!(waiting, "B waits for the commit-order lock A holds");
+    assert!(!appending.is_finished(), "B committed while an earlier-numbered transaction was open");
     let visible = store.read_committed(Position::START, 100).await.unwrap();
     assert!(visible.is_empty(), "read {visible:?} while an earlier-numbered transaction was open");
 
     slow.commit().await.unwrap();
-    // Visibility waits for every older transaction of the cluster, including
-    // other tests' ones, so wait (bounded) for both to show.
-    let seen = eventually(std::time::Duration::from_secs(10), || async {
-        store.read_committed(Position::START, 100).await.unwrap().len() == 2
-    })
-    .await;
-    assert!(seen, "both events become readable once A commits");
+    let late = appending.await.unwrap().unwrap();
+    assert!(late.position.pos > early.position, "B is numbered after A");
+    assert!(late.position.tx > early.tx_id, "B's transaction id is after A's");
+    // Both are readable at once, in commit order: nothing waits for other
+    // transactions of the cluster (other tests run beside this one).
     let visible = store.read_committed(Position::START, 100).await.unwrap();
     let types: Vec<_> = visible.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, ["Early", "Late"]);
     let after_first = store.read_committed(visible[0].position, 100).await.unwrap();
     assert_eq!(after_first.len(), 1);
     assert_eq!(after_first[0].event_type, "Late");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn events_are_refused_in_a_transaction_that_wrote_before_them() {
+    let (app, _store) = migrated_store().await;
+    let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
+    // A transaction id taken before the commit-order lock could be older
+    // than an append that commits first: the database refuses the insert.
+    let txn = writer.begin().await.unwrap();
+    txn.execute_unprepared("SELECT txid_current()").await.unwrap();
+    let refused = raw_event("Test", Uuid::now_v7(), "Late").insert(&txn).await;
+    let err = refused.expect_err("an insert after another write is refused");
+    assert!(err.to_string().contains("first write of their transaction"), "{err}");
+    txn.rollback().await.unwrap();
+    // Several inserts in one transaction are fine: the first takes the lock.
+    let txn = writer.begin().await.unwrap();
+    raw_event("Test", Uuid::now_v7(), "One").insert(&txn).await.unwrap();
+    raw_event("Test", Uuid::now_v7(), "Two").insert(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(app.event_count().await, 2);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_transaction_left_idle_after_its_events_is_ended_and_appends_go_on() {
+    let (app, store) = migrated_store().await;
+    let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
+    // A hung client: events inserted, then nothing, with the commit-order
+    // lock held...
+    let stuck = writer.begin().await.unwrap();
+    raw_event("Test", Uuid::now_v7(), "Stuck").insert(&stuck).await.unwrap();
+    // ...is ended by the server after a while, and the append behind it
+    // goes through (bounded here by far more than that while).
+    let append = StreamAppend {
+        stream: StreamKey::new("Test", Uuid::now_v7()),
+        expected_version: 0,
+        events: vec![new_event("After")],
+    };
+    let appended =
+        tokio::time::timeout(std::time::Duration::from_secs(60), store.append(vec![append], None))
+            .await;
+    assert!(matches!(appended, Ok(Ok(_))), "{appended:?}");
+    assert!(stuck.commit().await.is_err(), "the idle holder's transaction was ended");
+    let visible = store.read_committed(Position::START, 100).await.unwrap();
+    let types: Vec<_> = visible.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["After"]);
     app.stop().await;
 }
 

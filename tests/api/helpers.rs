@@ -208,6 +208,17 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("an integer")
     }
 
+    /// Transactions of this database waiting for the events' commit-order
+    /// lock (the two-key advisory lock the events trigger takes).
+    pub(crate) async fn commit_order_waiters(&self) -> i64 {
+        self.scalar_i64(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted \
+             AND classid = 1702258030 AND objid = 1 AND objsubid = 2 \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .await
+    }
+
     pub(crate) async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             for (task, result) in running.stop().await {

@@ -15,7 +15,7 @@ use crate::helpers::*;
 /// `EXPLAIN`s the relay's own statement as a generic prepared plan and
 /// returns every plan node.
 async fn generic_plan_nodes(app: &TestApp, after: Position) -> Vec<Json> {
-    let statement = read_committed_query(after, 500, true).build(DbBackend::Postgres);
+    let statement = read_committed_query(after, 500).build(DbBackend::Postgres);
     let args: Vec<String> = statement
         .values
         .iter()

@@ -24,13 +24,17 @@ async fn every_migration_has_a_working_down() {
     for table in tables {
         assert!(table_exists(&db, table).await, "{table} after up");
     }
-    // The six newest: the audit log's correlation column, dead-letter
-    // kinds, account owners, checkpoint fencing, the insert notification,
-    // then the shop views.
-    Migrator::down(&db, Some(6)).await.unwrap();
+    let commit_order_triggers = "SELECT count(*) FROM pg_trigger \
+        WHERE tgrelid = 'events'::regclass AND tgname = 'events_commit_order'";
+    assert_eq!(app.scalar_i64(commit_order_triggers).await, 1, "commit-order lock after up");
+    // The seven newest: the events' commit-order lock, the audit log's
+    // correlation column, dead-letter kinds, account owners, checkpoint
+    // fencing, the insert notification, then the shop views.
+    Migrator::down(&db, Some(7)).await.unwrap();
     for table in tables {
         assert!(!table_exists(&db, table).await, "{table} after down");
     }
+    assert_eq!(app.scalar_i64(commit_order_triggers).await, 0, "commit-order lock after down");
     assert!(table_exists(&db, "bank_account_summary_view").await, "earlier migrations stay");
     Migrator::reset(&db).await.unwrap();
     for table in ["events", "snapshots", "command_log", "projection_checkpoints", "audit_log"] {

@@ -21,19 +21,26 @@ async fn api_only() -> TestApp {
 }
 
 #[tokio::test]
-async fn the_relay_never_skips_an_event_committed_after_a_later_numbered_one() {
+async fn the_relay_never_skips_an_event_of_a_transaction_open_before_a_later_append() {
     let app = spawn_app().await;
     let writer = eventfold::infra::db::connect(&app.database_url, 2).await.unwrap();
     let slow = writer.begin().await.unwrap();
     let early_stream = Uuid::now_v7();
     raw_event("Probe", early_stream, "Early").insert(&slow).await.unwrap();
-    // A later-numbered event commits first...
-    let (id, _) = open_account(&app, "Ada", "1", "0").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let early = app.gql(ACCOUNT, json!({ "id": id })).await.ok();
-    assert!(early["account"].is_null(), "the relay passed an open, earlier-numbered transaction");
-    // ...and once the earlier one commits, both flow through Redis.
-    slow.commit().await.unwrap();
+    // A later append waits for the earlier-numbered transaction to end...
+    let opening = open_account(&app, "Ada", "1", "0");
+    let meanwhile = async {
+        let waiting =
+            eventually(Duration::from_secs(10), || async { app.commit_order_waiters().await == 1 })
+                .await;
+        let applied = app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await;
+        // ...and once the earlier one commits, both flow through Redis.
+        slow.commit().await.unwrap();
+        (waiting, applied)
+    };
+    let ((id, _), (waiting, applied)) = tokio::join!(opening, meanwhile);
+    assert!(waiting, "the append waited for the open, earlier-numbered transaction");
+    assert_eq!(applied, 0, "nothing was applied past the open transaction");
     let query = "query($t: String!, $id: UUID!) { streamEvents(streamType: $t, streamId: $id) { edges { node { eventType } } } }";
     let both = eventually(Duration::from_secs(20), || async {
         let probe = app.gql(query, json!({ "t": "Probe", "id": early_stream })).await.ok();
@@ -44,6 +51,37 @@ async fn the_relay_never_skips_an_event_committed_after_a_later_numbered_one() {
     .await;
     assert!(both, "both events must arrive");
     assert_converged(&app).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_idle_transaction_in_another_database_does_not_hold_the_relay_back() {
+    use futures::FutureExt as _;
+    use sea_orm::sqlx::{self, Connection as _};
+
+    let app = spawn_app().await;
+    // Another database of the same server, a transaction with an id, idle.
+    let mut idle = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut idle).await.unwrap();
+    let checked = std::panic::AssertUnwindSafe(async {
+        let xid: i64 =
+            sqlx::query_scalar("SELECT txid_current()").fetch_one(&mut idle).await.unwrap();
+        assert!(xid > 0, "the idle transaction holds a transaction id");
+        // An event appended afterwards still reaches the projection.
+        let (id, _) = open_account(&app, "Ada", "1", "0").await;
+        eventually(Duration::from_secs(5), || async {
+            !app.gql(ACCOUNT, json!({ "id": id })).await.ok()["account"].is_null()
+        })
+        .await
+    })
+    .catch_unwind()
+    .await;
+    // Always end the idle transaction, whatever happened above.
+    let ended = sqlx::query("ROLLBACK").execute(&mut idle).await;
+    let _ = idle.close().await;
+    let arrived = checked.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    ended.unwrap();
+    assert!(arrived, "the account reached its projection while a transaction stayed idle");
     app.stop().await;
 }
 

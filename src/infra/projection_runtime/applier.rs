@@ -269,6 +269,12 @@ impl Applier {
                 .record(fresh.len() as f64);
             metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
                 .record(started.elapsed().as_secs_f64());
+            let now = chrono::Utc::now();
+            for event in &fresh {
+                let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+                metrics::histogram!("eventfold_projection_applied_age_seconds", &projection)
+                    .record(age as f64 / 1e6);
+            }
         }
         Ok((reached, changes))
     }

@@ -266,7 +266,9 @@ impl PartitionedRunner {
                 backlog = false;
                 continue;
             }
-            let batch = self.check(&mut part, decode(&entries)).await?;
+            let batch = decode(&entries);
+            self.record_receive_age(&batch.events);
+            let batch = self.check(&mut part, batch).await?;
             let carried = batch.events.len();
             let doubt = match batch.doubt {
                 true => true,
@@ -367,6 +369,26 @@ impl PartitionedRunner {
         read.arg("STREAMS").arg(&part.stream).arg(if backlog { "0" } else { ">" });
         let reply: Option<StreamReadReply> = read.query_async(&mut part.conn).await?;
         Ok(reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default())
+    }
+
+    /// Records how long each event took from its append to this worker
+    /// (relay and Redis included), for each member that reads it.
+    fn record_receive_age(&self, events: &[RecordedEvent]) {
+        let now = chrono::Utc::now();
+        for member in &self.group.members {
+            let types = member.projection.stream_types();
+            let received = metrics::histogram!(
+                "eventfold_projection_receive_age_seconds",
+                "projection" => member.name()
+            );
+            for event in events {
+                if types.is_some_and(|t| !t.contains(&event.stream.stream_type.as_str())) {
+                    continue;
+                }
+                let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+                received.record(age as f64 / 1e6);
+            }
+        }
     }
 
     /// Applies the batch's events to every member, with their checkpoints,

@@ -1,8 +1,9 @@
 //! The relay: the events table is the outbox, and this task moves it to
 //! Redis Streams.
 //!
-//! It reads in commit order through [`EventStore::read_committed`] (never
-//! past a transaction that may still commit with a smaller position),
+//! It reads in commit order through [`EventStore::read_committed`] (on
+//! PostgreSQL events commit in `(tx_id, position)` order, so it reads every
+//! committed event at once and never waits for unrelated transactions),
 //! appends each event to its partition stream in one pipeline, advances its
 //! durable checkpoint, and then appends a watermark to every partition the
 //! batch left idle (a watermark is never ahead of the durable checkpoint for
@@ -163,6 +164,13 @@ impl Relay {
         last: &mut [Position],
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
+        // How long each event took from its append to this read: the wait
+        // for a wake-up (and for anything else the read must wait for).
+        let read_at = chrono::Utc::now();
+        for event in &events {
+            let age = (read_at - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+            metrics::histogram!("eventfold_relay_read_age_seconds").record(age as f64 / 1e6);
+        }
         let Some(newest) = events.last().map(|e| e.position) else {
             metrics::gauge!("eventfold_relay_lag_events").set(0.0);
             metrics::gauge!("eventfold_relay_lag_seconds").set(0.0);
