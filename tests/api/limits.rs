@@ -415,7 +415,10 @@ async fn a_thousand_waiting_requests_cost_no_polling_and_barely_slow_a_normal_qu
         "transactions in the database over {window:?}: {quiet} idle, {waiting} with 1,000 waiters; shared refreshes: {refreshes}"
     );
     assert!(refreshes <= 4.0, "one shared refresh a second at most: {refreshes}");
-    assert!(waiting <= quiet + 50, "the waiters poll nothing: {waiting} vs {quiet} idle");
+    // The idle count itself swings by ~100 over 3 s on a busy machine
+    // (relay polls, other tests' load); 1,000 waiters polling even once a
+    // second would add 3,000.
+    assert!(waiting <= quiet + 300, "the waiters poll nothing: {waiting} vs {quiet} idle");
 
     let during = normal_reads(&app, None, &product, 100).await;
     let (_, p99) = percentiles("reads beside 1,000 waiters", during);
