@@ -265,6 +265,9 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
     // The projection applied them: batches, apply time, no lag, nothing parked.
     assert!(delta("eventfold_projection_batch_size_sum", &summary) >= N as f64);
     assert!(delta("eventfold_projection_apply_duration_seconds_count", &summary) >= 1.0);
+    // Where the lag goes: each event's age when received and when applied.
+    assert!(delta("eventfold_projection_receive_age_seconds_count", &summary) >= N as f64);
+    assert!(delta("eventfold_projection_applied_age_seconds_count", &summary) >= N as f64);
     assert!(
         after.get("eventfold_projection_position", &summary)
             > before.get("eventfold_projection_position", &summary)

@@ -241,13 +241,21 @@ impl ProjectionGroup {
         }
         txn.commit().await?;
         let elapsed = started.elapsed().as_secs_f64();
-        for (member, a) in self.members.iter().zip(&applied) {
+        let now = chrono::Utc::now();
+        for ((member, a), fresh) in self.members.iter().zip(&applied).zip(&fresh) {
             if a.events > 0 {
                 let projection = [("projection", member.name())];
                 metrics::histogram!("eventfold_projection_batch_size", &projection)
                     .record(a.events as f64);
                 metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
                     .record(elapsed);
+                // From each event's append to its read-table commit.
+                let applied_age =
+                    metrics::histogram!("eventfold_projection_applied_age_seconds", &projection);
+                for event in fresh {
+                    let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+                    applied_age.record(age as f64 / 1e6);
+                }
             }
         }
         Ok(applied)
