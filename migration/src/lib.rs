@@ -5,6 +5,15 @@ pub use sea_orm_migration::prelude::*;
 
 pub mod rebuild;
 
+/// Runs `sql` (several statements) on PostgreSQL; nothing on SQLite. For
+/// the migrations that install PostgreSQL-only triggers.
+pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() == sea_orm_migration::sea_orm::DbBackend::Postgres {
+        manager.get_connection().execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 mod m20261126_000001_create_event_store;
 mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;

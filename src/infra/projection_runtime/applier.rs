@@ -89,8 +89,9 @@ impl From<CheckpointError> for ApplyError {
     }
 }
 
-/// A failed attempt: fenced off, or the projection's failure.
-enum Attempt {
+/// A failed attempt: fenced off, or the projection's failure (the
+/// read-model group's attempts too).
+pub(super) enum Attempt {
     Fenced(Fenced),
     Failed(ProjectionError),
 }

@@ -26,15 +26,14 @@ use sea_orm::{
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::applier::{ApplyError, park_row};
-use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoints, save_checkpoints};
+use super::applier::{ApplyError, Attempt, park_row};
+use super::checkpoint::{Claim, lock_checkpoints, save_checkpoints};
 use super::errors::is_transient;
 use super::failure::{Failure, WAITING};
 use super::monitor::ProjectionStatus;
 use super::{Applier, ProjectionMonitor};
 use crate::es::changes::Change;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
-use crate::es::projector::ProjectionError;
 use crate::infra::trace_context::{self, of_metadata};
 
 /// Projections applied together. A group of one is a projection alone.
@@ -62,34 +61,6 @@ pub enum GroupError {
     /// Recording the group's progress in the transport failed.
     #[error(transparent)]
     Transport(#[from] redis::RedisError),
-}
-
-/// A failed attempt at the shared transaction.
-enum Attempt {
-    Fenced(Fenced),
-    Behind(GroupError),
-    Failed(ProjectionError),
-}
-
-impl From<CheckpointError> for Attempt {
-    fn from(err: CheckpointError) -> Self {
-        match err {
-            CheckpointError::Fenced(f) => Attempt::Fenced(f),
-            CheckpointError::Db(e) => Attempt::Failed(e.into()),
-        }
-    }
-}
-
-impl From<ProjectionError> for Attempt {
-    fn from(err: ProjectionError) -> Self {
-        Attempt::Failed(err)
-    }
-}
-
-impl From<sea_orm::DbErr> for Attempt {
-    fn from(err: sea_orm::DbErr) -> Self {
-        Attempt::Failed(err.into())
-    }
 }
 
 /// What one member got from a committed batch.
@@ -144,12 +115,12 @@ impl ProjectionGroup {
         let mut failures = 0;
         let rejection = loop {
             match self.apply_once(claims, events, watermark, floor).await {
-                Ok(applied) => {
+                Ok(Err(behind)) => return Err(behind),
+                Ok(Ok(applied)) => {
                     self.recovered(failures);
                     return Ok(self.committed(claims, applied));
                 }
                 Err(Attempt::Fenced(f)) => return Err(ApplyError::Fenced(f).into()),
-                Err(Attempt::Behind(e)) => return Err(e),
                 Err(Attempt::Failed(e)) if is_transient(&e) => {
                     failures += 1;
                     for name in self.names() {
@@ -184,25 +155,22 @@ impl ProjectionGroup {
         }
     }
 
-    /// One shared transaction for the batch.
+    /// One shared transaction for the batch; `Ok(Err(Behind))` when a
+    /// member is found behind `floor` (nothing written).
     async fn apply_once(
         &self,
         claims: &[Claim],
         events: &[RecordedEvent],
         watermark: Option<Position>,
         floor: Position,
-    ) -> Result<Vec<Applied>, Attempt> {
+    ) -> Result<Result<Vec<Applied>, GroupError>, Attempt> {
         let started = Instant::now();
         let txn = self.read_db().begin().await?;
         let members: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
         let checkpoints = lock_checkpoints(&txn, &members).await?;
         for (name, at) in self.names().zip(&checkpoints) {
             if *at < floor {
-                return Err(Attempt::Behind(GroupError::Behind {
-                    projection: name,
-                    at: *at,
-                    floor,
-                }));
+                return Ok(Err(GroupError::Behind { projection: name, at: *at, floor }));
             }
         }
         let fresh: Vec<Vec<&RecordedEvent>> = self
@@ -258,7 +226,7 @@ impl ProjectionGroup {
                 }
             }
         }
-        Ok(applied)
+        Ok(Ok(applied))
     }
 
     /// Posts each member's new checkpoint and announces its changed rows.
