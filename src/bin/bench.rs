@@ -105,8 +105,9 @@ fn progress(what: &str) {
 /// Appends committed and their group-commit transactions so far, from the
 /// server's `/metrics` (the append group-size histogram's sum and count).
 async fn append_groups(addr: std::net::SocketAddr) -> Option<(f64, f64)> {
-    let appends = http::metric(addr, "eventfold_append_group_size_sum").await?;
-    let transactions = http::metric(addr, "eventfold_append_group_size_count").await?;
+    let text = http::scrape(addr).await.ok()?;
+    let appends = http::sample(&text, "eventfold_append_group_size_sum")?;
+    let transactions = http::sample(&text, "eventfold_append_group_size_count")?;
     Some((appends, transactions))
 }
 
@@ -209,9 +210,9 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     out.insert("hot_account_16".into(), hot_json);
 
     progress("projection lag at half the peak mutation rate");
-    let metrics_before = stages::scrape(addr).await?;
+    let metrics_before = http::scrape(addr).await?;
     let mut lag = load::projection_lag(addr, &accounts, CLIENTS, peak / 2.0, duration).await?;
-    let metrics_after = stages::scrape(addr).await?;
+    let metrics_after = http::scrape(addr).await?;
     let lag_p99 = lag.lags.quantile_ms(0.99);
     rows.push(Row::plain(
         "lag run: target / achieved rate",

@@ -135,12 +135,16 @@ impl Conn {
     }
 }
 
-/// The value of the unlabelled sample `name` in the server's `/metrics`,
-/// if it answers (authentication off).
-pub(crate) async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
-    let mut conn = Conn::connect(addr).await.ok()?;
-    let response = conn.get("/metrics").await.ok()?;
-    let text = String::from_utf8(response.body).ok()?;
+/// The server's `/metrics` text (authentication off).
+pub(crate) async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut conn = Conn::connect(addr).await?;
+    let response = conn.get("/metrics").await?;
+    anyhow::ensure!(response.status == 200, "/metrics answered {}", response.status);
+    Ok(String::from_utf8_lossy(&response.body).into_owned())
+}
+
+/// The value of the unlabelled sample `name` in a `/metrics` text.
+pub(crate) fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())

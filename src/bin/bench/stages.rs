@@ -14,11 +14,8 @@
 //! Quantiles come from the buckets (0.5, 1, 2.5, 5, 10, 25, 50, 100 ms …),
 //! linearly interpolated, so they are coarse; the means are exact.
 
-use std::net::SocketAddr;
-
 use serde_json::{Map, Value, json};
 
-use crate::http::Conn;
 use crate::report::{Row, round3};
 
 /// The projection whose lag the bench measures.
@@ -33,14 +30,6 @@ const STAGES: [(&str, &str, bool); 6] = [
     ("applied", "eventfold_projection_applied_age_seconds", true),
     ("apply_batch", "eventfold_projection_apply_duration_seconds", true),
 ];
-
-/// The server's `/metrics` text.
-pub(crate) async fn scrape(addr: SocketAddr) -> anyhow::Result<String> {
-    let mut conn = Conn::connect(addr).await?;
-    let response = conn.get("/metrics").await?;
-    anyhow::ensure!(response.status == 200, "/metrics answered {}", response.status);
-    Ok(String::from_utf8_lossy(&response.body).into_owned())
-}
 
 /// A histogram's cumulative buckets (upper bound, count), sum and count.
 #[derive(Default)]

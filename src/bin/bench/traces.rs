@@ -92,7 +92,8 @@ async fn one_run(
 
 /// The server's database checkouts so far (`/metrics`), if it answers.
 async fn checkouts(addr: SocketAddr) -> Option<f64> {
-    crate::http::metric(addr, "eventfold_db_pool_acquire_seconds_count").await
+    let text = crate::http::scrape(addr).await.ok()?;
+    crate::http::sample(&text, "eventfold_db_pool_acquire_seconds_count")
 }
 
 /// What the instrumentation costs a process that exports no trace, timed
