@@ -32,7 +32,7 @@ use futures::channel::mpsc;
 
 use super::{AppState, as_caller};
 use crate::graphql::ApiError;
-use crate::service::{Caller, Services};
+use crate::service::{Caller, CorrelationId, Services};
 
 /// How long a new connection may take to send `connection_init`. A
 /// connection that never authenticates would otherwise hold its socket
@@ -96,11 +96,20 @@ pub(super) async fn upgrade(
         )
             .into_response();
     };
+    // An `X-Correlation-Id` on the upgrade correlates every operation of
+    // the connection; without one, each mutation gets its own.
+    let correlation = match headers.get(&super::correlation::HEADER) {
+        None => None,
+        Some(_) => match super::correlation::pick(&headers) {
+            Ok(id) => Some(id),
+            Err(why) => return (StatusCode::BAD_REQUEST, why).into_response(),
+        },
+    };
     let cap = transport_cap(state.settings.max_body_bytes);
     upgrade
         .max_message_size(cap)
         .max_frame_size(cap)
-        .on_upgrade(move |socket| serve(socket, state, protocol))
+        .on_upgrade(move |socket| serve(socket, state, protocol, correlation))
 }
 
 /// The size at which the WebSocket library itself refuses a message, before
@@ -113,14 +122,19 @@ fn transport_cap(max_body_bytes: usize) -> usize {
 
 /// One connection: client frames pass the [`Guard`] on their way to
 /// async-graphql; its replies go back to the client.
-async fn serve(mut socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+async fn serve(
+    mut socket: WebSocket,
+    state: AppState,
+    protocol: WebSocketProtocols,
+    correlation: Option<CorrelationId>,
+) {
     let (to_graphql, from_client) = mpsc::unbounded();
     let mut graphql = async_graphql::http::WebSocket::from_message_stream(
         state.schema.clone(),
         from_client,
         protocol,
     );
-    let mut guard = Guard::new(&state);
+    let mut guard = Guard::new(&state, correlation);
     let _session = state.services.health.sessions.open();
     let mut draining = state.services.health.draining.clone();
     let init_deadline = tokio::time::sleep(CONNECTION_INIT_TIMEOUT);
@@ -225,11 +239,14 @@ struct Guard {
     caller: Option<Caller>,
     /// Ids of the operations started and not yet completed.
     operations: HashSet<String>,
+    /// The upgrade request's correlation id, for every operation.
+    correlation: Option<CorrelationId>,
 }
 
 impl Guard {
-    fn new(state: &AppState) -> Self {
+    fn new(state: &AppState, correlation: Option<CorrelationId>) -> Self {
         Guard {
+            correlation,
             services: state.services.clone(),
             max_message_bytes: state.settings.max_body_bytes,
             max_operations: state.settings.ws_max_subscriptions,
@@ -278,7 +295,13 @@ impl Guard {
                 // Before `connection_init` there is no caller: async-graphql
                 // refuses the operation and closes.
                 let payload = match &self.caller {
-                    Some(caller) => as_caller(&self.services, payload, caller.clone()),
+                    Some(caller) => {
+                        let payload = match &self.correlation {
+                            Some(id) => payload.data(id.clone()),
+                            None => payload,
+                        };
+                        as_caller(&self.services, payload, caller.clone())
+                    }
                     None => payload,
                 };
                 Ok(ClientMessage::Start { id, payload })

@@ -208,3 +208,49 @@ async fn only_admins_list_events_by_correlation() {
     assert_eq!(gql.code(), Some("VALIDATION_ERROR"));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_correlation_header_on_the_websocket_upgrade_correlates_its_mutations() {
+    use futures::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+    let app = spawn_app().await;
+    let (account, _) = open_account(&app, "Ada", "10", "0").await;
+    let correlation = format!("ws-{}", Uuid::new_v4());
+    let mut request = format!("ws://{}/graphql/ws", app.addr).into_client_request().unwrap();
+    let headers = request.headers_mut();
+    headers.insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+    headers.insert("X-Correlation-Id", HeaderValue::from_str(&correlation).unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.expect("upgraded");
+    let send = |message: Value| Message::Text(message.to_string().into());
+    socket.send(send(json!({ "type": "connection_init", "payload": {} }))).await.unwrap();
+    for id in ["1", "2"] {
+        let payload = json!({ "query": DEPOSIT, "variables": { "input": { "accountId": account, "amount": "1" } } });
+        socket
+            .send(send(json!({ "id": id, "type": "subscribe", "payload": payload })))
+            .await
+            .unwrap();
+    }
+    // Both operations complete (ack, two results, two completes, in any order).
+    let mut completed = 0;
+    while completed < 2 {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let message: Value = serde_json::from_str(&text).unwrap();
+        assert!(message["payload"]["errors"].is_null(), "{message}");
+        completed += usize::from(message["type"] == "complete");
+    }
+    let stored = app
+        .scalar_i64(&format!(
+            "SELECT COUNT(*) FROM events WHERE metadata->>'correlation_id' = '{correlation}'"
+        ))
+        .await;
+    assert_eq!(stored, 2, "both deposits over the socket carry the upgrade's correlation id");
+    app.stop().await;
+}
