@@ -24,12 +24,10 @@ use std::time::Duration;
 
 use entity::events;
 use futures::Stream;
-use sea_orm::{
-    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use tokio::sync::watch;
 
-use super::event_store::to_recorded;
+use super::event_store::{read_committed_query, to_recorded};
 use super::redis::relay::listen_for_commits;
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::store::StoreError;
@@ -89,26 +87,16 @@ impl EventFeed {
         limit: u64,
         filter: &FeedFilter,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut query = events::Entity::find().filter(
-            Condition::any().add(events::Column::TxId.gt(after.tx)).add(
-                Condition::all()
-                    .add(events::Column::TxId.eq(after.tx))
-                    .add(events::Column::Position.gt(after.pos)),
-            ),
-        );
+        // The event store's own commit-order read (an index condition on
+        // `(tx_id, position)`), narrowed by the filter.
+        let mut query = read_committed_query(after, limit);
         if !filter.stream_types.is_empty() {
             query = query.filter(events::Column::StreamType.is_in(filter.stream_types.clone()));
         }
         if !filter.event_types.is_empty() {
             query = query.filter(events::Column::EventType.is_in(filter.event_types.clone()));
         }
-        let rows = query
-            .order_by_asc(events::Column::TxId)
-            .order_by_asc(events::Column::Position)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(StoreError::backend)?;
+        let rows = query.all(&self.db).await.map_err(StoreError::backend)?;
         Ok(rows.into_iter().map(to_recorded).collect())
     }
 
