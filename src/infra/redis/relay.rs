@@ -39,6 +39,9 @@ const LINGER: Duration = Duration::from_millis(2);
 /// The relay's lag in events is counted up to this many.
 const RELAY_LAG_CAP: u64 = 100_000;
 
+/// How often a relay that is behind counts how far.
+const LAG_COUNT_EVERY: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL channel the events trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "eventfold_events";
 
@@ -77,6 +80,8 @@ impl Relay {
         let mut holding = false;
         let mut renewed = Instant::now();
         let mut trimmed = Instant::now();
+        // When the lag in events was last counted (a bounded index scan).
+        let mut counted: Option<Instant> = None;
         let mut checkpoint = Position::START;
         // Per partition, the position of the last event published (or a
         // bound above it): every entry carries it, so a consumer can tell
@@ -115,7 +120,12 @@ impl Relay {
                     trimmed = Instant::now();
                     self.trim(c).await?;
                 }
-                self.publish_batch(c, &mut checkpoint, &mut last).await
+                let count_lag = counted.is_none_or(|c| c.elapsed() >= LAG_COUNT_EVERY);
+                let result = self.publish_batch(c, &mut checkpoint, &mut last, count_lag).await;
+                if count_lag && matches!(result, Ok(n) if n == self.batch_size) {
+                    counted = Some(Instant::now());
+                }
+                result
             };
             let published = step.await;
             match (&published, failing) {
@@ -162,14 +172,16 @@ impl Relay {
         conn: &mut MultiplexedConnection,
         checkpoint: &mut Position,
         last: &mut [Position],
+        count_lag: bool,
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
         // How long each event took from its append to this read: the wait
         // for a wake-up (and for anything else the read must wait for).
         let read_at = chrono::Utc::now();
+        let read_age = metrics::histogram!("eventfold_relay_read_age_seconds");
         for event in &events {
             let age = (read_at - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
-            metrics::histogram!("eventfold_relay_read_age_seconds").record(age as f64 / 1e6);
+            read_age.record(age as f64 / 1e6);
         }
         let Some(newest) = events.last().map(|e| e.position) else {
             metrics::gauge!("eventfold_relay_lag_events").set(0.0);
@@ -235,21 +247,31 @@ impl Relay {
         if any_idle {
             pipe.query_async::<()>(conn).await?;
         }
-        self.published(&events, newest).await?;
+        self.published(&events, newest, count_lag).await?;
         Ok(events.len() as u64)
     }
 
     /// Records a published batch: how many, up to where, and what was left
-    /// behind (counted only after a full batch: after a partial one, the
-    /// relay has read everything committed).
-    async fn published(&self, events: &[RecordedEvent], newest: Position) -> anyhow::Result<()> {
+    /// behind. After a partial batch nothing is (the relay has read
+    /// everything committed); after a full one the rest is counted when
+    /// `count_lag` (at most once per [`LAG_COUNT_EVERY`]: a catching-up
+    /// relay publishes batch after batch, and each count scans the index).
+    async fn published(
+        &self,
+        events: &[RecordedEvent],
+        newest: Position,
+        count_lag: bool,
+    ) -> anyhow::Result<()> {
         metrics::counter!("eventfold_relay_published_events_total").increment(events.len() as u64);
         metrics::gauge!("eventfold_relay_position").set(newest.pos as f64);
-        let behind = match events.len() as u64 == self.batch_size {
-            true => self.store.count_after(newest, RELAY_LAG_CAP).await?,
-            false => 0,
+        let behind = match (events.len() as u64 == self.batch_size, count_lag) {
+            (false, _) => Some(0),
+            (true, true) => Some(self.store.count_after(newest, RELAY_LAG_CAP).await?),
+            (true, false) => None,
         };
-        metrics::gauge!("eventfold_relay_lag_events").set(behind as f64);
+        if let Some(behind) = behind {
+            metrics::gauge!("eventfold_relay_lag_events").set(behind as f64);
+        }
         let oldest = events.first().map_or(chrono::Utc::now(), |e| e.recorded_at);
         let waited = (chrono::Utc::now() - oldest).num_microseconds().unwrap_or(0).max(0);
         metrics::gauge!("eventfold_relay_lag_seconds").set(waited as f64 / 1e6);
