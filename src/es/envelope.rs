@@ -84,7 +84,10 @@ impl StreamKey {
 pub struct CorrelationId(String);
 
 #[derive(Debug, thiserror::Error)]
-#[error("a correlation id is 1 to 128 printable ASCII characters without spaces")]
+#[error(
+    "a correlation id is 1 to {} printable ASCII characters without spaces",
+    CorrelationId::MAX_LEN
+)]
 pub struct BadCorrelationId;
 
 impl CorrelationId {
@@ -103,12 +106,6 @@ impl CorrelationId {
 impl Default for CorrelationId {
     fn default() -> Self {
         CorrelationId::new()
-    }
-}
-
-impl From<Uuid> for CorrelationId {
-    fn from(id: Uuid) -> Self {
-        CorrelationId(id.to_string())
     }
 }
 

@@ -22,12 +22,10 @@ pub(super) fn pick(headers: &HeaderMap) -> Result<CorrelationId, String> {
         let traced = trace_context::current_ids().and_then(|(trace, _)| trace.parse().ok());
         return Ok(traced.unwrap_or_default());
     };
-    value.to_str().ok().and_then(|v| v.parse().ok()).ok_or_else(|| {
-        format!(
-            "X-Correlation-Id must be 1 to {} printable ASCII characters without spaces",
-            CorrelationId::MAX_LEN
-        )
-    })
+    let value = value.to_str().unwrap_or("\u{0}");
+    value
+        .parse()
+        .map_err(|e: crate::es::envelope::BadCorrelationId| format!("X-Correlation-Id: {e}"))
 }
 
 #[cfg(test)]

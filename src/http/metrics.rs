@@ -151,6 +151,8 @@ pub(super) async fn count_request(request: Request, next: Next) -> Response {
         Some("/health/live") => "/health/live",
         Some("/health/ready") => "/health/ready",
         Some("/metrics") => "/metrics",
+        Some("/console") => "/console",
+        Some("/assets/{name}") => "/assets/{name}",
         Some(_) => "other",
         None => "unmatched",
     };

@@ -296,10 +296,6 @@ impl Refusal {
     }
 }
 
-/// The caller its `Authorization` header names, if it may go on: a
-/// header that does not verify is refused (401) whatever the operation,
-/// and a caller over its rate (by `sub`, else by address; checked first,
-/// so failed tokens count too) is refused (429).
 /// [`admit`], then the request's correlation id: who calls and under which
 /// business transaction, or the response refusing the request.
 fn admit_correlated(
@@ -315,6 +311,10 @@ fn admit_correlated(
     Ok((caller, correlation))
 }
 
+/// The caller its `Authorization` header names, if it may go on: a
+/// header that does not verify is refused (401) whatever the operation,
+/// and a caller over its rate (by `sub`, else by address; checked first,
+/// so failed tokens count too) is refused (429).
 fn admit(state: &AppState, headers: &HeaderMap, client: Client) -> Result<Caller, Refusal> {
     let authorization = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let authenticated = state.services.authenticate(authorization);

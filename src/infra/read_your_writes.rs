@@ -123,12 +123,6 @@ impl ReadYourWrites {
         }
     }
 
-    /// How far a projection has applied everything: the lowest of its keys,
-    /// as stored (read now, for reports).
-    pub async fn checkpoint(&self, projection: &str) -> Result<Position, sea_orm::DbErr> {
-        Ok(self.checkpoints(projection).await?.into_iter().min().unwrap_or_default())
-    }
-
     /// Each checkpoint of a projection, as stored (read now, for reports):
     /// one per partition with Redis, in partition order; one without.
     pub async fn checkpoints(&self, projection: &str) -> Result<Vec<Position>, sea_orm::DbErr> {

@@ -212,8 +212,6 @@ impl Services {
         Ok(page.await?)
     }
 
-    /// Read-your-writes in this process: requests waiting, and the shared
-    /// reads of the stored checkpoints made for them.
     /// The database pools of this process: the event store's, and the
     /// read database's when it is another one.
     pub fn pool_stats(&self) -> Vec<PoolStats> {
@@ -224,6 +222,8 @@ impl Services {
         pools
     }
 
+    /// Read-your-writes in this process: requests waiting, and the shared
+    /// reads of the stored checkpoints made for them.
     pub fn wait_stats(&self) -> WaitStats {
         let rw = &self.read_your_writes;
         WaitStats { waiting: rw.waiting(), refreshes: rw.refreshes.load(Ordering::Relaxed) }

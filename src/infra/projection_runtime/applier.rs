@@ -264,19 +264,7 @@ impl Applier {
             save_checkpoint(&txn, claim, reached).await?;
         }
         txn.commit().await?;
-        if !fresh.is_empty() {
-            let projection = [("projection", self.name())];
-            metrics::histogram!("eventfold_projection_batch_size", &projection)
-                .record(fresh.len() as f64);
-            metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
-                .record(started.elapsed().as_secs_f64());
-            let now = chrono::Utc::now();
-            for event in &fresh {
-                let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
-                metrics::histogram!("eventfold_projection_applied_age_seconds", &projection)
-                    .record(age as f64 / 1e6);
-            }
-        }
+        record_applied(self.name(), &fresh, started.elapsed().as_secs_f64());
         Ok((reached, changes))
     }
 
@@ -411,4 +399,22 @@ pub(super) async fn park_row(
     .exec_without_returning(txn)
     .await?;
     Ok(())
+}
+
+/// Records a committed batch of `projection`: its size, how long its
+/// transaction took, and each event's age from its append to this commit.
+/// Nothing for an empty batch.
+pub(super) fn record_applied(projection: &'static str, fresh: &[&RecordedEvent], elapsed: f64) {
+    if fresh.is_empty() {
+        return;
+    }
+    let labels = [("projection", projection)];
+    metrics::histogram!("eventfold_projection_batch_size", &labels).record(fresh.len() as f64);
+    metrics::histogram!("eventfold_projection_apply_duration_seconds", &labels).record(elapsed);
+    let applied_age = metrics::histogram!("eventfold_projection_applied_age_seconds", &labels);
+    let now = chrono::Utc::now();
+    for event in fresh {
+        let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
+        applied_age.record(age as f64 / 1e6);
+    }
 }

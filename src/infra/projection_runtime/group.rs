@@ -26,7 +26,7 @@ use sea_orm::{
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::applier::{ApplyError, Attempt, park_row};
+use super::applier::{ApplyError, Attempt, park_row, record_applied};
 use super::checkpoint::{Claim, lock_checkpoints, save_checkpoints};
 use super::errors::is_transient;
 use super::failure::{Failure, WAITING};
@@ -66,7 +66,6 @@ pub enum GroupError {
 /// What one member got from a committed batch.
 struct Applied {
     reached: Position,
-    events: usize,
     changes: Vec<Change>,
     span: tracing::Span,
 }
@@ -195,12 +194,7 @@ impl ProjectionGroup {
             for event in waiting {
                 park_row(&txn, member.name(), event, &Failure::waiting(), WAITING, 0).await?;
             }
-            applied.push(Applied {
-                reached: (*at).max(delivered),
-                events: fresh.len(),
-                changes,
-                span,
-            });
+            applied.push(Applied { reached: (*at).max(delivered), changes, span });
         }
         let moves: Vec<(&Claim, Position)> =
             claims.iter().zip(&applied).map(|(c, a)| (c, a.reached)).collect();
@@ -209,22 +203,8 @@ impl ProjectionGroup {
         }
         txn.commit().await?;
         let elapsed = started.elapsed().as_secs_f64();
-        let now = chrono::Utc::now();
-        for ((member, a), fresh) in self.members.iter().zip(&applied).zip(&fresh) {
-            if a.events > 0 {
-                let projection = [("projection", member.name())];
-                metrics::histogram!("eventfold_projection_batch_size", &projection)
-                    .record(a.events as f64);
-                metrics::histogram!("eventfold_projection_apply_duration_seconds", &projection)
-                    .record(elapsed);
-                // From each event's append to its read-table commit.
-                let applied_age =
-                    metrics::histogram!("eventfold_projection_applied_age_seconds", &projection);
-                for event in fresh {
-                    let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
-                    applied_age.record(age as f64 / 1e6);
-                }
-            }
+        for (member, fresh) in self.members.iter().zip(&fresh) {
+            record_applied(member.name(), fresh, elapsed);
         }
         Ok(Ok(applied))
     }
@@ -244,7 +224,7 @@ impl ProjectionGroup {
 }
 
 /// Whether `member` reads `event`'s stream type.
-fn reads(member: &Applier, event: &RecordedEvent) -> bool {
+pub(super) fn reads(member: &Applier, event: &RecordedEvent) -> bool {
     member.projection.stream_types().is_none_or(|t| t.contains(&event.stream.stream_type.as_str()))
 }
 

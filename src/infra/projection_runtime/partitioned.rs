@@ -376,15 +376,11 @@ impl PartitionedRunner {
     fn record_receive_age(&self, events: &[RecordedEvent]) {
         let now = chrono::Utc::now();
         for member in &self.group.members {
-            let types = member.projection.stream_types();
             let received = metrics::histogram!(
                 "eventfold_projection_receive_age_seconds",
                 "projection" => member.name()
             );
-            for event in events {
-                if types.is_some_and(|t| !t.contains(&event.stream.stream_type.as_str())) {
-                    continue;
-                }
+            for event in events.iter().filter(|e| super::group::reads(member, e)) {
                 let age = (now - event.recorded_at).num_microseconds().unwrap_or(0).max(0);
                 received.record(age as f64 / 1e6);
             }
@@ -536,8 +532,7 @@ impl PartitionedRunner {
 
 /// Whether the consumer was fenced off its partition.
 fn is_fenced(err: &anyhow::Error) -> bool {
-    matches!(err.downcast_ref(), Some(ApplyError::Fenced(_)))
-        || matches!(err.downcast_ref(), Some(GroupError::Apply(ApplyError::Fenced(_))))
+    matches!(err.downcast_ref(), Some(GroupError::Apply(ApplyError::Fenced(_))))
 }
 
 /// One partition as its consumer sees it.
