@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::pagination::{bad_cursor, connection, page_size};
 use super::{ApiError, caller, read_after, services};
-use crate::service::{LoggedEvent, Position};
+use crate::service::LoggedEvent;
 
 /// One stored event, as recorded.
 #[derive(SimpleObject)]
@@ -99,10 +99,7 @@ impl AuditQuery {
         min_position: Option<String>,
     ) -> Result<Connection<String, AuditEvent>> {
         let limit = page_size(first)?;
-        let after_position = match &after {
-            Some(c) => Some(c.parse::<Position>().map_err(|_| bad_cursor())?),
-            None => None,
-        };
+        let after_position = super::feed::position(after.as_deref())?;
         let page = services(ctx)?
             .events_by_correlation(
                 caller(ctx)?,

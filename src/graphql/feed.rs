@@ -12,8 +12,9 @@ use super::pagination::{bad_cursor, connection, page_size};
 use super::{ApiError, caller, services};
 use crate::service::{FeedFilter, Position};
 
-/// A position from a client: `"0"` is the start of the log.
-fn position(after: Option<&str>) -> Result<Option<Position>, ApiError> {
+/// A position from a client (a cursor or an `after`): `"0"` is the start
+/// of the log.
+pub(super) fn position(after: Option<&str>) -> Result<Option<Position>, ApiError> {
     match after {
         None => Ok(None),
         Some("0") => Ok(Some(Position::START)),

@@ -143,7 +143,8 @@ impl Labels {
     }
 }
 
-fn kind(ty: OperationType) -> &'static str {
+/// An operation type as a label: `query`, `mutation` or `subscription`.
+pub(super) fn kind(ty: OperationType) -> &'static str {
     match ty {
         OperationType::Query => "query",
         OperationType::Mutation => "mutation",

@@ -5,9 +5,7 @@
 //! starts (a started span keeps its name), so the document is parsed here,
 //! once: the request keeps it for execution.
 
-use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, OperationType, Selection,
-};
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Selection};
 
 /// The span to execute `request` in: disabled (free) unless traces are
 /// exported and the document parses (a bad one fails in execution as ever).
@@ -42,11 +40,7 @@ fn describe(document: &ExecutableDocument, wanted: Option<&str>) -> Option<(&'st
         }
         (DocumentOperations::Multiple(_), None) => return None,
     };
-    let kind = match operation.node.ty {
-        OperationType::Query => "query",
-        OperationType::Mutation => "mutation",
-        OperationType::Subscription => "subscription",
-    };
+    let kind = super::metrics::kind(operation.node.ty);
     let name = name.or_else(|| {
         operation.node.selection_set.node.items.iter().find_map(|s| match &s.node {
             Selection::Field(field) => Some(field.node.name.node.to_string()),

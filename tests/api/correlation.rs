@@ -252,5 +252,10 @@ async fn a_correlation_header_on_the_websocket_upgrade_correlates_its_mutations(
         ))
         .await;
     assert_eq!(stored, 2, "both deposits over the socket carry the upgrade's correlation id");
+    // `after: "0"` is the start of the log here too, as for `events`.
+    assert_eq!(chain(&app, &correlation, 2).await.len(), 2);
+    let vars = json!({ "id": correlation, "first": 10, "after": "0" });
+    let from_start = app.gql(BY_CORRELATION, vars).await.ok();
+    assert_eq!(from_start["eventsByCorrelation"]["edges"].as_array().map(Vec::len), Some(2));
     app.stop().await;
 }
