@@ -1,4 +1,4 @@
-//! `cargo build --release && cargo run --release --bin bench -- [--quick] [--traces-only] [--json PATH]`
+//! `cargo build --release && cargo run --release --bin bench -- [--quick] [--traces-only] [--lag-only RATE] [--json PATH]`
 //!
 //! Starts the real `eventfold` server (all roles, PostgreSQL + Redis Streams)
 //! on a fresh database and Redis prefix, drives it over HTTP and prints the
@@ -6,7 +6,8 @@
 //! Then measures the raw one-event INSERT limit of the same PostgreSQL and
 //! the load time of a 10,000-event stream with and without a snapshot.
 //! Mutation throughput with OpenTelemetry traces off and on (exported to a
-//! receiver in the bench) is compared too; `--traces-only` runs just that.
+//! receiver in the bench) is compared too; `--traces-only` runs just that,
+//! and `--lag-only RATE` only the projection lag at RATE deposits/s.
 //! Everything runs on loopback, bounded in time; the database and the Redis
 //! keys are removed at the end.
 
@@ -50,25 +51,31 @@ struct Options {
     quick: bool,
     /// Only the traces off/on comparison.
     traces_only: bool,
+    /// Only the projection lag, at this many deposits/s.
+    lag_only: Option<f64>,
     json: Option<std::path::PathBuf>,
 }
 
 fn options() -> anyhow::Result<Options> {
-    let mut opts = Options { quick: false, traces_only: false, json: None };
+    let mut opts = Options { quick: false, traces_only: false, lag_only: None, json: None };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => opts.quick = true,
             "--traces-only" => opts.traces_only = true,
+            "--lag-only" => {
+                let rate = args.next().context("--lag-only needs a RATE (deposits/s)")?;
+                opts.lag_only = Some(rate.parse().context("--lag-only RATE: a number")?);
+            }
             "--json" => opts.json = Some(args.next().context("--json needs a PATH")?.into()),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--traces-only] [--json PATH]   (needs `cargo build --release`)"
+                    "usage: bench [--quick] [--traces-only] [--lag-only RATE] [--json PATH]   (needs `cargo build --release`)"
                 );
                 std::process::exit(0);
             }
             other => bail!(
-                "unknown argument {other:?} (usage: bench [--quick] [--traces-only] [--json PATH])"
+                "unknown argument {other:?} (usage: bench [--quick] [--traces-only] [--lag-only RATE] [--json PATH])"
             ),
         }
     }
@@ -124,6 +131,15 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
         let (trace_rows, trace_json) = traces::compare(env, CLIENTS, rounds, duration).await?;
         rows.extend(trace_rows);
         out.insert("traces".into(), trace_json);
+        out.insert("loadavg_after".into(), json!(loadavg()));
+        return Ok((rows, Value::Object(out)));
+    }
+    if let Some(rate) = opts.lag_only {
+        let rounds = if opts.quick { 1 } else { 3 };
+        out.insert(
+            "projection_lag".into(),
+            lag_only(env, rate, rounds, duration, &mut rows).await?,
+        );
         out.insert("loadavg_after".into(), json!(loadavg()));
         return Ok((rows, Value::Object(out)));
     }
@@ -210,24 +226,10 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     out.insert("hot_account_16".into(), hot_json);
 
     progress("projection lag at half the peak mutation rate");
-    let metrics_before = http::scrape(addr).await?;
-    let mut lag = load::projection_lag(addr, &accounts, CLIENTS, peak / 2.0, duration).await?;
-    let metrics_after = http::scrape(addr).await?;
-    let lag_p99 = lag.lags.quantile_ms(0.99);
-    rows.push(Row::plain(
-        "lag run: target / achieved rate",
-        format!("{} / {} /s", report::pretty(lag.target_rate), report::pretty(lag.achieved_rate)),
-    ));
-    rows.push(Row::plain("projection lag p50", format!("{:.2} ms", lag.lags.quantile_ms(0.5))));
-    rows.push(Row::at_most("projection lag p99", lag_p99, "ms", 20.0));
-    let mut lag_json = lag.lags.summary();
-    lag_json["target_rate"] = json!(round3(lag.target_rate));
-    lag_json["achieved_rate"] = json!(round3(lag.achieved_rate));
-    lag_json["timeouts"] = json!(lag.timeouts);
-    lag_json["stages"] = stages::report(&metrics_before, &metrics_after, &mut rows);
-    lag_json["projection_backlog"] = backlog(addr, &mut rows).await?;
-    out.insert("projection_lag".into(), lag_json);
-
+    out.insert(
+        "projection_lag".into(),
+        lag_run(addr, &accounts, peak / 2.0, duration, &mut rows).await?,
+    );
     let mut queries = Map::new();
     for clients in [1, CLIENTS] {
         progress(&format!("account query, {clients} clients"));
@@ -483,4 +485,56 @@ async fn count_events(database_url: &str) -> anyhow::Result<i64> {
 
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_owned()
+}
+
+/// The projection lag at `rate` deposits/s over `duration`, with where it
+/// goes (the server's stage histograms between two scrapes).
+async fn lag_run(
+    addr: std::net::SocketAddr,
+    accounts: &[String],
+    rate: f64,
+    duration: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Value> {
+    let metrics_before = http::scrape(addr).await?;
+    let mut lag = load::projection_lag(addr, accounts, CLIENTS, rate, duration).await?;
+    let metrics_after = http::scrape(addr).await?;
+    let lag_p99 = lag.lags.quantile_ms(0.99);
+    rows.push(Row::plain(
+        "lag run: target / achieved rate",
+        format!("{} / {} /s", report::pretty(lag.target_rate), report::pretty(lag.achieved_rate)),
+    ));
+    rows.push(Row::plain("projection lag p50", format!("{:.2} ms", lag.lags.quantile_ms(0.5))));
+    rows.push(Row::at_most("projection lag p99", lag_p99, "ms", 20.0));
+    let mut lag_json = lag.lags.summary();
+    lag_json["target_rate"] = json!(round3(lag.target_rate));
+    lag_json["achieved_rate"] = json!(round3(lag.achieved_rate));
+    lag_json["timeouts"] = json!(lag.timeouts);
+    lag_json["stages"] = stages::report(&metrics_before, &metrics_after, rows);
+    lag_json["projection_backlog"] = backlog(addr, rows).await?;
+    Ok(lag_json)
+}
+
+/// `--lag-only RATE`: a server, a warm-up, then the projection lag at
+/// `rate` deposits/s, three times (once with `--quick`).
+async fn lag_only(
+    env: &Env,
+    rate: f64,
+    rounds: usize,
+    duration: Duration,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Value> {
+    progress("starting the server");
+    let server = Server::start(env).await?;
+    let accounts = load::open_accounts(server.addr, 64).await?;
+    progress("warm-up (1 s, 16 clients, not counted)");
+    load::deposits(server.addr, &accounts, CLIENTS, Duration::from_secs(1)).await?;
+    load::settle(server.addr, SETTLE).await?;
+    let mut runs = Vec::new();
+    for round in 1..=rounds {
+        progress(&format!("projection lag at {rate} deposits/s, round {round}/{rounds}"));
+        runs.push(lag_run(server.addr, &accounts, rate, duration, rows).await?);
+    }
+    server.stop().await?;
+    Ok(json!(runs))
 }
