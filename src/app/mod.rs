@@ -30,10 +30,10 @@ use crate::infra::projection_runtime::{
     RuntimeSettings,
 };
 use crate::infra::read_your_writes::ReadYourWrites;
-use crate::infra::redis::RedisPing;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
+use crate::infra::redis::{LocalRelay, RedisPing};
 use crate::infra::supervisor::{Supervisor, TaskBoard};
 use crate::service::{Access, HealthProbes, RebuildSource, Services};
 
@@ -241,6 +241,8 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
         anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
     }
     let worker = worker_id();
+    // The relay of this process tells its consumers what it has committed.
+    let local_relay = LocalRelay::default();
     if let Some(redis) = &redis {
         let rw = &services.read_your_writes;
         let heard = runs(Role::Api).then(|| rw.resync.clone());
@@ -267,6 +269,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
             batch_size: 1000,
             max_unread: 100_000,
             health: services.health.tasks.health("relay"),
+            local: local_relay.clone(),
         };
         let (commits, stop) = (commits.clone(), shutdown.subscribe());
         app.supervise(&supervisor, "relay".into(), move || {
@@ -310,6 +313,7 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                         worker_id: worker.clone(),
                         lease_ttl: config.lease_ttl(),
                         batch_size: 500,
+                        local_relay: local_relay.clone(),
                     });
                     let stop = shutdown.subscribe();
                     app.supervise(&supervisor, name, move || runner.clone().run(stop.clone()));

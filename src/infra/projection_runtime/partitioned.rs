@@ -45,7 +45,7 @@ use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
 use crate::infra::redis::lease::Lease;
 use crate::infra::redis::progress::record_all;
-use crate::infra::redis::{RELAY_CHECKPOINT, RedisSettings, connection};
+use crate::infra::redis::{LocalRelay, RELAY_CHECKPOINT, RedisSettings, connection};
 
 /// How long an entry may be ahead of the relay's durable checkpoint before
 /// it is taken for a forgery.
@@ -64,6 +64,8 @@ pub struct PartitionedRunner {
     pub worker_id: String,
     pub lease_ttl: Duration,
     pub batch_size: usize,
+    /// The relay of this process, if it runs one.
+    pub local_relay: LocalRelay,
 }
 
 struct Owned {
@@ -450,6 +452,12 @@ impl PartitionedRunner {
         // was never published by the relay.
         let newest = batch.events.iter().map(|e| e.position).max().max(batch.watermark);
         let deadline = tokio::time::Instant::now() + RELAY_GRACE;
+        if let Some(n) = newest.filter(|n| *n > part.published) {
+            // A relay in this process that holds the lease says when its
+            // checkpoint is committed: no query, no polling.
+            let local = self.local_relay.reached(n, deadline).await;
+            part.published = part.published.max(local.unwrap_or_default());
+        }
         while newest.is_some_and(|n| n > part.published) {
             if self.published(part).await? >= newest.unwrap_or_default()
                 || tokio::time::Instant::now() > deadline

@@ -12,7 +12,12 @@
 //!   to every process (over [`pubsub`]).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::es::envelope::Position;
 
 pub mod changes;
 pub mod lease;
@@ -85,6 +90,51 @@ impl RedisSettings {
 
 /// The relay's checkpoint, kept in the write database next to the events.
 pub const RELAY_CHECKPOINT: &str = "__relay";
+
+/// The relay checkpoint as this process's relay last committed it, while
+/// that relay holds the lease (`None` otherwise, and where no relay runs
+/// here). Consumers in the same process wait on it for the checkpoint to
+/// pass what they received instead of querying the database for it.
+#[derive(Clone)]
+pub struct LocalRelay {
+    sender: Arc<watch::Sender<Option<Position>>>,
+}
+
+impl Default for LocalRelay {
+    fn default() -> Self {
+        let (sender, _) = watch::channel(None);
+        LocalRelay { sender: Arc::new(sender) }
+    }
+}
+
+impl LocalRelay {
+    /// The relay committed its checkpoint at `position` (`None`: it no
+    /// longer holds the lease, or does not know whether it does).
+    pub fn set(&self, position: Option<Position>) {
+        self.sender.send_if_modified(|p| {
+            let changed = *p != position;
+            *p = position;
+            changed
+        });
+    }
+
+    /// Waits until this process's relay has committed its checkpoint at
+    /// `position` or later, or until `deadline`; returns the checkpoint it
+    /// has committed (`None` right away when it does not hold the lease).
+    pub async fn reached(
+        &self,
+        position: Position,
+        deadline: tokio::time::Instant,
+    ) -> Option<Position> {
+        let mut changes = self.sender.subscribe();
+        let reached = changes.wait_for(|p| p.is_none_or(|p| p >= position));
+        if let Ok(Ok(p)) = tokio::time::timeout_at(deadline, reached).await {
+            return *p;
+        }
+        // Timed out: whatever it had reached.
+        *self.sender.borrow()
+    }
+}
 
 /// A connection whose replies may take longer than a blocking read.
 pub async fn connection(

@@ -25,7 +25,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 
 use super::lease::Lease;
-use super::{RELAY_CHECKPOINT, RedisSettings, entry_id_key};
+use super::{LocalRelay, RELAY_CHECKPOINT, RedisSettings, entry_id_key};
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
@@ -62,6 +62,8 @@ pub struct Relay {
     /// Where the relay says it is failing (a step failed; it retries) or
     /// running again, for readiness.
     pub health: TaskHealth,
+    /// Where consumers in this process learn the checkpoint it commits.
+    pub local: LocalRelay,
 }
 
 impl Relay {
@@ -103,6 +105,7 @@ impl Relay {
                         checkpoint = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
                         // Everything up to the checkpoint was published.
                         last = vec![checkpoint; self.settings.partitions as usize];
+                        self.local.set(Some(checkpoint));
                         renewed = Instant::now();
                         tracing::info!(owner = %self.owner, %checkpoint, "relay lease acquired");
                     }
@@ -112,6 +115,7 @@ impl Relay {
                     if !lease.renew(c).await? {
                         tracing::warn!("relay lease lost");
                         holding = false;
+                        self.local.set(None);
                         return Ok(0);
                     }
                     renewed = Instant::now();
@@ -130,6 +134,8 @@ impl Relay {
             let published = step.await;
             match (&published, failing) {
                 (Err(e), _) => {
+                    // The lease may lapse while it fails.
+                    self.local.set(None);
                     let error = format!("{e:#}");
                     tracing::warn!(error = %error, "relay step failed; retrying");
                     self.health.failing(error);
@@ -160,6 +166,7 @@ impl Relay {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        self.local.set(None);
         if holding && let Some(c) = conn.as_mut() {
             let _ = lease.release(c).await;
         }
@@ -224,6 +231,7 @@ impl Relay {
         pipe.query_async::<()>(conn).await?;
         save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), newest).await?;
         *checkpoint = newest;
+        self.local.set(Some(newest));
         last.copy_from_slice(&after);
         // Then every partition the batch left idle learns that everything up
         // to `newest` has been sent. Only after the checkpoint: a consumer

@@ -6,10 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use entity::account_balance_history as history;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -48,8 +47,8 @@ impl Projection for BalanceHistoryProjection {
         self.apply_batch(txn, &[event]).await
     }
 
-    /// Reads each account's latest balance once (two queries per batch),
-    /// folds the batch in memory and inserts the new rows together.
+    /// Reads each account's latest row once (one query per batch), folds
+    /// the batch in memory and inserts the new rows together.
     async fn apply_batch(
         &self,
         txn: &DatabaseTransaction,
@@ -59,29 +58,28 @@ impl Projection for BalanceHistoryProjection {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        let latest: Vec<(Uuid, Option<i64>)> = history::Entity::find()
-            .select_only()
-            .column(history::Column::AccountId)
-            .column_as(history::Column::Version.max(), "v")
-            .filter(history::Column::AccountId.is_in(ids))
-            .group_by(history::Column::AccountId)
-            .into_tuple()
-            .all(txn)
-            .await?;
-        let mut last: HashMap<Uuid, (i64, i64)> = HashMap::new();
-        if !latest.is_empty() {
-            let mut any = Condition::any();
-            for (id, version) in &latest {
-                any = any.add(
-                    Condition::all()
-                        .add(history::Column::AccountId.eq(*id))
-                        .add(history::Column::Version.eq(version.unwrap_or(0))),
-                );
-            }
-            for row in history::Entity::find().filter(any).all(txn).await? {
-                last.insert(row.account_id, (row.version, row.balance_cents));
-            }
+        // The row of each account's highest version, one condition per
+        // account: `version = (SELECT MAX(version) … WHERE account_id = id)`
+        // is one step down the primary key's index (a grouped MAX would
+        // read every version of the account).
+        let mut newest = Condition::any();
+        for id in ids {
+            let max = Query::select()
+                .expr(history::Column::Version.max())
+                .from(history::Entity)
+                .and_where(history::Column::AccountId.eq(id))
+                .to_owned();
+            newest = newest.add(Condition::all().add(history::Column::AccountId.eq(id)).add(
+                Expr::col(history::Column::Version).eq(Expr::SubQuery(None, Box::new(max.into()))),
+            ));
         }
+        let mut last: HashMap<Uuid, (i64, i64)> = history::Entity::find()
+            .filter(newest)
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|row| (row.account_id, (row.version, row.balance_cents)))
+            .collect();
         let mut rows = Vec::new();
         for event in events {
             let id = event.stream.stream_id;
