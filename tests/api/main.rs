@@ -22,6 +22,7 @@ mod observability;
 mod pages;
 mod process;
 mod projection_group;
+mod read_plans;
 mod rebuild;
 mod rebuild_exclusive;
 mod relay_plan;

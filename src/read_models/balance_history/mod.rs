@@ -4,4 +4,4 @@
 mod projector;
 pub mod query;
 
-pub use projector::{BalanceHistoryProjection, NAME};
+pub use projector::{BalanceHistoryProjection, NAME, latest_rows};

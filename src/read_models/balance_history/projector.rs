@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use entity::account_balance_history as history;
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, Select,
 };
 use uuid::Uuid;
 
@@ -58,23 +58,7 @@ impl Projection for BalanceHistoryProjection {
         if events.is_empty() {
             return Ok(vec![]);
         }
-        // The row of each account's highest version, one condition per
-        // account: `version = (SELECT MAX(version) … WHERE account_id = id)`
-        // is one step down the primary key's index (a grouped MAX would
-        // read every version of the account).
-        let mut newest = Condition::any();
-        for id in ids {
-            let max = Query::select()
-                .expr(history::Column::Version.max())
-                .from(history::Entity)
-                .and_where(history::Column::AccountId.eq(id))
-                .to_owned();
-            newest = newest.add(Condition::all().add(history::Column::AccountId.eq(id)).add(
-                Expr::col(history::Column::Version).eq(Expr::SubQuery(None, Box::new(max.into()))),
-            ));
-        }
-        let mut last: HashMap<Uuid, (i64, i64)> = history::Entity::find()
-            .filter(newest)
+        let mut last: HashMap<Uuid, (i64, i64)> = latest_rows(&ids)
             .all(txn)
             .await?
             .into_iter()
@@ -118,4 +102,23 @@ impl Projection for BalanceHistoryProjection {
         }
         Ok(vec![])
     }
+}
+
+/// The row of each account's highest version among `ids`, one condition
+/// per account: `version = (SELECT MAX(version) … WHERE account_id = id)`
+/// is one step down the primary key's index, however long the account's
+/// history (a grouped MAX reads every version of the account).
+pub fn latest_rows(ids: &[Uuid]) -> Select<history::Entity> {
+    let mut newest = Condition::any();
+    for id in ids {
+        let max = Query::select()
+            .expr(history::Column::Version.max())
+            .from(history::Entity)
+            .and_where(history::Column::AccountId.eq(*id))
+            .to_owned();
+        newest = newest.add(Condition::all().add(history::Column::AccountId.eq(*id)).add(
+            Expr::col(history::Column::Version).eq(Expr::SubQuery(None, Box::new(max.into()))),
+        ));
+    }
+    history::Entity::find().filter(newest)
 }
