@@ -24,6 +24,7 @@ mod m20261130_000002_own_accounts;
 mod m20261201_000001_classify_dead_letters;
 mod m20261201_000002_add_audit_correlation;
 mod m20261201_000003_serialize_event_commits;
+mod m20261201_000004_record_partition_count;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_classify_dead_letters::Migration),
             Box::new(m20261201_000002_add_audit_correlation::Migration),
             Box::new(m20261201_000003_serialize_event_commits::Migration),
+            Box::new(m20261201_000004_record_partition_count::Migration),
         ]
     }
 }

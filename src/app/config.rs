@@ -16,7 +16,12 @@ pub mod defaults {
     pub const DATABASE_URL: &str = "sqlite://eventfold.db?mode=rwc";
     pub const LISTEN_ADDR: &str = "127.0.0.1:8000";
     pub const REDIS_PREFIX: &str = "eventfold";
-    pub const PARTITIONS: u32 = 4;
+    /// Partition streams of a new deployment (an existing one keeps the
+    /// count recorded at its first start).
+    pub const PARTITIONS: u32 = 2;
+    /// The partition count of deployments from before the count was
+    /// recorded, unless they set another.
+    pub const PARTITIONS_BEFORE_RECORDING: u32 = 4;
     pub const LEASE_TTL_MS: u64 = 5_000;
     pub const SNAPSHOT_EVERY: i64 = crate::es::command::DEFAULT_SNAPSHOT_EVERY;
     pub const MIN_POSITION_TIMEOUT_MS: u64 = 5_000;
@@ -95,10 +100,11 @@ pub struct Config {
     /// Prefix of every Redis key and channel.
     #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX, global = true)]
     pub redis_prefix: String,
-    /// Number of partition streams (must be the same for every process).
-    #[arg(long, env = "PARTITIONS", default_value_t = defaults::PARTITIONS,
-          value_parser = clap::value_parser!(u32).range(1..), global = true)]
-    pub partitions: u32,
+    /// Number of partition streams: fixed when a deployment first starts
+    /// with Redis (the default for a new one is `defaults::PARTITIONS`);
+    /// another count is refused at start.
+    #[arg(long, env = "PARTITIONS", value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub partitions: Option<u32>,
     /// How long the relay lease and each partition lease live without
     /// renewal, in milliseconds.
     #[arg(long, env = "LEASE_TTL_MS", default_value_t = defaults::LEASE_TTL_MS,
@@ -194,7 +200,8 @@ impl Config {
         self.redis_url.as_ref().map(|url| RedisSettings {
             url: url.clone(),
             prefix: self.redis_prefix.clone(),
-            partitions: self.partitions,
+            // Until `app::build` reads the deployment's recorded count.
+            partitions: self.partitions.unwrap_or(defaults::PARTITIONS),
             ca_file: self.redis_ca_file.clone(),
         })
     }
@@ -203,7 +210,7 @@ impl Config {
     pub fn use_redis(&mut self, settings: RedisSettings) {
         self.redis_url = Some(settings.url);
         self.redis_prefix = settings.prefix;
-        self.partitions = settings.partitions;
+        self.partitions = Some(settings.partitions);
         self.redis_ca_file = settings.ca_file;
     }
 
@@ -279,7 +286,7 @@ mod tests {
         assert_eq!(c.read_database_url, None);
         assert!(c.redis().is_none());
         assert_eq!(c.redis_prefix, defaults::REDIS_PREFIX);
-        assert_eq!(c.partitions, defaults::PARTITIONS);
+        assert_eq!(c.partitions, None, "the deployment's recorded count, or the default");
         assert_eq!(c.lease_ttl(), Duration::from_millis(defaults::LEASE_TTL_MS));
         assert_eq!(c.listen, defaults::LISTEN_ADDR);
         assert_eq!(c.role, Role::All);

@@ -22,6 +22,7 @@ use crate::es::projector::Projection;
 use crate::es::store::EventStore;
 use crate::es::upcast::Upcasters;
 use crate::infra::db;
+use crate::infra::deployment::{PartitionDefaults, partition_count};
 use crate::infra::event_feed::{EventFeed, FeedSettings};
 use crate::infra::event_store::SeaEventStore;
 use crate::infra::jwt::Jwt;
@@ -33,7 +34,7 @@ use crate::infra::read_your_writes::ReadYourWrites;
 use crate::infra::redis::changes::RedisChangeBus;
 use crate::infra::redis::progress::RedisProgress;
 use crate::infra::redis::relay::Relay;
-use crate::infra::redis::{LocalRelay, RedisPing};
+use crate::infra::redis::{LocalRelay, RedisPing, RedisSettings};
 use crate::infra::supervisor::{Supervisor, TaskBoard};
 use crate::service::{Access, HealthProbes, RebuildSource, Services};
 
@@ -64,6 +65,8 @@ pub struct Built {
     /// Changes after every commit made in this process.
     pub commits: watch::Receiver<u64>,
     pub shutdown: watch::Sender<bool>,
+    /// The Redis transport, with the deployment's partition count.
+    pub redis: Option<RedisSettings>,
 }
 
 fn executor(
@@ -146,7 +149,14 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
     let commits = sea_store.commits();
     let upcasters = Arc::new(crate::domain::upcasters());
     let monitor = Arc::new(ProjectionMonitor::default());
-    let redis = config.redis();
+    let mut redis = config.redis();
+    if let Some(redis) = redis.as_mut() {
+        let fallback = PartitionDefaults {
+            new: defaults::PARTITIONS,
+            before_recording: defaults::PARTITIONS_BEFORE_RECORDING,
+        };
+        redis.partitions = partition_count(&write_db, config.partitions, fallback).await?;
+    }
     let changes: Arc<dyn ChangeBus> = match &redis {
         Some(redis) => {
             let client = redis.client()?;
@@ -177,7 +187,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
             read_db,
             board: monitor.progress.clone(),
             timeout: config.min_position_timeout(),
-            redis: redis.map(RedisProgress::new).transpose()?,
+            redis: redis.clone().map(RedisProgress::new).transpose()?,
             projections: projections.iter().map(|p| p.name()).collect(),
             refresh_every: if announced { REFRESH_ANNOUNCED } else { REFRESH_UNANNOUNCED },
             resync: Arc::new(Notify::new()),
@@ -199,7 +209,7 @@ pub async fn build(config: &Config) -> anyhow::Result<Built> {
         )),
         rebuilds: Default::default(),
     });
-    Ok(Built { services, write_db, commits, shutdown })
+    Ok(Built { services, write_db, commits, shutdown, redis })
 }
 
 /// How often waiters' shared refresh reads the checkpoints while anyone
@@ -232,11 +242,10 @@ async fn process_executor(
 
 /// Connects, migrates and starts the parts `config.role` asks for.
 pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
-    let Built { services, write_db, commits, shutdown } = build(&config).await?;
+    let Built { services, write_db, commits, shutdown, redis } = build(&config).await?;
     let supervisor = Supervisor::new(services.health.tasks.clone(), shutdown.subscribe());
     let mut app = RunningApp::new(services.clone(), shutdown.clone(), config.shutdown_timeout());
     let runs = |role: Role| config.role == Role::All || config.role == role;
-    let redis = config.redis();
     if config.role == Role::Relay && redis.is_none() {
         anyhow::bail!("--role relay needs REDIS_URL: without Redis there is nothing to relay to");
     }

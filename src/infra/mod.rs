@@ -3,6 +3,7 @@
 
 pub mod append_locks;
 pub mod db;
+pub mod deployment;
 pub mod event_feed;
 pub mod event_store;
 mod event_writer;
