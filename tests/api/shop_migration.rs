@@ -27,11 +27,13 @@ async fn every_migration_has_a_working_down() {
     let commit_order_triggers = "SELECT count(*) FROM pg_trigger \
         WHERE tgrelid = 'events'::regclass AND tgname = 'events_commit_order'";
     assert_eq!(app.scalar_i64(commit_order_triggers).await, 1, "commit-order lock after up");
-    // The seven newest: the events' commit-order lock, the audit log's
-    // correlation column, dead-letter kinds, account owners, checkpoint
-    // fencing, the insert notification, then the shop views.
-    Migrator::down(&db, Some(7)).await.unwrap();
-    for table in tables {
+    assert!(table_exists(&db, "deployment_settings").await, "deployment_settings after up");
+    // The eight newest: the recorded partition count, the events'
+    // commit-order lock, the audit log's correlation column, dead-letter
+    // kinds, account owners, checkpoint fencing, the insert notification,
+    // then the shop views.
+    Migrator::down(&db, Some(8)).await.unwrap();
+    for table in tables.iter().chain(&["deployment_settings"]) {
         assert!(!table_exists(&db, table).await, "{table} after down");
     }
     assert_eq!(app.scalar_i64(commit_order_triggers).await, 0, "commit-order lock after down");
