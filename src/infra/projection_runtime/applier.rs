@@ -63,7 +63,7 @@ impl Default for RuntimeSettings {
             max_attempts: 5,
             max_backoff: Duration::from_secs(5),
             poll_interval: Duration::from_millis(100),
-            linger: Duration::from_millis(5),
+            linger: Duration::from_millis(3),
         }
     }
 }
