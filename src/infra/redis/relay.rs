@@ -34,7 +34,7 @@ use crate::infra::supervisor::TaskHealth;
 use crate::infra::trace_context::{self, of_metadata};
 
 /// Pause after a wake-up so one batch carries the commits of a burst.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(1);
 
 /// The relay's lag in events is counted up to this many.
 const RELAY_LAG_CAP: u64 = 100_000;
