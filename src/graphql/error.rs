@@ -13,6 +13,23 @@ use futures::stream::BoxStream;
 use crate::es::aggregate::RejectionKind;
 use crate::service::ServiceError;
 
+/// Every `extensions.code` the API gives: what clients match on, and the
+/// outcomes the GraphQL metrics count (any other code would count as
+/// `error`). An [`ApiError`] with a code missing here fails in debug builds.
+pub const CODES: &[&str] = &[
+    "VALIDATION_ERROR",
+    "NOT_FOUND",
+    "CONCURRENCY_CONFLICT",
+    "INSUFFICIENT_FUNDS",
+    "INSUFFICIENT_STOCK",
+    "INVALID_STATE",
+    "UNAUTHENTICATED",
+    "FORBIDDEN",
+    "RATE_LIMITED",
+    "TIMEOUT",
+    "INTERNAL",
+];
+
 /// A client-facing error. Deliberately not `Display`, so that converting it
 /// always goes through [`From<ApiError> for async_graphql::Error`].
 #[derive(Debug)]
@@ -23,6 +40,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(CODES.contains(&code), "{code} is not in graphql::error::CODES");
         ApiError { code, message: message.into() }
     }
 
@@ -114,5 +132,39 @@ impl Extension for DefaultErrorCodeExtension {
         next: NextSubscribe<'_>,
     ) -> BoxStream<'s, Response> {
         next.run(ctx, stream).map(with_codes).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_a_service_error_or_a_rejection_gets_is_a_listed_code() {
+        let errors = [
+            ServiceError::Invalid("x".into()),
+            ServiceError::Unauthenticated("x".into()),
+            ServiceError::Forbidden("x".into()),
+            ServiceError::NotFound("x".into()),
+            ServiceError::Conflict { expected: 1, actual: 2 },
+            ServiceError::CommandIdReused(uuid::Uuid::nil()),
+            ServiceError::AlreadyRunning("x".into()),
+            ServiceError::Timeout(std::time::Duration::from_secs(1)),
+        ];
+        for err in errors {
+            let code = ApiError::from(err).code;
+            assert!(CODES.contains(&code), "{code}");
+        }
+        for kind in [
+            RejectionKind::Validation,
+            RejectionKind::InvalidState,
+            RejectionKind::NotFound,
+            RejectionKind::InsufficientFunds,
+            RejectionKind::InsufficientStock,
+        ] {
+            assert!(CODES.contains(&rejection_code(kind)), "{kind:?}");
+        }
+        assert!(CODES.contains(&"INTERNAL"));
+        assert!(CODES.contains(&"VALIDATION_ERROR"), "the engine's own errors");
     }
 }

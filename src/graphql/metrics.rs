@@ -160,20 +160,7 @@ fn outcome(response: &Response) -> &'static str {
         Some(async_graphql::Value::String(code)) => code.as_str(),
         _ => return "error",
     };
-    const CODES: &[&str] = &[
-        "VALIDATION_ERROR",
-        "NOT_FOUND",
-        "CONCURRENCY_CONFLICT",
-        "INSUFFICIENT_FUNDS",
-        "INSUFFICIENT_STOCK",
-        "INVALID_STATE",
-        "UNAUTHENTICATED",
-        "FORBIDDEN",
-        "RATE_LIMITED",
-        "TIMEOUT",
-        "INTERNAL",
-    ];
-    CODES.iter().find(|c| **c == code).copied().unwrap_or("error")
+    super::error::CODES.iter().find(|c| **c == code).copied().unwrap_or("error")
 }
 
 /// The label of an operation name: `anonymous`, the name itself (kept for

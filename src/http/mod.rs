@@ -151,6 +151,7 @@ async fn readiness(services: Arc<Services>) -> Response {
 
 /// An error outside GraphQL execution, shaped as a GraphQL response.
 fn graphql_error(status: StatusCode, media: MediaType, code: &str, message: &str) -> Response {
+    debug_assert!(crate::graphql::error::CODES.contains(&code), "{code} is not a listed code");
     let body =
         serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
     (status, [(header::CONTENT_TYPE, media.as_str())], body.to_string()).into_response()
