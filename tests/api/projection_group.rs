@@ -253,3 +253,28 @@ async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_st
     assert_converged(&app).await;
     app.stop().await;
 }
+
+/// With no event coming after the reset, no batch would ever find the
+/// moved-back projection: every partition looks now and then on its own.
+#[tokio::test]
+async fn a_projection_moved_back_on_an_idle_partition_is_caught_up_without_new_events() {
+    let app = spawn_app().await;
+    let (last, position) = open_account(&app, "idle", "100", "0").await;
+    account_at(&app, &last, &position).await;
+    app.db
+        .execute_unprepared(
+            "BEGIN; TRUNCATE bank_account_summary_view; \
+             UPDATE projection_checkpoints SET tx_id = 0, position = 0 \
+               WHERE name LIKE 'bank_account_summary#%'; COMMIT;",
+        )
+        .await
+        .unwrap();
+    let restored = eventually(Duration::from_secs(30), || async {
+        app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await == 1
+    })
+    .await;
+    assert!(restored, "the summary is caught up from the event store, no event needed");
+    assert_eq!(app.event_count().await, 1, "nothing was appended meanwhile");
+    assert_converged(&app).await;
+    app.stop().await;
+}

@@ -266,6 +266,15 @@ impl PartitionedRunner {
             };
             if entries.is_empty() {
                 backlog = false;
+                // An idle partition gets no batch to find a member moved
+                // back behind the group (an operator's reset): it looks now
+                // and then, as a busy one does at each batch.
+                if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
+                    persisted = Instant::now();
+                    if self.behind(&mut part).await? {
+                        self.catch_up_from_store(&mut part).await?;
+                    }
+                }
                 continue;
             }
             let batch = decode(&entries);
@@ -421,6 +430,22 @@ impl PartitionedRunner {
             }
         }
         Ok(())
+    }
+
+    /// Whether a member's checkpoint of this partition is behind what the
+    /// group has delivered (nothing is written either way).
+    async fn behind(&self, part: &mut Partition) -> Result<bool, GroupError> {
+        match self.group.apply(&part.claims, &[], None, part.floor).await {
+            Ok(reached) => {
+                part.floor = reached.into_iter().min().unwrap_or(part.floor);
+                Ok(false)
+            }
+            Err(e @ GroupError::Behind { .. }) => {
+                tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Acknowledges entries whose effects are committed.
