@@ -9,7 +9,9 @@
 
 use entity::projection_checkpoints as checkpoints;
 use sea_orm::sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+};
 
 const TABLE: &str = "deployment_settings";
 const PARTITIONS: &str = "partitions";
@@ -57,8 +59,7 @@ pub async fn partition_count(
         .to_owned();
     db.execute(&record).await?;
     // Another process may have recorded its count first.
-    let recorded = recorded(db).await?.unwrap_or(count);
-    agreed(Some(count).filter(|_| configured.is_some()), recorded)
+    agreed(configured, recorded(db).await?.unwrap_or(count))
 }
 
 fn agreed(configured: Option<u32>, recorded: u32) -> anyhow::Result<u32> {
@@ -88,11 +89,11 @@ async fn recorded(db: &DatabaseConnection) -> anyhow::Result<Option<u32>> {
 /// (`NAME#p`), if any.
 async fn highest_partition(db: &DatabaseConnection) -> anyhow::Result<Option<u32>> {
     let names: Vec<String> = checkpoints::Entity::find()
+        .select_only()
+        .column(checkpoints::Column::Name)
         .filter(checkpoints::Column::Name.like("%#%"))
+        .into_tuple()
         .all(db)
-        .await?
-        .into_iter()
-        .map(|c| c.name)
-        .collect();
+        .await?;
     Ok(names.iter().filter_map(|n| n.rsplit_once('#')?.1.parse::<u32>().ok()).max())
 }

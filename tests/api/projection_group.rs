@@ -214,14 +214,9 @@ async fn a_poison_event_for_one_projection_parks_only_its_stream_and_the_others_
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_store() {
-    let app = spawn_app().await;
-    let ids = accounts(&app, 12).await;
-    let (last, position) = open_account(&app, "last", "100", "0").await;
-    account_at(&app, &last, &position).await;
-    // An operator empties the summary and moves its checkpoints back to
-    // the start; the rest of the group stays where it is.
+/// What an operator might do: empty the summary and move its checkpoints
+/// back to the start, leaving the rest of the group where it is.
+async fn move_the_summary_back(app: &TestApp) {
     app.db
         .execute_unprepared(
             "BEGIN; TRUNCATE bank_account_summary_view; \
@@ -230,6 +225,15 @@ async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_st
         )
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_projection_moved_back_behind_its_group_is_caught_up_from_the_event_store() {
+    let app = spawn_app().await;
+    let ids = accounts(&app, 12).await;
+    let (last, position) = open_account(&app, "last", "100", "0").await;
+    account_at(&app, &last, &position).await;
+    move_the_summary_back(&app).await;
     for id in &ids {
         app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "1" } })).await.ok();
     }
@@ -261,14 +265,7 @@ async fn a_projection_moved_back_on_an_idle_partition_is_caught_up_without_new_e
     let app = spawn_app().await;
     let (last, position) = open_account(&app, "idle", "100", "0").await;
     account_at(&app, &last, &position).await;
-    app.db
-        .execute_unprepared(
-            "BEGIN; TRUNCATE bank_account_summary_view; \
-             UPDATE projection_checkpoints SET tx_id = 0, position = 0 \
-               WHERE name LIKE 'bank_account_summary#%'; COMMIT;",
-        )
-        .await
-        .unwrap();
+    move_the_summary_back(&app).await;
     let restored = eventually(Duration::from_secs(30), || async {
         app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await == 1
     })

@@ -266,12 +266,13 @@ impl PartitionedRunner {
             };
             if entries.is_empty() {
                 backlog = false;
-                // An idle partition gets no batch to find a member moved
-                // back behind the group (an operator's reset): it looks now
-                // and then, as a busy one does at each batch.
+                // An idle partition gets no batch, so no watermark finds a
+                // member moved back behind the group (an operator's reset):
+                // now and then it passes itself what it has seen, as the
+                // relay's watermarks do.
                 if persisted.elapsed() > PERSIST_WATERMARK_EVERY {
-                    persisted = Instant::now();
-                    if self.behind(&mut part).await? {
+                    let seen = Batch::up_to(part.seen);
+                    if self.apply_or_behind(&mut part, seen, &mut persisted).await? {
                         self.catch_up_from_store(&mut part).await?;
                     }
                 }
@@ -283,14 +284,7 @@ impl PartitionedRunner {
             let carried = batch.events.len();
             let doubt = match batch.doubt {
                 true => true,
-                false => match self.apply_batch(&mut part, batch, &mut persisted).await {
-                    Ok(()) => false,
-                    Err(e @ GroupError::Behind { .. }) => {
-                        tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
-                        true
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+                false => self.apply_or_behind(&mut part, batch, &mut persisted).await?,
             };
             if doubt {
                 // Something in Redis was not what the relay wrote, or entries
@@ -432,14 +426,17 @@ impl PartitionedRunner {
         Ok(())
     }
 
-    /// Whether a member's checkpoint of this partition is behind what the
-    /// group has delivered (nothing is written either way).
-    async fn behind(&self, part: &mut Partition) -> Result<bool, GroupError> {
-        match self.group.apply(&part.claims, &[], None, part.floor).await {
-            Ok(reached) => {
-                part.floor = reached.into_iter().min().unwrap_or(part.floor);
-                Ok(false)
-            }
+    /// [`Self::apply_batch`]; `true` when a member was found behind what
+    /// the group has delivered (nothing written: the caller catches up
+    /// from the event store).
+    async fn apply_or_behind(
+        &self,
+        part: &mut Partition,
+        batch: Batch,
+        persisted: &mut Instant,
+    ) -> Result<bool, GroupError> {
+        match self.apply_batch(part, batch, persisted).await {
+            Ok(()) => Ok(false),
             Err(e @ GroupError::Behind { .. }) => {
                 tracing::warn!(group = self.name(), error = %e, "catching up from the event store");
                 Ok(true)
@@ -596,6 +593,19 @@ struct Batch {
     rejected: Vec<String>,
     /// Whether anything was rejected or missing, so the store must be read.
     doubt: bool,
+}
+
+impl Batch {
+    /// A batch of only a watermark at `position`.
+    fn up_to(position: Position) -> Batch {
+        Batch {
+            events: Vec::new(),
+            watermark: Some(position),
+            links: Vec::new(),
+            rejected: Vec::new(),
+            doubt: false,
+        }
+    }
 }
 
 /// An entry at `position` (an event's, or a watermark's) and the position
