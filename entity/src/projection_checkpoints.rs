@@ -12,6 +12,11 @@ pub struct Model {
     /// The epoch of the partition lease this checkpoint was last written
     /// under (0 without leases): a lower epoch is a fenced-off worker.
     pub lease_epoch: i64,
+    /// Whether the projection may have parked events: set by every
+    /// transaction that parks one (under this row's lock), cleared by a
+    /// projector that finds none left. While it is clear a batch needs no
+    /// look for parked streams.
+    pub parked: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

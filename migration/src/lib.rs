@@ -25,6 +25,7 @@ mod m20261201_000001_classify_dead_letters;
 mod m20261201_000002_add_audit_correlation;
 mod m20261201_000003_serialize_event_commits;
 mod m20261201_000004_record_partition_count;
+mod m20261201_000005_mark_parked_checkpoints;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000002_add_audit_correlation::Migration),
             Box::new(m20261201_000003_serialize_event_commits::Migration),
             Box::new(m20261201_000004_record_partition_count::Migration),
+            Box::new(m20261201_000005_mark_parked_checkpoints::Migration),
         ]
     }
 }

@@ -186,12 +186,14 @@ impl Rebuild {
         swap(&txn, schemas, self.projection.tables()).await?;
         let name = self.projection.name();
         // Every checkpoint of the projection moves to the rebuilt position;
-        // lease epochs stay, so a fenced-off worker stays fenced off.
+        // lease epochs stay, so a fenced-off worker stays fenced off. Each
+        // is marked as possibly having parked events (the dead letters are
+        // replaced below): the next batch of each key looks.
         for key in &self.checkpoint_keys {
             txn.execute_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "INSERT INTO public.projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2, $3, now()) \
-                 ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()",
+                "INSERT INTO public.projection_checkpoints (name, tx_id, position, updated_at, parked) VALUES ($1, $2, $3, now(), true) \
+                 ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now(), parked = true",
                 [key.clone().into(), cursor.tx.into(), cursor.pos.into()],
             ))
             .await?;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use eventfold::es::changes::LocalChangeBus;
 use eventfold::es::envelope::Position;
+use eventfold::es::partition::partition_of;
 use eventfold::es::store::EventStore;
 use eventfold::infra::event_store::SeaEventStore;
 use eventfold::infra::projection_runtime::checkpoint::{fence, load_checkpoint};
@@ -118,6 +119,58 @@ async fn a_parked_event_holds_back_its_stream_and_a_retry_applies_both_in_order(
     assert_eq!(row["account"]["version"], 3);
     assert!(dead_letters(&app, SUMMARY).await.is_empty());
     assert_converged(&app).await;
+    app.stop().await;
+}
+
+/// Whether the summary's checkpoint of the partition that carries account
+/// `id` is marked as having parked events.
+async fn summary_marked(app: &TestApp, id: &str) -> bool {
+    let partitions = app.redis.as_ref().unwrap().partitions;
+    let partition = partition_of(id.parse().unwrap(), partitions);
+    let key = format!("{SUMMARY}#{partition}");
+    let sql = format!("SELECT parked::int::int8 FROM projection_checkpoints WHERE name = '{key}'");
+    app.scalar_i64(&sql).await == 1
+}
+
+/// A projector looks for parked streams only while its checkpoint is
+/// marked: the parking marks it, and once a retry has emptied the dead
+/// letters the next batch clears it (so the common batch looks up nothing).
+#[tokio::test]
+async fn a_checkpoint_is_marked_while_its_projection_has_parked_events_and_cleared_after() {
+    let (app, id, _) = park_a_stream().await;
+    assert!(summary_marked(&app, &id).await, "parking marks the stream's checkpoint");
+    app.db
+        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
+        .await
+        .unwrap();
+    let output = retry_cli(&app, SUMMARY);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dead_letters(&app, SUMMARY).await.is_empty());
+    let position = deposit(&app, &id, "1.00").await;
+    assert_eq!(account_at(&app, &id, &position).await["version"], 4);
+    assert!(!summary_marked(&app, &id).await, "a batch with nothing parked clears the mark");
+    // Cleared, it is set again by the next parking, and the stream's
+    // order holds: a new fault (at 20.00) parks, the deposit after waits.
+    app.db
+        .execute_unprepared(
+            "CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN \
+               IF NEW.balance_cents = 2000 THEN RAISE EXCEPTION 'injected fault'; END IF; \
+               RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON bank_account_summary_view \
+               FOR EACH ROW EXECUTE FUNCTION test_fault();",
+        )
+        .await
+        .unwrap();
+    deposit(&app, &id, "5.66").await; // 14.34 + 5.66 = 20.00: parked
+    deposit(&app, &id, "1.00").await; // waits behind it
+    let parked = eventually(Duration::from_secs(20), || async {
+        dead_letters(&app, SUMMARY).await.len() == 2
+    })
+    .await;
+    let letters = dead_letters(&app, SUMMARY).await;
+    assert!(parked, "{letters:?}");
+    assert_eq!(letters[1]["errorKind"], "WAITING", "{letters:?}");
+    assert!(summary_marked(&app, &id).await);
     app.stop().await;
 }
 

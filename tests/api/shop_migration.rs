@@ -28,11 +28,15 @@ async fn every_migration_has_a_working_down() {
         WHERE tgrelid = 'events'::regclass AND tgname = 'events_commit_order'";
     assert_eq!(app.scalar_i64(commit_order_triggers).await, 1, "commit-order lock after up");
     assert!(table_exists(&db, "deployment_settings").await, "deployment_settings after up");
-    // The eight newest: the recorded partition count, the events'
-    // commit-order lock, the audit log's correlation column, dead-letter
-    // kinds, account owners, checkpoint fencing, the insert notification,
-    // then the shop views.
-    Migrator::down(&db, Some(8)).await.unwrap();
+    let parked_column = "SELECT count(*) FROM information_schema.columns \
+        WHERE table_name = 'projection_checkpoints' AND column_name = 'parked'";
+    assert_eq!(app.scalar_i64(parked_column).await, 1, "checkpoints' parked mark after up");
+    // The nine newest: the checkpoints' parked mark, the recorded
+    // partition count, the events' commit-order lock, the audit log's
+    // correlation column, dead-letter kinds, account owners, checkpoint
+    // fencing, the insert notification, then the shop views.
+    Migrator::down(&db, Some(9)).await.unwrap();
+    assert_eq!(app.scalar_i64(parked_column).await, 0, "checkpoints' parked mark after down");
     for table in tables.iter().chain(&["deployment_settings"]) {
         assert!(!table_exists(&db, table).await, "{table} after down");
     }

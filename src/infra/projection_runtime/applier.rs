@@ -32,7 +32,10 @@ use sea_orm::{
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::checkpoint::{CheckpointError, Claim, Fenced, lock_checkpoint, save_checkpoint};
+use super::checkpoint::{
+    CheckpointError, Claim, Fenced, Locked, clear_parked, lock_checkpoint, mark_parked,
+    save_checkpoint,
+};
 use super::errors::is_transient;
 use super::failure::{Failure, FailureKind, WAITING};
 use super::monitor::{ProjectionMonitor, ProjectionStatus};
@@ -242,29 +245,30 @@ impl Applier {
     ) -> Result<(Position, Vec<Change>), Attempt> {
         let started = std::time::Instant::now();
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
+        let locked = lock_checkpoint(&txn, self.name(), claim).await?;
+        let fresh = events.iter().filter(|e| e.position > locked.at).collect();
+        let share = Share { name: self.name(), key: &claim.key, locked, fresh };
         let mut changes = Vec::new();
-        let mut reached = checkpoint;
-        let fresh: Vec<&RecordedEvent> =
-            events.iter().filter(|e| e.position > checkpoint).collect();
-        if !fresh.is_empty() {
-            let parked = parked_streams(&txn, self.name(), &fresh).await?;
+        let mut reached = locked.at;
+        if !share.fresh.is_empty() {
+            let parked = parked_streams(&txn, std::slice::from_ref(&share)).await?;
             let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-                fresh.iter().partition(|e| parked.contains(&e.stream));
+                share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
             if !ready.is_empty() {
                 changes.extend(self.projection.apply_batch(&txn, &ready).await?);
             }
             for event in waiting {
-                park_row(&txn, self.name(), event, &Failure::waiting(), WAITING, 0).await?;
+                park_row(&txn, self.name(), &claim.key, event, &Failure::waiting(), WAITING, 0)
+                    .await?;
             }
-            reached = reached.max(fresh.iter().map(|e| e.position).max().unwrap_or_default());
+            reached = reached.max(share.fresh.iter().map(|e| e.position).max().unwrap_or_default());
         }
         reached = reached.max(watermark.unwrap_or_default());
-        if reached > checkpoint {
+        if reached > locked.at {
             save_checkpoint(&txn, claim, reached).await?;
         }
         txn.commit().await?;
-        record_applied(self.name(), &fresh, started.elapsed().as_secs_f64());
+        record_applied(self.name(), &share.fresh, started.elapsed().as_secs_f64());
         Ok((reached, changes))
     }
 
@@ -329,10 +333,11 @@ impl Applier {
         attempts: u32,
     ) -> Result<Position, Attempt> {
         let txn = self.read_db.begin().await?;
-        let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?;
+        let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?.at;
         if event.position > checkpoint {
             let detail = error.to_string();
-            park_row(&txn, self.name(), event, failure, &detail, attempts as i32).await?;
+            park_row(&txn, self.name(), &claim.key, event, failure, &detail, attempts as i32)
+                .await?;
             save_checkpoint(&txn, claim, event.position).await?;
         }
         txn.commit().await?;
@@ -340,33 +345,81 @@ impl Applier {
     }
 }
 
-/// The streams among `events` that have a parked event in `projection`.
-async fn parked_streams(
+/// One projection's share of a locked batch: its name, the checkpoint key
+/// it holds, the checkpoint as locked and the batch's events it has yet to
+/// apply.
+pub(super) struct Share<'a> {
+    pub name: &'static str,
+    pub key: &'a str,
+    pub locked: Locked,
+    pub fresh: Vec<&'a RecordedEvent>,
+}
+
+/// The (projection, stream) pairs among `shares`' fresh events that have a
+/// parked event, in `txn` (which holds their checkpoints). Only shares whose
+/// checkpoint is marked ([`Locked::parked`]) are looked at: every parking
+/// transaction marks the key under the lock this one holds, so an unmarked
+/// key has no parked stream. A marked share whose projection has no parked
+/// event at all is unmarked here, and the next batch needs no look.
+pub(super) async fn parked_streams(
     txn: &DatabaseTransaction,
-    projection: &str,
-    events: &[&RecordedEvent],
-) -> Result<HashSet<StreamKey>, sea_orm::DbErr> {
-    let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream.stream_id).collect();
+    shares: &[Share<'_>],
+) -> Result<HashSet<(&'static str, StreamKey)>, sea_orm::DbErr> {
+    let marked: Vec<&Share> =
+        shares.iter().filter(|s| s.locked.parked && !s.fresh.is_empty()).collect();
+    if marked.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let names: Vec<&str> = marked.iter().map(|s| s.name).collect();
+    let holding: HashSet<String> = dead_letters::Entity::find()
+        .select_only()
+        .column(dead_letters::Column::Projection)
+        .filter(dead_letters::Column::Projection.is_in(names.iter().copied()))
+        .distinct()
+        .into_tuple::<String>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let clean: Vec<&str> =
+        marked.iter().filter(|s| !holding.contains(s.name)).map(|s| s.key).collect();
+    clear_parked(txn, &clean).await?;
+    let marked: Vec<&Share> = marked.into_iter().filter(|s| holding.contains(s.name)).collect();
+    if marked.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let names: Vec<&str> = marked.iter().map(|s| s.name).collect();
+    let mut ids: Vec<Uuid> =
+        marked.iter().flat_map(|s| &s.fresh).map(|e| e.stream.stream_id).collect();
     ids.sort();
     ids.dedup();
-    let rows: Vec<(String, Uuid)> = dead_letters::Entity::find()
+    let rows: Vec<(String, String, Uuid)> = dead_letters::Entity::find()
         .select_only()
+        .column(dead_letters::Column::Projection)
         .column(dead_letters::Column::StreamType)
         .column(dead_letters::Column::StreamId)
-        .filter(dead_letters::Column::Projection.eq(projection))
+        .filter(dead_letters::Column::Projection.is_in(names.iter().copied()))
         .filter(dead_letters::Column::StreamId.is_in(ids))
         .distinct()
         .into_tuple()
         .all(txn)
         .await?;
-    Ok(rows.into_iter().map(|(t, id)| StreamKey::new(&t, id)).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(p, t, id)| {
+            let name = names.iter().copied().find(|n| *n == p)?;
+            Some((name, StreamKey::new(&t, id)))
+        })
+        .collect())
 }
 
 /// Records `event` as parked for `projection` with `failure`, and the
-/// error's full text (`detail`, for operators; never shown by the API).
+/// error's full text (`detail`, for operators; never shown by the API),
+/// and marks checkpoint `key` (locked by `txn`) as having parked events.
 pub(super) async fn park_row(
     txn: &DatabaseTransaction,
     projection: &str,
+    key: &str,
     event: &RecordedEvent,
     failure: &Failure,
     detail: &str,
@@ -398,7 +451,7 @@ pub(super) async fn park_row(
     )
     .exec_without_returning(txn)
     .await?;
-    Ok(())
+    mark_parked(txn, key).await
 }
 
 /// Records a committed batch of `projection`: its size, how long its

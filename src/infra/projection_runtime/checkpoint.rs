@@ -12,8 +12,9 @@ use chrono::Utc;
 use entity::projection_checkpoints as checkpoints;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 
 use crate::es::envelope::Position;
@@ -76,6 +77,32 @@ fn is_postgres<C: ConnectionTrait>(db: &C) -> bool {
     db.get_database_backend() == DbBackend::Postgres
 }
 
+/// A checkpoint as its transaction locked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Locked {
+    pub at: Position,
+    /// The projection may have parked events (see [`mark_parked`]); when
+    /// clear, no stream of the batch is parked and none needs a look.
+    pub parked: bool,
+}
+
+impl Locked {
+    /// A key never written (SQLite): nothing is known, so look.
+    const NEW: Locked = Locked { at: Position::START, parked: true };
+
+    fn of(row: &checkpoints::Model, claim: &Claim) -> Result<Locked, CheckpointError> {
+        if row.lease_epoch > claim.epoch {
+            return Err(Fenced {
+                key: claim.key.clone(),
+                mine: claim.epoch,
+                current: row.lease_epoch,
+            }
+            .into());
+        }
+        Ok(Locked { at: Position { tx: row.tx_id, pos: row.position }, parked: row.parked })
+    }
+}
+
 /// Reads the checkpoint of `claim` inside `txn`, holding its row lock on
 /// PostgreSQL so two appliers of one key serialize instead of applying an
 /// event twice, and checks the claim's epoch against the stored one. Also
@@ -84,16 +111,36 @@ pub(super) async fn lock_checkpoint(
     txn: &DatabaseTransaction,
     projection: &str,
     claim: &Claim,
-) -> Result<Position, CheckpointError> {
-    let Some(row) = lock_row(txn, projection, &claim.key).await? else {
-        return Ok(Position::START);
-    };
-    if row.lease_epoch > claim.epoch {
-        return Err(
-            Fenced { key: claim.key.clone(), mine: claim.epoch, current: row.lease_epoch }.into()
-        );
+) -> Result<Locked, CheckpointError> {
+    match lock_row(txn, projection, &claim.key).await? {
+        Some(row) => Locked::of(&row, claim),
+        None => Ok(Locked::NEW),
     }
-    Ok(Position { tx: row.tx_id, pos: row.position })
+}
+
+/// Sets the parked mark of checkpoint `key` in `txn`, which parks an event
+/// of a stream this key covers while it holds the row's lock: a later
+/// transaction of the key sees the mark with the checkpoint it locks.
+pub(super) async fn mark_parked(txn: &DatabaseTransaction, key: &str) -> Result<(), DbErr> {
+    set_parked(txn, &[key], true).await
+}
+
+/// Clears the parked mark of `keys` (locked by `txn`), whose projections
+/// were found to have no parked event.
+pub(super) async fn clear_parked(txn: &DatabaseTransaction, keys: &[&str]) -> Result<(), DbErr> {
+    set_parked(txn, keys, false).await
+}
+
+async fn set_parked<C: ConnectionTrait>(db: &C, keys: &[&str], parked: bool) -> Result<(), DbErr> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    checkpoints::Entity::update_many()
+        .col_expr(checkpoints::Column::Parked, Expr::value(parked))
+        .filter(checkpoints::Column::Name.is_in(keys.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// The checkpoint row of `key`, locked until `txn` ends (on PostgreSQL; on
@@ -143,7 +190,7 @@ async fn lock_row(
 pub(super) async fn lock_checkpoints(
     txn: &DatabaseTransaction,
     members: &[(&str, &Claim)],
-) -> Result<Vec<Position>, CheckpointError> {
+) -> Result<Vec<Locked>, CheckpointError> {
     if !is_postgres(txn) {
         let mut positions = Vec::with_capacity(members.len());
         for (projection, claim) in members {
@@ -169,15 +216,7 @@ pub(super) async fn lock_checkpoints(
             let Some(row) = row else {
                 return Err(DbErr::RecordNotFound(format!("checkpoint {}", claim.key)).into());
             };
-            if row.lease_epoch > claim.epoch {
-                return Err(Fenced {
-                    key: claim.key.clone(),
-                    mine: claim.epoch,
-                    current: row.lease_epoch,
-                }
-                .into());
-            }
-            Ok(Position { tx: row.tx_id, pos: row.position })
+            Locked::of(row, claim)
         })
         .collect()
 }
@@ -195,7 +234,7 @@ async fn lock_rows(
     let select = Statement::from_sql_and_values(
         DbBackend::Postgres,
         "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id) \
-         SELECT name, tx_id, position, updated_at, lease_epoch FROM projection_checkpoints \
+         SELECT name, tx_id, position, updated_at, lease_epoch, parked FROM projection_checkpoints \
          WHERE name = ANY($2) AND (SELECT count(*) FROM shared) >= 0 ORDER BY name FOR UPDATE",
         [locks.into(), keys.into()],
     );
@@ -237,6 +276,9 @@ fn row_at(key: &str, position: Position, epoch: i64) -> checkpoints::ActiveModel
         position: Set(position.pos),
         updated_at: Set(Utc::now()),
         lease_epoch: Set(epoch),
+        // A new row starts marked (the column's default): nothing says yet
+        // that its projection has no parked event.
+        parked: NotSet,
     }
 }
 

@@ -15,25 +15,19 @@
 //! the poison event and parks only that member's stream; the other
 //! members apply it in their own transactions.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use entity::dead_letters;
-use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use tracing::Instrument as _;
-use uuid::Uuid;
 
-use super::applier::{ApplyError, Attempt, park_row, record_applied};
+use super::applier::{ApplyError, Attempt, Share, park_row, parked_streams, record_applied};
 use super::checkpoint::{Claim, lock_checkpoints, save_checkpoints};
 use super::errors::is_transient;
 use super::failure::{Failure, WAITING};
 use super::monitor::ProjectionStatus;
 use super::{Applier, ProjectionMonitor};
 use crate::es::changes::Change;
-use crate::es::envelope::{Position, RecordedEvent, StreamKey};
+use crate::es::envelope::{Position, RecordedEvent};
 use crate::infra::trace_context::{self, of_metadata};
 
 /// Projections applied together. A group of one is a projection alone.
@@ -166,25 +160,31 @@ impl ProjectionGroup {
         let started = Instant::now();
         let txn = self.read_db().begin().await?;
         let members: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
-        let checkpoints = lock_checkpoints(&txn, &members).await?;
-        for (name, at) in self.names().zip(&checkpoints) {
-            if *at < floor {
-                return Ok(Err(GroupError::Behind { projection: name, at: *at, floor }));
+        let locked = lock_checkpoints(&txn, &members).await?;
+        for (name, at) in self.names().zip(&locked) {
+            if at.at < floor {
+                return Ok(Err(GroupError::Behind { projection: name, at: at.at, floor }));
             }
         }
-        let fresh: Vec<Vec<&RecordedEvent>> = self
+        let shares: Vec<Share> = self
             .members
             .iter()
-            .zip(&checkpoints)
-            .map(|(m, at)| events.iter().filter(|e| e.position > *at && reads(m, e)).collect())
+            .zip(claims)
+            .zip(&locked)
+            .map(|((m, claim), locked)| Share {
+                name: m.name(),
+                key: &claim.key,
+                locked: *locked,
+                fresh: events.iter().filter(|e| e.position > locked.at && reads(m, e)).collect(),
+            })
             .collect();
-        let parked = parked_streams(&txn, &self.members, &fresh).await?;
+        let parked = parked_streams(&txn, &shares).await?;
         let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
         let mut applied = Vec::with_capacity(self.members.len());
-        for ((member, at), fresh) in self.members.iter().zip(&checkpoints).zip(&fresh) {
-            let span = apply_span(member, fresh);
+        for (member, share) in self.members.iter().zip(&shares) {
+            let span = apply_span(member, &share.fresh);
             let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-                fresh.iter().partition(|e| parked.contains(&(member.name(), e.stream.clone())));
+                share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
             let changes = match ready.is_empty() {
                 true => Vec::new(),
                 false => {
@@ -192,19 +192,20 @@ impl ProjectionGroup {
                 }
             };
             for event in waiting {
-                park_row(&txn, member.name(), event, &Failure::waiting(), WAITING, 0).await?;
+                park_row(&txn, share.name, share.key, event, &Failure::waiting(), WAITING, 0)
+                    .await?;
             }
-            applied.push(Applied { reached: (*at).max(delivered), changes, span });
+            applied.push(Applied { reached: share.locked.at.max(delivered), changes, span });
         }
         let moves: Vec<(&Claim, Position)> =
             claims.iter().zip(&applied).map(|(c, a)| (c, a.reached)).collect();
-        if applied.iter().zip(&checkpoints).any(|(a, at)| a.reached > *at) {
+        if applied.iter().zip(&locked).any(|(a, at)| a.reached > at.at) {
             save_checkpoints(&txn, &moves).await?;
         }
         txn.commit().await?;
         let elapsed = started.elapsed().as_secs_f64();
-        for (member, fresh) in self.members.iter().zip(&fresh) {
-            record_applied(member.name(), fresh, elapsed);
+        for share in &shares {
+            record_applied(share.name, &share.fresh, elapsed);
         }
         Ok(Ok(applied))
     }
@@ -242,38 +243,4 @@ fn apply_span(member: &Applier, events: &[&RecordedEvent]) -> tracing::Span {
     );
     trace_context::link_batch(&span, events.iter().filter_map(|e| of_metadata(&e.metadata)));
     span
-}
-
-/// The (projection, stream) pairs among the members' fresh events that
-/// have a parked event: one query for the whole group.
-async fn parked_streams(
-    txn: &DatabaseTransaction,
-    members: &[Applier],
-    fresh: &[Vec<&RecordedEvent>],
-) -> Result<HashSet<(&'static str, StreamKey)>, sea_orm::DbErr> {
-    let mut ids: Vec<Uuid> = fresh.iter().flatten().map(|e| e.stream.stream_id).collect();
-    if ids.is_empty() {
-        return Ok(HashSet::new());
-    }
-    ids.sort();
-    ids.dedup();
-    let names: Vec<&str> = members.iter().map(|m| m.name()).collect();
-    let rows: Vec<(String, String, Uuid)> = dead_letters::Entity::find()
-        .select_only()
-        .column(dead_letters::Column::Projection)
-        .column(dead_letters::Column::StreamType)
-        .column(dead_letters::Column::StreamId)
-        .filter(dead_letters::Column::Projection.is_in(names.iter().copied()))
-        .filter(dead_letters::Column::StreamId.is_in(ids))
-        .distinct()
-        .into_tuple()
-        .all(txn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(p, t, id)| {
-            let name = names.iter().copied().find(|n| *n == p)?;
-            Some((name, StreamKey::new(&t, id)))
-        })
-        .collect())
 }
