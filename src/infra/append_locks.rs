@@ -10,9 +10,16 @@
 //!   taken in ONE statement in ascending key order before the versions are
 //!   read. Every append transaction takes its locks in that one global
 //!   order, so two of them never wait for each other in a cycle; readers of a
-//!   stream share it, a writer excludes both. The version query that follows
-//!   is a new statement, so under `read committed` it sees every append that
-//!   held a conflicting lock before us. The locks end with the transaction.
+//!   stream share it, a writer excludes both. Where the transaction only
+//!   checks some stream, the version query that follows is a new statement,
+//!   so under `read committed` it sees every append that held a conflicting
+//!   lock before us. Where it writes every stream it names, the locks and
+//!   the versions are one statement (one round trip less): its snapshot
+//!   predates a lock it waited for, so it may miss the holder's new version,
+//!   but then its own insert of that version breaks the unique key on
+//!   (stream, version) and the append is retried alone and answered with
+//!   the conflict, as any race the key settles. The locks end with the
+//!   transaction.
 //! - SQLite: see [`begin_append`].
 
 use std::collections::BTreeMap;
@@ -47,7 +54,9 @@ pub fn stream_lock_key(stream: &StreamKey) -> i64 {
 /// The locks a transaction of `appends` needs, by key in ascending order:
 /// `true` (exclusive) where any append writes the stream, `false` (shared)
 /// where they only check its version.
-fn lock_set<'a>(appends: impl IntoIterator<Item = &'a StreamAppend>) -> BTreeMap<i64, bool> {
+pub(crate) fn lock_set<'a>(
+    appends: impl IntoIterator<Item = &'a StreamAppend>,
+) -> BTreeMap<i64, bool> {
     let mut locks = BTreeMap::new();
     for append in appends {
         let exclusive = locks.entry(stream_lock_key(&append.stream)).or_insert(false);

@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, mpsc, oneshot, watch};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
-use super::append_locks::{begin_append, lock_streams};
+use super::append_locks::{begin_append, lock_set, lock_streams};
 use super::supervisor::{Supervisor, TaskBoard};
 use super::trace_context;
 use crate::es::envelope::{Position, StreamKey};
@@ -174,10 +174,7 @@ impl Writer {
         group: &[&Pending],
     ) -> Result<Vec<Result<Vec<Outcome>, StoreError>>, DbErr> {
         let txn = begin_append(&self.db).await?;
-        lock_streams(&txn, group.iter().flat_map(|p| &p.streams)).await?;
-        let keys: Vec<&StreamKey> =
-            group.iter().flat_map(|p| p.streams.iter().map(|s| &s.stream)).collect();
-        let current = current_versions(&txn, &keys).await?;
+        let current = lock_and_read_versions(&txn, group).await?;
         let mut results: Vec<Option<Result<Vec<Outcome>, StoreError>>> =
             Vec::with_capacity(group.len());
         let mut rows = Vec::new();
@@ -298,47 +295,33 @@ async fn current_versions<C: sea_orm::ConnectionTrait>(
     db: &C,
     keys: &[&StreamKey],
 ) -> Result<HashMap<StreamKey, i64>, DbErr> {
-    let rows: Vec<(String, Uuid, Option<i64>)> = if db.get_database_backend() == DbBackend::Postgres
-    {
-        let keys: Vec<_> = keys
-            .iter()
-            .map(|k| serde_json::json!({ "stream_type": k.stream_type, "stream_id": k.stream_id }))
-            .collect();
+    if db.get_database_backend() == DbBackend::Postgres {
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             CURRENT_VERSIONS_PG,
-            [Json::from(keys).into()],
+            [Json::from(stream_keys(keys)).into()],
         );
-        let mut found = Vec::new();
-        for row in db.query_all_raw(statement).await? {
-            found.push((
-                row.try_get("", "stream_type")?,
-                row.try_get("", "stream_id")?,
-                row.try_get("", "v")?,
-            ));
-        }
-        found
-    } else {
-        let mut any = Condition::any();
-        for key in keys {
-            any = any.add(
-                Condition::all()
-                    .add(events::Column::StreamType.eq(key.stream_type.as_str()))
-                    .add(events::Column::StreamId.eq(key.stream_id)),
-            );
-        }
-        events::Entity::find()
-            .select_only()
-            .column(events::Column::StreamType)
-            .column(events::Column::StreamId)
-            .column_as(events::Column::Version.max(), "v")
-            .filter(any)
-            .group_by(events::Column::StreamType)
-            .group_by(events::Column::StreamId)
-            .into_tuple()
-            .all(db)
-            .await?
-    };
+        return versions_of(db.query_all_raw(statement).await?);
+    }
+    let mut any = Condition::any();
+    for key in keys {
+        any = any.add(
+            Condition::all()
+                .add(events::Column::StreamType.eq(key.stream_type.as_str()))
+                .add(events::Column::StreamId.eq(key.stream_id)),
+        );
+    }
+    let rows: Vec<(String, Uuid, Option<i64>)> = events::Entity::find()
+        .select_only()
+        .column(events::Column::StreamType)
+        .column(events::Column::StreamId)
+        .column_as(events::Column::Version.max(), "v")
+        .filter(any)
+        .group_by(events::Column::StreamType)
+        .group_by(events::Column::StreamId)
+        .into_tuple()
+        .all(db)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(stream_type, stream_id, v)| (StreamKey { stream_type, stream_id }, v.unwrap_or(0)))
@@ -349,6 +332,61 @@ const CURRENT_VERSIONS_PG: &str = "SELECT k.stream_type, k.stream_id, \
      (SELECT MAX(e.version) FROM events e \
       WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
      FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)";
+
+/// Takes the stream locks of `group` and reads the current version of
+/// each of its streams (see [`crate::infra::append_locks`]): in one
+/// statement on PostgreSQL when every append writes every stream it names,
+/// in two (locks, then versions) when some stream is only checked.
+async fn lock_and_read_versions(
+    txn: &DatabaseTransaction,
+    group: &[&Pending],
+) -> Result<HashMap<StreamKey, i64>, DbErr> {
+    let appends = || group.iter().flat_map(|p| &p.streams);
+    let keys: Vec<&StreamKey> = appends().map(|s| &s.stream).collect();
+    let locks = lock_set(appends());
+    let writes_all = locks.values().all(|exclusive| *exclusive);
+    if txn.get_database_backend() != DbBackend::Postgres || !writes_all {
+        lock_streams(txn, appends()).await?;
+        return current_versions(txn, &keys).await;
+    }
+    let locks: Vec<i64> = locks.into_keys().collect();
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        LOCK_AND_READ_VERSIONS_PG,
+        [locks.into(), Json::from(stream_keys(&keys)).into()],
+    );
+    versions_of(txn.query_all_raw(statement).await?)
+}
+
+/// Every lock, exclusive, in ascending key order (a one-time filter: run
+/// before the first row of the version lookup), then [`CURRENT_VERSIONS_PG`].
+const LOCK_AND_READ_VERSIONS_PG: &str = "WITH locks AS MATERIALIZED \
+     (SELECT pg_advisory_xact_lock(l.key) FROM (SELECT unnest($1::bigint[]) AS key ORDER BY 1) AS l) \
+     SELECT k.stream_type, k.stream_id, \
+     (SELECT MAX(e.version) FROM events e \
+      WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
+     FROM jsonb_to_recordset($2) AS k(stream_type text, stream_id uuid) \
+     WHERE (SELECT count(*) FROM locks) >= 0";
+
+/// `keys` as the JSON array the version lookups take.
+fn stream_keys(keys: &[&StreamKey]) -> Vec<serde_json::Value> {
+    keys.iter()
+        .map(|k| serde_json::json!({ "stream_type": k.stream_type, "stream_id": k.stream_id }))
+        .collect()
+}
+
+/// The versions a PostgreSQL version lookup found (absent streams at 0).
+fn versions_of(rows: Vec<sea_orm::QueryResult>) -> Result<HashMap<StreamKey, i64>, DbErr> {
+    let mut found = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = StreamKey {
+            stream_type: row.try_get("", "stream_type")?,
+            stream_id: row.try_get("", "stream_id")?,
+        };
+        found.insert(key, row.try_get::<Option<i64>>("", "v")?.unwrap_or(0));
+    }
+    Ok(found)
+}
 
 /// An inserted event: where it landed.
 struct Inserted {

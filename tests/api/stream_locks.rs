@@ -180,3 +180,32 @@ async fn a_writer_waits_for_appends_that_read_its_stream_and_readers_share_it() 
     assert_eq!(writer.await.unwrap().unwrap().version, 2);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_append_that_waited_for_a_writer_of_its_own_stream_gets_the_conflict() {
+    let (app, store, stream) = stream_at_version_one().await;
+
+    // A writer of S holds its lock and has inserted version 2, not committed.
+    let writer = hold_lock(&app, &stream, true).await;
+    let mut second = raw_event("Test", stream.stream_id, "Happened");
+    second.version = sea_orm::ActiveValue::Set(2);
+    second.insert(&writer).await.unwrap();
+
+    // An append of S decided at version 1 (it locks and reads in one
+    // statement, whose snapshot predates the lock it waits for)...
+    let late = tokio::spawn({
+        let (store, stream) = (store.clone(), stream.clone());
+        async move { store.append(vec![append(&stream, 1, 2)], None).await }
+    });
+    until_an_append_waits(&app).await;
+    assert!(!late.is_finished(), "the append went ahead of S's writer");
+
+    // ...is answered with the conflict once the writer commits, and
+    // appends nothing: S holds the writer's version 2, nothing after it.
+    writer.commit().await.unwrap();
+    let lost = late.await.unwrap().unwrap_err();
+    assert!(matches!(lost, StoreError::Conflict { expected: 1, actual: 2, .. }), "{lost:?}");
+    let events = store.load_stream(&stream, 0).await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    app.stop().await;
+}
