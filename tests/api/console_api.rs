@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::auth::{spawn_secured, token};
 use crate::helpers::{DEPOSIT, account_at, eventually, gql_as, open_account};
-use crate::integrity::{dead_letters, park_a_stream};
+use crate::integrity::{dead_letters, park_a_stream, remove_fault};
 use crate::subscriptions::WsClient;
 
 const STATE: &str = "query($t: String!, $id: UUID!, $v: Int) { aggregateState(streamType: $t, streamId: $id, version: $v) { version state } }";
@@ -139,10 +138,7 @@ async fn clerks_read_the_console_but_only_admins_retry_or_rebuild_and_others_are
 async fn retry_dead_letters_applies_the_parked_events_once_their_cause_is_fixed() {
     let (mut app, id, _) = park_a_stream().await;
     app.token = Some(token("admin", None));
-    app.db
-        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
-        .await
-        .unwrap();
+    remove_fault(&app).await;
     let retry = "mutation { retryDeadLetters(projection: \"bank_account_summary\") { applied failed waiting } }";
     let report = app.gql(retry, json!({})).await.ok();
     assert_eq!(report["retryDeadLetters"], json!({ "applied": 2, "failed": 0, "waiting": 0 }));

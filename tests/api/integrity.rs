@@ -56,6 +56,25 @@ fn retry_cli(app: &TestApp, projection: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// A fault of the read side that only a summary balance of `cents` trips
+/// (a trigger `test_fault` on the summary's table).
+async fn inject_fault_at(app: &TestApp, cents: i64) {
+    let sql = format!(
+        "CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN \
+           IF NEW.balance_cents = {cents} THEN RAISE EXCEPTION 'injected fault'; END IF; \
+           RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON bank_account_summary_view \
+           FOR EACH ROW EXECUTE FUNCTION test_fault();"
+    );
+    app.db.execute_unprepared(&sql).await.unwrap();
+}
+
+/// The operator's fix: the fault is gone.
+pub(crate) async fn remove_fault(app: &TestApp) {
+    let sql = "DROP TRIGGER test_fault ON bank_account_summary_view";
+    app.db.execute_unprepared(sql).await.unwrap();
+}
+
 /// An account whose second event trips a fault of the read side (a
 /// trigger that refuses the balance 12.34), and a third event behind it;
 /// returns once both are parked, with the account and the third's position.
@@ -63,17 +82,7 @@ pub(crate) async fn park_a_stream() -> (TestApp, String, String) {
     let app = spawn_app().await;
     let (id, position) = open_account(&app, "Ada", "10", "0").await;
     account_at(&app, &id, &position).await;
-    // A fault of the read side that only the balance 12.34 trips.
-    app.db
-        .execute_unprepared(
-            "CREATE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN \
-               IF NEW.balance_cents = 1234 THEN RAISE EXCEPTION 'injected fault'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON bank_account_summary_view \
-               FOR EACH ROW EXECUTE FUNCTION test_fault();",
-        )
-        .await
-        .unwrap();
+    inject_fault_at(&app, 1234).await;
     deposit(&app, &id, "2.34").await; // v2: parked
     let later = deposit(&app, &id, "1.00").await; // v3: must wait behind v2
     let parked = eventually(Duration::from_secs(20), || async {
@@ -103,10 +112,7 @@ async fn a_parked_event_holds_back_its_stream_and_a_retry_applies_both_in_order(
     assert_eq!(row["account"]["balance"], "10.00");
 
     // The operator fixes the cause and retries: both apply, in order.
-    app.db
-        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
-        .await
-        .unwrap();
+    remove_fault(&app).await;
     let output = retry_cli(&app, SUMMARY);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -139,10 +145,7 @@ async fn summary_marked(app: &TestApp, id: &str) -> bool {
 async fn a_checkpoint_is_marked_while_its_projection_has_parked_events_and_cleared_after() {
     let (app, id, _) = park_a_stream().await;
     assert!(summary_marked(&app, &id).await, "parking marks the stream's checkpoint");
-    app.db
-        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
-        .await
-        .unwrap();
+    remove_fault(&app).await;
     let output = retry_cli(&app, SUMMARY);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(dead_letters(&app, SUMMARY).await.is_empty());
@@ -151,16 +154,7 @@ async fn a_checkpoint_is_marked_while_its_projection_has_parked_events_and_clear
     assert!(!summary_marked(&app, &id).await, "a batch with nothing parked clears the mark");
     // Cleared, it is set again by the next parking, and the stream's
     // order holds: a new fault (at 20.00) parks, the deposit after waits.
-    app.db
-        .execute_unprepared(
-            "CREATE OR REPLACE FUNCTION test_fault() RETURNS trigger AS $$ BEGIN \
-               IF NEW.balance_cents = 2000 THEN RAISE EXCEPTION 'injected fault'; END IF; \
-               RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER test_fault BEFORE INSERT OR UPDATE ON bank_account_summary_view \
-               FOR EACH ROW EXECUTE FUNCTION test_fault();",
-        )
-        .await
-        .unwrap();
+    inject_fault_at(&app, 2000).await;
     deposit(&app, &id, "5.66").await; // 14.34 + 5.66 = 20.00: parked
     deposit(&app, &id, "1.00").await; // waits behind it
     let parked = eventually(Duration::from_secs(20), || async {

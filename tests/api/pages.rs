@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use crate::auth::{spawn_secured, token};
 use crate::browser::Browser;
 use crate::helpers::{DEPOSIT, account_at, open_account};
-use crate::integrity::{dead_letters, park_a_stream};
+use crate::integrity::{dead_letters, park_a_stream, remove_fault};
 
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 
@@ -168,10 +167,7 @@ async fn the_console_lists_a_stream_shows_its_events_and_tails_a_new_one_live() 
 #[tokio::test]
 async fn the_console_retries_a_dead_letter_once_its_cause_is_fixed() {
     let (app, id, _) = park_a_stream().await;
-    app.db
-        .execute_unprepared("DROP TRIGGER test_fault ON bank_account_summary_view")
-        .await
-        .unwrap();
+    remove_fault(&app).await;
     let browser = Browser::start().await;
     browser.client.goto(&app.url("/console")).await.unwrap();
     let letters = "[data-dead-letters='bank_account_summary']";

@@ -116,6 +116,16 @@ async fn hold_lock(app: &TestApp, stream: &StreamKey, exclusive: bool) -> Databa
     txn
 }
 
+/// A writer of `stream` (at version 1) mid-commit: it holds the stream's
+/// lock and has inserted version 2.
+async fn writing_version_two(app: &TestApp, stream: &StreamKey) -> DatabaseTransaction {
+    let writer = hold_lock(app, stream, true).await;
+    let mut second = raw_event("Test", stream.stream_id, "Happened");
+    second.version = sea_orm::ActiveValue::Set(2);
+    second.insert(&writer).await.unwrap();
+    writer
+}
+
 /// Waits (bounded) until some append waits for a lock.
 async fn until_an_append_waits(app: &TestApp) {
     let waiting = eventually(Duration::from_secs(10), || async { waiting_locks(app).await > 0 });
@@ -136,10 +146,7 @@ async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_ver
     let (app, store, read) = stream_at_version_one().await;
 
     // A writer of S holds its lock and has inserted version 2, not committed.
-    let writer = hold_lock(&app, &read, true).await;
-    let mut second = raw_event("Test", read.stream_id, "Happened");
-    second.version = sea_orm::ActiveValue::Set(2);
-    second.insert(&writer).await.unwrap();
+    let writer = writing_version_two(&app, &read).await;
 
     // A command that decided on S at version 1 must wait for it...
     let own = StreamKey::new("Test", Uuid::now_v7());
@@ -186,10 +193,7 @@ async fn an_append_that_waited_for_a_writer_of_its_own_stream_gets_the_conflict(
     let (app, store, stream) = stream_at_version_one().await;
 
     // A writer of S holds its lock and has inserted version 2, not committed.
-    let writer = hold_lock(&app, &stream, true).await;
-    let mut second = raw_event("Test", stream.stream_id, "Happened");
-    second.version = sea_orm::ActiveValue::Set(2);
-    second.insert(&writer).await.unwrap();
+    let writer = writing_version_two(&app, &stream).await;
 
     // An append of S decided at version 1 (it locks and reads in one
     // statement, whose snapshot predates the lock it waits for)...
