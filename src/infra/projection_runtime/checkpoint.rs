@@ -106,16 +106,15 @@ impl Locked {
 /// Reads the checkpoint of `claim` inside `txn`, holding its row lock on
 /// PostgreSQL so two appliers of one key serialize instead of applying an
 /// event twice, and checks the claim's epoch against the stored one. Also
-/// takes the projection's advisory lock in shared mode (see rebuilds).
+/// takes the projection's advisory lock in shared mode (see rebuilds); on
+/// PostgreSQL both in one statement, as [`lock_checkpoints`] for one.
 pub(super) async fn lock_checkpoint(
     txn: &DatabaseTransaction,
     projection: &str,
     claim: &Claim,
 ) -> Result<Locked, CheckpointError> {
-    match lock_row(txn, projection, &claim.key).await? {
-        Some(row) => Locked::of(&row, claim),
-        None => Ok(Locked::NEW),
-    }
+    let mut locked = lock_checkpoints(txn, &[(projection, claim)]).await?;
+    Ok(locked.remove(0))
 }
 
 /// Sets the parked mark of checkpoint `key` in `txn`, which parks an event
@@ -192,11 +191,14 @@ pub(super) async fn lock_checkpoints(
     members: &[(&str, &Claim)],
 ) -> Result<Vec<Locked>, CheckpointError> {
     if !is_postgres(txn) {
-        let mut positions = Vec::with_capacity(members.len());
+        let mut locked = Vec::with_capacity(members.len());
         for (projection, claim) in members {
-            positions.push(lock_checkpoint(txn, projection, claim).await?);
+            locked.push(match lock_row(txn, projection, &claim.key).await? {
+                Some(row) => Locked::of(&row, claim)?,
+                None => Locked::NEW,
+            });
         }
-        return Ok(positions);
+        return Ok(locked);
     }
     let mut rows = lock_rows(txn, members).await?;
     if rows.len() < members.len() {
