@@ -85,17 +85,16 @@ pub(crate) async fn begin_append(db: &DatabaseConnection) -> Result<DatabaseTran
     db.begin_with_options(options).await
 }
 
-/// Takes the advisory locks of `appends` on PostgreSQL (see the module
-/// doc), in one statement; a no-op on SQLite, whose append transaction
-/// already holds the write lock.
-pub(crate) async fn lock_streams<'a>(
+/// Takes the advisory locks `locks` (a [`lock_set`]) on PostgreSQL (see
+/// the module doc), in one statement; a no-op on SQLite, whose append
+/// transaction already holds the write lock.
+pub(crate) async fn lock_streams(
     txn: &DatabaseTransaction,
-    appends: impl IntoIterator<Item = &'a StreamAppend>,
+    locks: BTreeMap<i64, bool>,
 ) -> Result<(), DbErr> {
     if txn.get_database_backend() != DbBackend::Postgres {
         return Ok(());
     }
-    let locks = lock_set(appends);
     if locks.is_empty() {
         return Ok(());
     }

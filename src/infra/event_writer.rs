@@ -328,10 +328,17 @@ async fn current_versions<C: sea_orm::ConnectionTrait>(
         .collect())
 }
 
-const CURRENT_VERSIONS_PG: &str = "SELECT k.stream_type, k.stream_id, \
-     (SELECT MAX(e.version) FROM events e \
-      WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
-     FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)";
+/// The last version of each stream whose key is in the JSON array `$1`.
+macro_rules! current_versions_pg {
+    () => {
+        "SELECT k.stream_type, k.stream_id, \
+         (SELECT MAX(e.version) FROM events e \
+          WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
+         FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)"
+    };
+}
+
+const CURRENT_VERSIONS_PG: &str = current_versions_pg!();
 
 /// Takes the stream locks of `group` and reads the current version of
 /// each of its streams (see [`crate::infra::append_locks`]): in one
@@ -346,27 +353,27 @@ async fn lock_and_read_versions(
     let locks = lock_set(appends());
     let writes_all = locks.values().all(|exclusive| *exclusive);
     if txn.get_database_backend() != DbBackend::Postgres || !writes_all {
-        lock_streams(txn, appends()).await?;
+        lock_streams(txn, locks).await?;
         return current_versions(txn, &keys).await;
     }
     let locks: Vec<i64> = locks.into_keys().collect();
     let statement = Statement::from_sql_and_values(
         DbBackend::Postgres,
         LOCK_AND_READ_VERSIONS_PG,
-        [locks.into(), Json::from(stream_keys(&keys)).into()],
+        [Json::from(stream_keys(&keys)).into(), locks.into()],
     );
     versions_of(txn.query_all_raw(statement).await?)
 }
 
-/// Every lock, exclusive, in ascending key order (a one-time filter: run
-/// before the first row of the version lookup), then [`CURRENT_VERSIONS_PG`].
-const LOCK_AND_READ_VERSIONS_PG: &str = "WITH locks AS MATERIALIZED \
-     (SELECT pg_advisory_xact_lock(l.key) FROM (SELECT unnest($1::bigint[]) AS key ORDER BY 1) AS l) \
-     SELECT k.stream_type, k.stream_id, \
-     (SELECT MAX(e.version) FROM events e \
-      WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
-     FROM jsonb_to_recordset($2) AS k(stream_type text, stream_id uuid) \
-     WHERE (SELECT count(*) FROM locks) >= 0";
+/// Every lock of `$2`, exclusive, in ascending key order (a one-time
+/// filter: run before the first row of the version lookup), then
+/// [`CURRENT_VERSIONS_PG`] of `$1`.
+const LOCK_AND_READ_VERSIONS_PG: &str = concat!(
+    "WITH locks AS MATERIALIZED (SELECT pg_advisory_xact_lock(l.key) \
+     FROM (SELECT unnest($2::bigint[]) AS key ORDER BY 1) AS l) ",
+    current_versions_pg!(),
+    " WHERE (SELECT count(*) FROM locks) >= 0"
+);
 
 /// `keys` as the JSON array the version lookups take.
 fn stream_keys(keys: &[&StreamKey]) -> Vec<serde_json::Value> {

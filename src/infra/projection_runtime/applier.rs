@@ -252,15 +252,7 @@ impl Applier {
         let mut reached = locked.at;
         if !share.fresh.is_empty() {
             let parked = parked_streams(&txn, std::slice::from_ref(&share)).await?;
-            let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-                share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
-            if !ready.is_empty() {
-                changes.extend(self.projection.apply_batch(&txn, &ready).await?);
-            }
-            for event in waiting {
-                park_row(&txn, self.name(), &claim.key, event, &Failure::waiting(), WAITING, 0)
-                    .await?;
-            }
+            changes = apply_share(&txn, self.projection.as_ref(), &share, &parked).await?;
             reached = reached.max(share.fresh.iter().map(|e| e.position).max().unwrap_or_default());
         }
         reached = reached.max(watermark.unwrap_or_default());
@@ -336,8 +328,8 @@ impl Applier {
         let checkpoint = lock_checkpoint(&txn, self.name(), claim).await?.at;
         if event.position > checkpoint {
             let detail = error.to_string();
-            park_row(&txn, self.name(), &claim.key, event, failure, &detail, attempts as i32)
-                .await?;
+            park_row(&txn, self.name(), event, failure, &detail, attempts as i32).await?;
+            mark_parked(&txn, &claim.key).await?;
             save_checkpoint(&txn, claim, event.position).await?;
         }
         txn.commit().await?;
@@ -413,13 +405,35 @@ pub(super) async fn parked_streams(
         .collect())
 }
 
+/// Applies `share`'s fresh events in `txn`, except those of a stream in
+/// `parked` (from [`parked_streams`]): each of those is parked behind it
+/// (waiting). The key is marked already, or its stream would not be in
+/// `parked`. Returns the rows the projection changed.
+pub(super) async fn apply_share(
+    txn: &DatabaseTransaction,
+    projection: &dyn Projection,
+    share: &Share<'_>,
+    parked: &HashSet<(&'static str, StreamKey)>,
+) -> Result<Vec<Change>, ProjectionError> {
+    let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
+        share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
+    let changes = match ready.is_empty() {
+        true => Vec::new(),
+        false => projection.apply_batch(txn, &ready).await?,
+    };
+    for event in waiting {
+        park_row(txn, share.name, event, &Failure::waiting(), WAITING, 0).await?;
+    }
+    Ok(changes)
+}
+
 /// Records `event` as parked for `projection` with `failure`, and the
-/// error's full text (`detail`, for operators; never shown by the API),
-/// and marks checkpoint `key` (locked by `txn`) as having parked events.
+/// error's full text (`detail`, for operators; never shown by the API).
+/// Whoever parks a stream's first event also marks the checkpoint key it
+/// holds ([`mark_parked`]); events parked behind it find the key marked.
 pub(super) async fn park_row(
     txn: &DatabaseTransaction,
     projection: &str,
-    key: &str,
     event: &RecordedEvent,
     failure: &Failure,
     detail: &str,
@@ -451,7 +465,7 @@ pub(super) async fn park_row(
     )
     .exec_without_returning(txn)
     .await?;
-    mark_parked(txn, key).await
+    Ok(())
 }
 
 /// Records a committed batch of `projection`: its size, how long its

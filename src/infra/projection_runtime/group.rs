@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tracing::Instrument as _;
 
-use super::applier::{ApplyError, Attempt, Share, park_row, parked_streams, record_applied};
+use super::applier::{ApplyError, Attempt, Share, apply_share, parked_streams, record_applied};
 use super::checkpoint::{Claim, lock_checkpoints, save_checkpoints};
 use super::errors::is_transient;
-use super::failure::{Failure, WAITING};
+use super::failure::Failure;
 use super::monitor::ProjectionStatus;
 use super::{Applier, ProjectionMonitor};
 use crate::es::changes::Change;
@@ -183,18 +183,8 @@ impl ProjectionGroup {
         let mut applied = Vec::with_capacity(self.members.len());
         for (member, share) in self.members.iter().zip(&shares) {
             let span = apply_span(member, &share.fresh);
-            let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-                share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
-            let changes = match ready.is_empty() {
-                true => Vec::new(),
-                false => {
-                    member.projection.apply_batch(&txn, &ready).instrument(span.clone()).await?
-                }
-            };
-            for event in waiting {
-                park_row(&txn, share.name, share.key, event, &Failure::waiting(), WAITING, 0)
-                    .await?;
-            }
+            let applying = apply_share(&txn, member.projection.as_ref(), share, &parked);
+            let changes = applying.instrument(span.clone()).await?;
             applied.push(Applied { reached: share.locked.at.max(delivered), changes, span });
         }
         let moves: Vec<(&Claim, Position)> =
