@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold::es::envelope::{EventMetadata, NewEvent, StreamKey};
-use eventfold::es::store::{EventStore, StoreError, StreamAppend};
+use eventfold::es::store::{EventStore, Outcome, StoreError, StreamAppend};
 use eventfold::infra::append_locks::stream_lock_key;
 use eventfold::infra::event_store::SeaEventStore;
 use sea_orm::{
@@ -132,6 +132,21 @@ async fn until_an_append_waits(app: &TestApp) {
     assert!(waiting.await, "no append waited for the lock");
 }
 
+/// Starts `appends` through `store` on a task of its own and returns once
+/// some append waits for a lock, asserting (`why`) that it has not ended.
+async fn waiting_append(
+    app: &TestApp,
+    store: &Arc<SeaEventStore>,
+    appends: Vec<StreamAppend>,
+    why: &str,
+) -> tokio::task::JoinHandle<Result<Outcome, StoreError>> {
+    let store = store.clone();
+    let task = tokio::spawn(async move { store.append(appends, None).await });
+    until_an_append_waits(app).await;
+    assert!(!task.is_finished(), "{why}");
+    task
+}
+
 /// A PostgreSQL app, a store of its own, and a stream S at version 1.
 async fn stream_at_version_one() -> (TestApp, Arc<SeaEventStore>, StreamKey) {
     let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
@@ -150,12 +165,9 @@ async fn an_append_that_read_a_stream_waits_for_its_writer_then_sees_the_new_ver
 
     // A command that decided on S at version 1 must wait for it...
     let own = StreamKey::new("Test", Uuid::now_v7());
-    let reader = tokio::spawn({
-        let (store, own, read) = (store.clone(), own.clone(), read.clone());
-        async move { store.append(vec![append(&own, 0, 1), append(&read, 1, 0)], None).await }
-    });
-    until_an_append_waits(&app).await;
-    assert!(!reader.is_finished(), "the append that read S went ahead of S's writer");
+    let appends = vec![append(&own, 0, 1), append(&read, 1, 0)];
+    let why = "the append that read S went ahead of S's writer";
+    let reader = waiting_append(&app, &store, appends, why).await;
 
     // ...and, once the writer commits, see version 2 and lose.
     writer.commit().await.unwrap();
@@ -177,12 +189,8 @@ async fn a_writer_waits_for_appends_that_read_its_stream_and_readers_share_it() 
     tokio::time::timeout(Duration::from_secs(10), shared).await.unwrap().unwrap();
 
     // A writer of S waits until the reader has committed.
-    let writer = tokio::spawn({
-        let (store, read) = (store.clone(), read.clone());
-        async move { store.append(vec![append(&read, 1, 1)], None).await }
-    });
-    until_an_append_waits(&app).await;
-    assert!(!writer.is_finished(), "the writer moved S under an append that read it");
+    let why = "the writer moved S under an append that read it";
+    let writer = waiting_append(&app, &store, vec![append(&read, 1, 1)], why).await;
     reader.commit().await.unwrap();
     assert_eq!(writer.await.unwrap().unwrap().version, 2);
     app.stop().await;
@@ -197,12 +205,8 @@ async fn an_append_that_waited_for_a_writer_of_its_own_stream_gets_the_conflict(
 
     // An append of S decided at version 1 (it locks and reads in one
     // statement, whose snapshot predates the lock it waits for)...
-    let late = tokio::spawn({
-        let (store, stream) = (store.clone(), stream.clone());
-        async move { store.append(vec![append(&stream, 1, 2)], None).await }
-    });
-    until_an_append_waits(&app).await;
-    assert!(!late.is_finished(), "the append went ahead of S's writer");
+    let why = "the append went ahead of S's writer";
+    let late = waiting_append(&app, &store, vec![append(&stream, 1, 2)], why).await;
 
     // ...is answered with the conflict once the writer commits, and
     // appends nothing: S holds the writer's version 2, nothing after it.
