@@ -18,8 +18,9 @@
 //!   predates a lock it waited for, so it may miss the holder's new version,
 //!   but then its own insert of that version breaks the unique key on
 //!   (stream, version) and the append is retried alone and answered with
-//!   the conflict, as any race the key settles. The locks end with the
-//!   transaction.
+//!   the conflict, as any race the key settles. Such an append that
+//!   records no command is even one statement in all, insert included (see
+//!   [`super::event_writer`]). The locks end with the transaction.
 //! - SQLite: see [`begin_append`].
 
 use std::collections::BTreeMap;

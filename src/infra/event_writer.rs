@@ -13,6 +13,12 @@
 //! commit-order lock is taken (a trigger; see the event store module): the
 //! transaction gets its id under that lock, and holds it only for the
 //! INSERT, the command records and the COMMIT.
+//!
+//! On PostgreSQL a group that writes every stream it names and records no
+//! command (no client `commandId`) needs no transaction block: the locks,
+//! the version check and the INSERT are one statement ([`APPEND_PG`]), one
+//! round trip where the transaction takes four. The steps and their order
+//! are the same.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
@@ -39,7 +45,10 @@ use crate::es::store::{BatchedCommand, CommandRecord, Outcome, StoreError, Strea
 const MAX_GROUP: usize = 128;
 
 /// An append's outcomes and how many appends shared its transaction.
-type Reply = (Result<Vec<Outcome>, StoreError>, usize);
+type Reply = (AppendResult, usize);
+
+/// What one append of a group got.
+type AppendResult = Result<Vec<Outcome>, StoreError>;
 
 /// One queued append: its streams, and the commands whose events it
 /// carries (in order, over the first stream's events; usually one).
@@ -165,79 +174,38 @@ impl Writer {
         }
     }
 
-    /// Appends `group` in one transaction. The streams of every append are
-    /// locked, then every expectation is checked before the first write
-    /// (see the module doc); appends whose streams moved get their conflict
-    /// and the others go in.
-    async fn try_group(
-        &self,
-        group: &[&Pending],
-    ) -> Result<Vec<Result<Vec<Outcome>, StoreError>>, DbErr> {
-        let txn = begin_append(&self.db).await?;
-        let current = lock_and_read_versions(&txn, group).await?;
-        let mut results: Vec<Option<Result<Vec<Outcome>, StoreError>>> =
-            Vec::with_capacity(group.len());
-        let mut rows = Vec::new();
+    /// Appends `group` atomically. The streams of every append are locked,
+    /// then every expectation is checked before the first write (see the
+    /// module doc); appends whose streams moved get their conflict and the
+    /// others go in. On PostgreSQL a group that writes every stream it
+    /// names and records no command is one statement (see
+    /// [`APPEND_PG`]); any other group is a transaction.
+    async fn try_group(&self, group: &[&Pending]) -> Result<Vec<AppendResult>, DbErr> {
         let now = Utc::now();
-        for pending in group {
-            if let Some(conflict) = first_conflict(&pending.streams, &current) {
-                results.push(Some(Err(conflict)));
-            } else {
-                rows.extend(pending.streams.iter());
-                results.push(None);
-            }
-        }
-        let inserted = insert_events(&txn, &rows, now).await?;
-        let positions: HashMap<(&str, Uuid, i64), Position> = inserted
-            .iter()
-            .map(|m| ((m.stream_type.as_str(), m.stream_id, m.version), m.position))
-            .collect();
-        let mut logs = Vec::new();
-        for (pending, result) in group.iter().zip(results.iter_mut()) {
-            if result.is_some() {
-                continue;
-            }
-            let last = pending
-                .streams
+        let results = if in_one_statement(self.db.get_database_backend(), group) {
+            let (current, inserted) = append_in_one_statement(&self.db, group, now).await?;
+            outcomes(group, &current, &inserted).0
+        } else {
+            let txn = begin_append(&self.db).await?;
+            let current = lock_and_read_versions(&txn, group).await?;
+            let rows: Vec<&StreamAppend> = group
                 .iter()
-                .flat_map(|s| (1..=s.events.len() as i64).map(move |i| (s, s.expected_version + i)))
-                .filter_map(|(s, v)| {
-                    positions.get(&(s.stream.stream_type.as_str(), s.stream.stream_id, v))
-                })
-                .max()
-                .copied()
-                .unwrap_or_default();
-            // Each command ends at its own version; the last one's position
-            // is the append's last (over every stream it wrote).
-            let first = &pending.streams[0];
-            let mut outcomes = Vec::with_capacity(pending.commands.len());
-            let mut upto = 0;
-            for (i, command) in pending.commands.iter().enumerate() {
-                upto += command.events as i64;
-                let version = first.expected_version + upto;
-                let position = if i + 1 == pending.commands.len() {
-                    last
-                } else {
-                    let key = (first.stream.stream_type.as_str(), first.stream.stream_id, version);
-                    positions.get(&key).copied().unwrap_or(last)
-                };
-                let outcome = Outcome { id: first.stream.stream_id, version, position };
-                if let Some(record) = &command.record {
-                    logs.push((record, outcome));
-                }
-                outcomes.push(outcome);
+                .filter(|p| first_conflict(&p.streams, &current).is_none())
+                .flat_map(|p| p.streams.iter())
+                .collect();
+            let inserted = insert_events(&txn, &rows, now).await?;
+            let (results, logs) = outcomes(group, &current, &inserted);
+            if !logs.is_empty() {
+                insert_logs(&txn, &logs, now).await?;
             }
-            *result = Some(Ok(outcomes));
-        }
-        if !logs.is_empty() {
-            insert_logs(&txn, &logs, now).await?;
-        }
-        txn.commit().await?;
+            txn.commit().await?;
+            results
+        };
         self.committed.send_modify(|n| *n += 1);
         metrics::histogram!("eventfold_append_group_size").record(group.len() as f64);
         let written = (Utc::now() - now).num_microseconds().unwrap_or(0).max(0);
         metrics::histogram!("eventfold_append_write_duration_seconds").record(written as f64 / 1e6);
-        Ok(results.into_iter().map(|r| r.expect("every append answered")).collect())
+        Ok(results)
     }
 
     /// One append in its own transaction, with races mapped to conflicts.
@@ -264,6 +232,165 @@ impl Writer {
         }
     }
 }
+
+/// Each append's result, given the versions its streams were found at
+/// and where the accepted events landed, and the idempotency records of
+/// the commands that succeeded.
+fn outcomes<'a>(
+    group: &[&'a Pending],
+    current: &HashMap<StreamKey, i64>,
+    inserted: &[Inserted],
+) -> (Vec<AppendResult>, Vec<(&'a CommandRecord, Outcome)>) {
+    let positions: HashMap<(&str, Uuid, i64), Position> = inserted
+        .iter()
+        .map(|m| ((m.stream_type.as_str(), m.stream_id, m.version), m.position))
+        .collect();
+    let mut results = Vec::with_capacity(group.len());
+    let mut logs = Vec::new();
+    for pending in group {
+        if let Some(conflict) = first_conflict(&pending.streams, current) {
+            results.push(Err(conflict));
+            continue;
+        }
+        let last = pending
+            .streams
+            .iter()
+            .flat_map(|s| (1..=s.events.len() as i64).map(move |i| (s, s.expected_version + i)))
+            .filter_map(|(s, v)| {
+                positions.get(&(s.stream.stream_type.as_str(), s.stream.stream_id, v))
+            })
+            .max()
+            .copied()
+            .unwrap_or_default();
+        // Each command ends at its own version; the last one's position is
+        // the append's last (over every stream it wrote).
+        let first = &pending.streams[0];
+        let mut outcomes = Vec::with_capacity(pending.commands.len());
+        let mut upto = 0;
+        for (i, command) in pending.commands.iter().enumerate() {
+            upto += command.events as i64;
+            let version = first.expected_version + upto;
+            let position = if i + 1 == pending.commands.len() {
+                last
+            } else {
+                let key = (first.stream.stream_type.as_str(), first.stream.stream_id, version);
+                positions.get(&key).copied().unwrap_or(last)
+            };
+            let outcome = Outcome { id: first.stream.stream_id, version, position };
+            if let Some(record) = &command.record {
+                logs.push((record, outcome));
+            }
+            outcomes.push(outcome);
+        }
+        results.push(Ok(outcomes));
+    }
+    (results, logs)
+}
+
+/// Whether `group` is appended by [`APPEND_PG`]: on PostgreSQL, when every
+/// append writes every stream it names and no command is to be recorded.
+fn in_one_statement(backend: DbBackend, group: &[&Pending]) -> bool {
+    backend == DbBackend::Postgres
+        && group.iter().all(|p| {
+            p.streams.iter().all(|s| !s.events.is_empty())
+                && p.commands.iter().all(|c| c.record.is_none())
+        })
+}
+
+/// Appends `group` with [`APPEND_PG`], in one statement outside any
+/// transaction; returns the version each stream was found at and where
+/// the accepted events landed.
+async fn append_in_one_statement(
+    db: &DatabaseConnection,
+    group: &[&Pending],
+    now: chrono::DateTime<Utc>,
+) -> Result<(HashMap<StreamKey, i64>, Vec<Inserted>), DbErr> {
+    let appends =
+        || group.iter().enumerate().flat_map(|(a, p)| p.streams.iter().map(move |s| (a, s)));
+    let locks: Vec<i64> = lock_set(appends().map(|(_, s)| s)).into_keys().collect();
+    let expected: Vec<Json> = appends()
+        .map(|(a, s)| {
+            serde_json::json!({
+                "a": a,
+                "stream_type": s.stream.stream_type,
+                "stream_id": s.stream.stream_id,
+                "expected": s.expected_version,
+            })
+        })
+        .collect();
+    let rows: Vec<Json> = appends()
+        .flat_map(|(a, s)| {
+            event_rows(s).map(move |mut row| {
+                row["a"] = a.into();
+                row
+            })
+        })
+        .collect();
+    let values = [Json::from(rows).into(), locks.into(), Json::from(expected).into(), now.into()];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, APPEND_PG, values);
+    let (mut current, mut inserted) = (HashMap::new(), Vec::new());
+    for row in db.query_all_raw(statement).await? {
+        let stream_type: String = row.try_get("", "stream_type")?;
+        let stream_id: Uuid = row.try_get("", "stream_id")?;
+        let version: i64 = row.try_get("", "version")?;
+        match row.try_get::<Option<i64>>("", "position")? {
+            Some(pos) => {
+                let tx = row.try_get("", "tx_id")?;
+                inserted.push(Inserted {
+                    stream_type,
+                    stream_id,
+                    version,
+                    position: Position { tx, pos },
+                });
+            }
+            None => {
+                current.insert(StreamKey { stream_type, stream_id }, version);
+            }
+        }
+    }
+    Ok((current, inserted))
+}
+
+/// A whole append group in one statement, so outside a transaction block
+/// (one round trip instead of BEGIN, locks and versions, INSERT, COMMIT):
+/// - `held` takes every stream lock of `$2`, exclusive, in ascending key
+///   order, before anything else is read;
+/// - `found` reads the version of each stream of `$3` (after the locks:
+///   the `WHERE` makes it wait for them) and compares it with what its
+///   append (`a`) expected;
+/// - the INSERT writes the events of `$1` of every append none of whose
+///   streams moved, in the order given (positions follow it).
+///
+/// The result lists `found` first, then the inserted rows: PostgreSQL
+/// runs a `UNION ALL`'s branches in order and runs the INSERT when its
+/// branch is read, so the locks are held and the versions read before the
+/// INSERT's trigger takes the commit-order lock (stream locks before the
+/// commit-order lock, as in a transaction; see the module doc). As there,
+/// the statement's snapshot may predate a lock it waited for, and then its
+/// insert breaks the (stream, version) unique key and the group is retried
+/// append by append.
+const APPEND_PG: &str = "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(l.key) \
+       FROM (SELECT unnest($2::bigint[]) AS key ORDER BY 1) AS l), \
+     found AS MATERIALIZED (SELECT x.a, x.stream_type, x.stream_id, x.expected, \
+       COALESCE((SELECT MAX(e.version) FROM events e \
+         WHERE e.stream_type = x.stream_type AND e.stream_id = x.stream_id), 0) AS version \
+       FROM jsonb_to_recordset($3) AS x(a int, stream_type text, stream_id uuid, expected bigint) \
+       WHERE (SELECT count(*) FROM held) >= 0), \
+     inserted AS (INSERT INTO events \
+       (event_id, stream_type, stream_id, version, event_type, schema_version, payload, metadata, recorded_at) \
+       SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, r.schema_version, \
+              r.payload, r.metadata, $4 \
+       FROM ROWS FROM (jsonb_to_recordset($1) AS (a int, event_id uuid, stream_type text, stream_id uuid, \
+              version bigint, event_type text, schema_version int, payload jsonb, metadata jsonb)) \
+            WITH ORDINALITY AS r(a, event_id, stream_type, stream_id, version, event_type, \
+              schema_version, payload, metadata, n) \
+       WHERE r.a NOT IN (SELECT f.a FROM found f WHERE f.version <> f.expected) \
+       ORDER BY r.n \
+       RETURNING tx_id, position, stream_type, stream_id, version) \
+     SELECT f.stream_type, f.stream_id, f.version, NULL::bigint AS tx_id, NULL::bigint AS position \
+       FROM found f \
+     UNION ALL \
+     SELECT i.stream_type, i.stream_id, i.version, i.tx_id, i.position FROM inserted i";
 
 /// One writer task: takes everything queued (up to [`MAX_GROUP`]) and
 /// commits it, until the queue closes or the store is gone.
@@ -424,23 +551,7 @@ async fn insert_events(
             })
             .collect());
     }
-    let rows: Vec<Json> = appends
-        .iter()
-        .flat_map(|s| {
-            s.events.iter().enumerate().map(move |(i, event)| {
-                serde_json::json!({
-                    "event_id": event.event_id,
-                    "stream_type": s.stream.stream_type,
-                    "stream_id": s.stream.stream_id,
-                    "version": s.expected_version + i as i64 + 1,
-                    "event_type": event.event_type,
-                    "schema_version": event.schema_version,
-                    "payload": event.payload,
-                    "metadata": event.metadata,
-                })
-            })
-        })
-        .collect();
+    let rows: Vec<Json> = appends.iter().flat_map(|s| event_rows(s)).collect();
     let values = [Json::from(rows).into(), now.into()];
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS_PG, values);
     let mut inserted = Vec::new();
@@ -453,6 +564,22 @@ async fn insert_events(
         });
     }
     Ok(inserted)
+}
+
+/// The events of `append` as the JSON rows the PostgreSQL inserts take.
+fn event_rows(append: &StreamAppend) -> impl Iterator<Item = Json> + '_ {
+    append.events.iter().enumerate().map(move |(i, event)| {
+        serde_json::json!({
+            "event_id": event.event_id,
+            "stream_type": append.stream.stream_type,
+            "stream_id": append.stream.stream_id,
+            "version": append.expected_version + i as i64 + 1,
+            "event_type": event.event_type,
+            "schema_version": event.schema_version,
+            "payload": event.payload,
+            "metadata": event.metadata,
+        })
+    })
 }
 
 /// Rows in the order given (`ORDER BY n`), so positions follow it.

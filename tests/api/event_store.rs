@@ -316,8 +316,10 @@ async fn a_decision_never_rests_on_a_stream_that_moved_after_it_was_read() {
     app.stop().await;
 }
 
-#[tokio::test]
-async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
+/// The statements a writer prepared for an append alone, then for groups
+/// of every size the queue makes of 1..=24 concurrent appends of one to
+/// three events each, with a command record each when `recorded`.
+async fn statements_prepared_for_groups(recorded: bool) -> Vec<String> {
     let (app, _) = migrated_store().await;
     // One connection: every statement the writers prepare is prepared on
     // it, and `pg_prepared_statements` (per session) lists them all.
@@ -325,16 +327,14 @@ async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
     let store = Arc::new(SeaEventStore::new(db.clone()));
     let append = |store: Arc<SeaEventStore>, events: usize| async move {
         let stream = StreamKey::new("Test", Uuid::now_v7());
-        let command = eventfold::es::store::CommandRecord {
+        let command = recorded.then(|| eventfold::es::store::CommandRecord {
             command_id: Uuid::now_v7(),
             stream: stream.clone(),
-        };
+        });
         let events = (0..events).map(|_| new_event("Shaped")).collect();
         let appended = StreamAppend { stream, expected_version: 0, events };
-        store.append(vec![appended], Some(command)).await.unwrap()
+        store.append(vec![appended], command).await.unwrap()
     };
-    // Alone, then in groups of every size the queue makes of 1..=24
-    // concurrent appends of one to three events each.
     append(store.clone(), 1).await;
     for wave in 1..=24 {
         let appends: Vec<_> =
@@ -343,8 +343,11 @@ async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
             a.await.unwrap();
         }
     }
-    let appended = app.scalar_i64("SELECT COUNT(*) FROM command_log").await;
-    assert_eq!(appended, 1 + (1..=24).sum::<i64>());
+    let waves = 1 + (1..=24).sum::<i64>();
+    let streams = app.scalar_i64("SELECT COUNT(DISTINCT stream_id) FROM events").await;
+    assert_eq!(streams, waves);
+    let logged = app.scalar_i64("SELECT COUNT(*) FROM command_log").await;
+    assert_eq!(logged, if recorded { waves } else { 0 });
     let prepared = db
         .query_all_raw(sea_orm::Statement::from_string(
             sea_orm::DbBackend::Postgres,
@@ -352,16 +355,34 @@ async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
         ))
         .await
         .unwrap();
-    let statements: Vec<String> =
-        prepared.iter().map(|r| r.try_get::<String>("", "statement").unwrap()).collect();
-    let shapes =
-        |start: &str| statements.iter().filter(|s| s.trim_start().starts_with(start)).count();
-    assert_eq!(shapes("INSERT INTO events"), 1, "{statements:#?}");
-    assert_eq!(shapes("INSERT INTO command_log"), 1, "{statements:#?}");
+    app.stop().await;
+    prepared.iter().map(|r| r.try_get::<String>("", "statement").unwrap()).collect()
+}
+
+/// How many of `statements` start with `start`.
+fn shapes(statements: &[String], start: &str) -> usize {
+    statements.iter().filter(|s| s.trim_start().starts_with(start)).count()
+}
+
+#[tokio::test]
+async fn the_writers_statements_keep_one_shape_whatever_the_group_size() {
+    let statements = statements_prepared_for_groups(true).await;
+    assert_eq!(shapes(&statements, "INSERT INTO events"), 1, "{statements:#?}");
+    assert_eq!(shapes(&statements, "INSERT INTO command_log"), 1, "{statements:#?}");
     // Appends that write every stream they name lock and read versions
     // in one statement; the two-statement form is for checked streams.
-    assert_eq!(shapes("WITH locks AS MATERIALIZED"), 1, "{statements:#?}");
-    assert_eq!(shapes("SELECT CASE WHEN l.exclusive"), 0, "{statements:#?}");
-    assert_eq!(shapes("SELECT k.stream_type"), 0, "{statements:#?}");
-    app.stop().await;
+    assert_eq!(shapes(&statements, "WITH locks AS MATERIALIZED"), 1, "{statements:#?}");
+    assert_eq!(shapes(&statements, "SELECT CASE WHEN l.exclusive"), 0, "{statements:#?}");
+    assert_eq!(shapes(&statements, "SELECT k.stream_type"), 0, "{statements:#?}");
+    // A command record needs the transaction: the one-statement form is unused.
+    assert_eq!(shapes(&statements, "WITH held AS MATERIALIZED"), 0, "{statements:#?}");
+}
+
+#[tokio::test]
+async fn appends_without_command_records_are_one_statement_of_one_shape() {
+    let statements = statements_prepared_for_groups(false).await;
+    assert_eq!(shapes(&statements, "WITH held AS MATERIALIZED"), 1, "{statements:#?}");
+    // Nothing of the transaction's statements: no BEGIN-to-COMMIT round trips.
+    assert_eq!(shapes(&statements, "WITH locks AS MATERIALIZED"), 0, "{statements:#?}");
+    assert_eq!(shapes(&statements, "INSERT INTO events"), 0, "{statements:#?}");
 }

@@ -217,3 +217,35 @@ async fn an_append_that_waited_for_a_writer_of_its_own_stream_gets_the_conflict(
     assert_eq!(events.len(), 2, "{events:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_append_waiting_for_a_stream_lock_holds_up_no_other_stream() {
+    let (app, store, stream) = stream_at_version_one().await;
+
+    // Some transaction holds S's lock; an append of S (one statement: no
+    // command record) waits for it...
+    let holder = hold_lock(&app, &stream, true).await;
+    let why = "the append of S went ahead of S's lock holder";
+    let late = waiting_append(&app, &store, vec![append(&stream, 1, 1)], why).await;
+
+    // ...without the commit-order lock (taken by the events INSERT, after
+    // the stream locks): appends of other streams commit meanwhile, alone
+    // and in a transaction (which takes that lock too).
+    let other = StreamKey::new("Test", Uuid::now_v7());
+    let alone = store.append(vec![append(&other, 0, 1)], None);
+    let alone = tokio::time::timeout(Duration::from_secs(10), alone).await;
+    assert_eq!(alone.expect("held up by an append waiting for a stream").unwrap().version, 1);
+    let checked = vec![append(&other, 1, 1), append(&own(), 0, 0)];
+    let checked = tokio::time::timeout(Duration::from_secs(10), store.append(checked, None)).await;
+    assert_eq!(checked.expect("held up by an append waiting for a stream").unwrap().version, 2);
+    assert!(!late.is_finished(), "{why}");
+
+    holder.commit().await.unwrap();
+    assert_eq!(late.await.unwrap().unwrap().version, 2);
+    app.stop().await;
+}
+
+/// A new, empty stream.
+fn own() -> StreamKey {
+    StreamKey::new("Test", Uuid::now_v7())
+}
