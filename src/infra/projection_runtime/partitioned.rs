@@ -259,11 +259,14 @@ impl PartitionedRunner {
         let mut persisted = Instant::now();
         // First re-read what this consumer already holds, then new entries.
         let mut backlog = true;
+        // Entries whose effects are committed, acknowledged with the next read.
+        let mut done: Vec<StreamId> = Vec::new();
         while !*stop.borrow() {
             let entries = tokio::select! {
-                read = self.read_batch(&mut part, backlog) => read?,
-                _ = stop.changed() => return Ok(()),
+                read = self.read_batch(&mut part, backlog, &done) => read?,
+                _ = stop.changed() => break,
             };
+            done.clear();
             if entries.is_empty() {
                 backlog = false;
                 // An idle partition gets no batch, so no watermark finds a
@@ -295,15 +298,18 @@ impl PartitionedRunner {
                 self.claim_pending(&mut part).await?;
                 backlog = true;
             }
-            self.acknowledge(&mut part, &entries).await?;
+            done = entries;
             // Linger only under load (several events per read): an idle
             // partition answers at once, a busy one gathers bigger batches.
-            if !backlog && carried > 1 && entries.len() < self.batch_size {
+            if !backlog && carried > 1 && done.len() < self.batch_size {
                 tokio::select! {
                     _ = stop.changed() => {}
                     _ = tokio::time::sleep(self.group.members[0].settings.linger) => {}
                 }
             }
+        }
+        if !done.is_empty() {
+            self.acknowledge(&mut part, &done).await?;
         }
         Ok(())
     }
@@ -359,20 +365,26 @@ impl PartitionedRunner {
         }
     }
 
-    /// Reads up to `batch_size` entries: this consumer's pending ones while
-    /// `backlog`, else new ones (blocking up to a second).
+    /// Acknowledges `done` (entries whose effects are committed) and reads
+    /// up to `batch_size` entries, in one round trip: this consumer's
+    /// pending ones while `backlog`, else new ones (blocking up to a second).
     async fn read_batch(
         &self,
         part: &mut Partition,
         backlog: bool,
+        done: &[StreamId],
     ) -> anyhow::Result<Vec<StreamId>> {
-        let mut read = redis::cmd("XREADGROUP");
+        let mut pipe = redis::pipe();
+        if !done.is_empty() {
+            pipe.add_command(self.ack_command(part, done)).ignore();
+        }
+        let read = pipe.cmd("XREADGROUP");
         read.arg("GROUP").arg(self.name()).arg(&self.worker_id).arg("COUNT").arg(self.batch_size);
         if !backlog {
             read.arg("BLOCK").arg(1000);
         }
         read.arg("STREAMS").arg(&part.stream).arg(if backlog { "0" } else { ">" });
-        let reply: Option<StreamReadReply> = read.query_async(&mut part.conn).await?;
+        let (reply,): (Option<StreamReadReply>,) = pipe.query_async(&mut part.conn).await?;
         Ok(reply.and_then(|r| r.keys.into_iter().next()).map(|k| k.ids).unwrap_or_default())
     }
 
@@ -447,14 +459,16 @@ impl PartitionedRunner {
 
     /// Acknowledges entries whose effects are committed.
     async fn acknowledge(&self, part: &mut Partition, entries: &[StreamId]) -> anyhow::Result<()> {
-        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
-        let _: i64 = redis::cmd("XACK")
-            .arg(&part.stream)
-            .arg(self.name())
-            .arg(&ids)
-            .query_async(&mut part.conn)
-            .await?;
+        let _: i64 = self.ack_command(part, entries).query_async(&mut part.conn).await?;
         Ok(())
+    }
+
+    /// The XACK of `entries` by this group.
+    fn ack_command(&self, part: &Partition, entries: &[StreamId]) -> redis::Cmd {
+        let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+        let mut ack = redis::cmd("XACK");
+        ack.arg(&part.stream).arg(self.name()).arg(&ids);
+        ack
     }
 
     /// The relay's durable checkpoint, read again.
