@@ -146,6 +146,54 @@ pub(crate) fn bank_events<'a>(events: &[&'a RecordedEvent]) -> (Vec<&'a Recorded
     (bank, ids)
 }
 
+/// The events of each account of `events` (bank events of one batch), in
+/// the order the accounts first appear, each account's in order, for the
+/// one-statement folds: only an account whose events follow each other
+/// without a gap after its opening (the common case: a batch of deposits
+/// and withdrawals on open accounts) gets a run; the others are left out.
+pub(crate) fn account_runs<'a>(events: &[&'a RecordedEvent]) -> Vec<Vec<&'a RecordedEvent>> {
+    let mut runs: Vec<Vec<&RecordedEvent>> = Vec::new();
+    let mut index: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for event in events {
+        let at = *index.entry(event.stream.stream_id).or_insert_with(|| {
+            runs.push(Vec::new());
+            runs.len() - 1
+        });
+        runs[at].push(event);
+    }
+    runs.retain(|run| {
+        run[0].version > 1 && run.windows(2).all(|w| w[1].version == w[0].version + 1)
+    });
+    runs
+}
+
+/// A running total of cents from zero, with the lowest and highest it
+/// reached on the way: what a one-statement fold adds to a stored amount,
+/// and the stored amounts from which no step of it overflows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunningTotal {
+    pub(crate) total: i64,
+    low: i64,
+    high: i64,
+}
+
+impl RunningTotal {
+    /// Adds `cents`; `None` when the total itself overflows.
+    pub(crate) fn add(&mut self, cents: i64) -> Option<()> {
+        self.total = self.total.checked_add(cents)?;
+        self.low = self.low.min(self.total);
+        self.high = self.high.max(self.total);
+        Some(())
+    }
+
+    /// The stored amounts `(from, to)` to which every step of this total
+    /// can be added without overflow (`low <= 0 <= high`, so neither bound
+    /// overflows).
+    pub(crate) fn room(&self) -> (i64, i64) {
+        (i64::MIN - self.low, i64::MAX - self.high)
+    }
+}
+
 /// Money in read tables is integer cents; domain money has two decimals.
 pub fn to_cents(amount: Decimal) -> Result<i64, ProjectionError> {
     (amount * Decimal::ONE_HUNDRED)
@@ -162,4 +210,27 @@ pub(crate) fn from_cents(cents: i64) -> Decimal {
 /// Adds with overflow turned into a projection error instead of a panic.
 pub(crate) fn add_cents(a: i64, b: i64) -> Result<i64, ProjectionError> {
     a.checked_add(b).ok_or_else(|| ProjectionError::new("amount overflow"))
+}
+
+#[cfg(test)]
+mod running_total_tests {
+    use super::RunningTotal;
+
+    #[test]
+    fn the_room_is_every_stored_amount_from_which_no_step_overflows() {
+        let mut t = RunningTotal::default();
+        t.add(5).unwrap();
+        t.add(-8).unwrap();
+        t.add(2).unwrap();
+        assert_eq!(t.total, -1);
+        // Steps reach +5 and -3 from the stored amount.
+        assert_eq!(t.room(), (i64::MIN + 3, i64::MAX - 5));
+        let (from, to) = t.room();
+        assert!(to.checked_add(5).is_some() && (to + 1).checked_add(5).is_none());
+        assert!(from.checked_add(-3).is_some() && (from - 1).checked_add(-3).is_none());
+        assert_eq!(RunningTotal::default().room(), (i64::MIN, i64::MAX));
+        let mut big = RunningTotal::default();
+        big.add(i64::MAX).unwrap();
+        assert!(big.add(1).is_none(), "the total itself overflows");
+    }
 }

@@ -208,6 +208,25 @@ impl TestApp {
         row.try_get_by_index::<i64>(0).expect("an integer")
     }
 
+    /// The rows of `sql` (PostgreSQL), each as the JSON array of its
+    /// columns, in order.
+    pub(crate) async fn query_json(&self, sql: &str) -> Value {
+        // `json` (not `jsonb`) keeps the columns in order.
+        let sql = format!(
+            "SELECT (SELECT json_agg(c.value) FROM json_each(to_json(r)) AS c)::text FROM ({sql}) AS r"
+        );
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql))
+            .await
+            .expect("query runs");
+        let row = |r: &sea_orm::QueryResult| -> Value {
+            let text = r.try_get_by_index::<String>(0).expect("a text");
+            serde_json::from_str(&text).expect("a JSON array")
+        };
+        Value::Array(rows.iter().map(row).collect())
+    }
+
     /// Transactions of this database waiting for the events' commit-order
     /// lock (the two-key advisory lock the events trigger takes).
     pub(crate) async fn commit_order_waiters(&self) -> i64 {

@@ -275,3 +275,117 @@ async fn a_projection_moved_back_on_an_idle_partition_is_caught_up_without_new_e
     assert_converged(&app).await;
     app.stop().await;
 }
+
+/// The SQL of every statement run through a pool of its own to `url`.
+async fn recorded_pool(url: &str) -> (DatabaseConnection, Arc<std::sync::Mutex<Vec<String>>>) {
+    let mut db = eventfold::infra::db::connect(url, 1).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    db.set_metric_callback(move |info| sink.lock().unwrap().push(info.statement.sql.clone()));
+    (db, seen)
+}
+
+/// Applies `events` to the bank read models in one transaction of `db`
+/// and returns what each reported, or the first error.
+async fn apply_bank(
+    db: &DatabaseConnection,
+    events: &[RecordedEvent],
+) -> Result<usize, eventfold::es::projector::ProjectionError> {
+    use eventfold::es::projector::Projection as _;
+    use eventfold::read_models::account_summary::AccountSummaryProjection;
+    use eventfold::read_models::balance_history::BalanceHistoryProjection;
+    use sea_orm::TransactionTrait;
+    let upcasters = Arc::new(eventfold::domain::upcasters());
+    let summary = AccountSummaryProjection { upcasters: upcasters.clone() };
+    let history = BalanceHistoryProjection { upcasters };
+    let events: Vec<&RecordedEvent> = events.iter().collect();
+    let txn = db.begin().await.unwrap();
+    let changed = summary.apply_batch(&txn, &events).await?.len();
+    history.apply_batch(&txn, &events).await?;
+    txn.commit().await.unwrap();
+    Ok(changed)
+}
+
+#[tokio::test]
+async fn deposits_and_withdrawals_on_open_accounts_are_one_statement_per_bank_read_model() {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let (ada, _) = open_account(&app, "Ada", "10", "0").await;
+    let (bob, _) = open_account(&app, "Bob", "1", "0").await;
+    for (id, mutation, amount) in [
+        (&ada, DEPOSIT, "5"),
+        (&bob, DEPOSIT, "2.50"),
+        (&ada, WITHDRAW, "3"),
+        (&ada, DEPOSIT, "0.25"),
+    ] {
+        app.gql(mutation, json!({ "input": { "accountId": id, "amount": amount } })).await.ok();
+    }
+    let store =
+        SeaEventStore::new(eventfold::infra::db::connect(&app.database_url, 1).await.unwrap());
+    let events = store.read_committed(Position::START, 100).await.unwrap();
+    assert_eq!(events.len(), 6);
+    let (openings, moves) = events.split_at(2);
+    let (db, seen) = recorded_pool(&app.database_url).await;
+    apply_bank(&db, openings).await.unwrap();
+
+    // The four moves on two open accounts: one UPDATE of the summary rows,
+    // one INSERT of the history rows; no row is read first.
+    seen.lock().unwrap().clear();
+    assert_eq!(apply_bank(&db, moves).await.unwrap(), 2, "two accounts changed");
+    let statements = seen.lock().unwrap().clone();
+    let on = |table: &str| statements.iter().filter(|s| s.contains(table)).count();
+    assert_eq!(on("bank_account_summary_view"), 1, "{statements:#?}");
+    assert_eq!(on("account_balance_history"), 1, "{statements:#?}");
+    assert!(statements.iter().all(|s| !s.trim_start().starts_with("SELECT")), "{statements:#?}");
+
+    // The rows are what folding the events gives.
+    let summary = "SELECT balance_cents, total_deposits_cents, total_withdrawals_cents, version, \
+                   position FROM bank_account_summary_view ORDER BY owner";
+    let rows = app.query_json(summary).await;
+    let last_of = |id: &str| {
+        events.iter().rfind(|e| e.stream.stream_id.to_string() == id).unwrap().position.pos
+    };
+    assert_eq!(rows, json!([[1225, 1525, 300, 4, last_of(&ada)], [350, 350, 0, 2, last_of(&bob)]]),);
+    let history = "SELECT v.owner, h.version, h.balance_cents FROM account_balance_history h \
+                   JOIN bank_account_summary_view v USING (account_id) ORDER BY v.owner, h.version";
+    let expected_history = json!([
+        ["Ada", 1, 1000],
+        ["Ada", 2, 1500],
+        ["Ada", 3, 1200],
+        ["Ada", 4, 1225],
+        ["Bob", 1, 100],
+        ["Bob", 2, 350]
+    ]);
+    assert_eq!(app.query_json(history).await, expected_history);
+
+    // Delivered again: nothing changes (the rows are past the batch).
+    assert_eq!(apply_bank(&db, moves).await.unwrap(), 0, "nothing changed");
+    assert_eq!(app.query_json(summary).await, rows);
+    assert_eq!(app.query_json(history).await, expected_history);
+
+    // An event past a gap is refused by both, as the fold refuses it.
+    let mut gap = moves[3].clone();
+    gap.version = 6;
+    let refused = apply_bank(&db, std::slice::from_ref(&gap)).await.unwrap_err();
+    assert!(refused.to_string().contains("an earlier event is missing"), "{refused}");
+
+    // A deposit that would overflow a stored amount is refused as the fold
+    // refuses it (a projection error, not a database error), and changes
+    // nothing.
+    let ada_id: uuid::Uuid = ada.parse().unwrap();
+    for table in ["bank_account_summary_view", "account_balance_history"] {
+        let sql = format!(
+            "UPDATE {table} SET balance_cents = {} WHERE account_id = '{ada_id}'",
+            i64::MAX - 10
+        );
+        db.execute_unprepared(&sql).await.unwrap();
+    }
+    let mut next = moves[3].clone();
+    next.version = 5;
+    let overflow = apply_bank(&db, std::slice::from_ref(&next)).await.unwrap_err();
+    assert!(overflow.to_string().contains("overflow"), "{overflow}");
+    let summary_balance = format!(
+        "SELECT balance_cents, version FROM bank_account_summary_view WHERE account_id = '{ada_id}'"
+    );
+    assert_eq!(app.query_json(&summary_balance).await, json!([[i64::MAX - 10, 4]]));
+    app.stop().await;
+}

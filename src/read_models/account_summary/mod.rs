@@ -4,4 +4,4 @@
 mod projector;
 pub mod query;
 
-pub use projector::{AccountSummaryProjection, NAME};
+pub use projector::{ADD_INCREMENTS_PG, AccountSummaryProjection, NAME};

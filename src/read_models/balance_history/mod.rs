@@ -4,4 +4,4 @@
 mod projector;
 pub mod query;
 
-pub use projector::{BalanceHistoryProjection, NAME, latest_rows};
+pub use projector::{BalanceHistoryProjection, INSERT_RUNS_PG, NAME, latest_rows};
