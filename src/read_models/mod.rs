@@ -146,12 +146,22 @@ pub(crate) fn bank_events<'a>(events: &[&'a RecordedEvent]) -> (Vec<&'a Recorded
     (bank, ids)
 }
 
+/// Batches up to this many events go through the one-statement folds: they
+/// save a round trip, which is what a live batch of a few events pays
+/// for; a large batch (a rebuild, a catch-up) is folded from its rows,
+/// whose binary multi-row writes cost less per event than the folds' JSON.
+pub(crate) const ONE_STATEMENT_FOLD_MAX: usize = 64;
+
 /// The events of each account of `events` (bank events of one batch), in
 /// the order the accounts first appear, each account's in order, for the
 /// one-statement folds: only an account whose events follow each other
 /// without a gap after its opening (the common case: a batch of deposits
-/// and withdrawals on open accounts) gets a run; the others are left out.
+/// and withdrawals on open accounts) gets a run; the others are left out,
+/// and so is every account of a batch larger than [`ONE_STATEMENT_FOLD_MAX`].
 pub(crate) fn account_runs<'a>(events: &[&'a RecordedEvent]) -> Vec<Vec<&'a RecordedEvent>> {
+    if events.len() > ONE_STATEMENT_FOLD_MAX {
+        return Vec::new();
+    }
     let mut runs: Vec<Vec<&RecordedEvent>> = Vec::new();
     let mut index: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
     for event in events {
