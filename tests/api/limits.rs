@@ -215,6 +215,7 @@ async fn a_caller_over_its_rate_gets_429_and_retry_after_while_another_is_served
         json!({ "query": "{ products(first: 1) { pageInfo { hasNextPage } } }" }).to_string();
     let mut statuses = Vec::new();
     let mut limited = None;
+    let started = std::time::Instant::now();
     for _ in 0..50 {
         let response = post(&app, Some(&eager), query.clone()).await;
         statuses.push(response.status().as_u16());
@@ -223,8 +224,13 @@ async fn a_caller_over_its_rate_gets_429_and_retry_after_while_another_is_served
             limited = Some((retry_after, response.json::<Value>().await.unwrap()));
         }
     }
+    let elapsed = started.elapsed().as_secs_f64();
     assert!(statuses[..40].iter().all(|s| *s == 200), "the burst is served: {statuses:?}");
-    assert!(statuses[45..].iter().all(|s| *s == 429), "then refused: {statuses:?}");
+    // Then only what came back at 5/s meanwhile (a loaded machine takes
+    // longer over the 50, and so gets a few more).
+    let served = statuses.iter().filter(|s| **s == 200).count();
+    let refilled = (5.0 * elapsed).ceil() as usize;
+    assert!(served <= 40 + refilled, "then refused ({elapsed:.2} s): {statuses:?}");
     let (retry_after, body) = limited.unwrap();
     let seconds: u64 = retry_after.expect("Retry-After").to_str().unwrap().parse().unwrap();
     assert_eq!(seconds, 1, "a token comes back within a second at 5/s");
