@@ -326,7 +326,7 @@ async fn append_in_one_statement(
             })
         })
         .collect();
-    let values = [Json::from(rows).into(), locks.into(), Json::from(expected).into(), now.into()];
+    let values = [Json::from(rows).into(), now.into(), locks.into(), Json::from(expected).into()];
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, APPEND_PG, values);
     let (mut current, mut inserted) = (HashMap::new(), Vec::new());
     for row in db.query_all_raw(statement).await? {
@@ -351,15 +351,67 @@ async fn append_in_one_statement(
     Ok((current, inserted))
 }
 
+/// `WITH <name> AS MATERIALIZED (…)`: every stream lock of the bigint
+/// array `<param>`, exclusive, in ascending key order (the one global
+/// order; see [`crate::infra::append_locks`]).
+macro_rules! stream_locks_cte {
+    ($name:literal, $param:literal) => {
+        concat!(
+            "WITH ",
+            $name,
+            " AS MATERIALIZED (SELECT pg_advisory_xact_lock(l.key) ",
+            "FROM (SELECT unnest(",
+            $param,
+            "::bigint[]) AS key ORDER BY 1) AS l) "
+        )
+    };
+}
+
+/// The last version of the stream named by the `stream_type` and
+/// `stream_id` columns of `<alias>` (NULL for a new stream): one index
+/// step per stream.
+macro_rules! last_version {
+    ($alias:literal) => {
+        concat!(
+            "(SELECT MAX(e.version) FROM events e WHERE e.stream_type = ",
+            $alias,
+            ".stream_type AND e.stream_id = ",
+            $alias,
+            ".stream_id)"
+        )
+    };
+}
+
+/// Inserts the event rows of the JSON array `$1`, recorded at `$2`, that
+/// pass `<filter>` (on `r`; a row may carry its append's index `a`), in
+/// the order given (`ORDER BY n`), so positions follow it.
+macro_rules! insert_events_pg {
+    ($filter:literal) => {
+        concat!(
+            "INSERT INTO events (event_id, stream_type, stream_id, version, event_type, ",
+            "schema_version, payload, metadata, recorded_at) ",
+            "SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, ",
+            "r.schema_version, r.payload, r.metadata, $2 ",
+            "FROM ROWS FROM (jsonb_to_recordset($1) AS (event_id uuid, stream_type text, ",
+            "stream_id uuid, version bigint, event_type text, schema_version int, payload jsonb, ",
+            "metadata jsonb, a int)) WITH ORDINALITY AS r(event_id, stream_type, stream_id, ",
+            "version, event_type, schema_version, payload, metadata, a, n) ",
+            $filter,
+            " ORDER BY r.n RETURNING tx_id, position, stream_type, stream_id, version"
+        )
+    };
+}
+
 /// A whole append group in one statement, so outside a transaction block
 /// (one round trip instead of BEGIN, locks and versions, INSERT, COMMIT):
-/// - `held` takes every stream lock of `$2`, exclusive, in ascending key
+/// - `held` takes every stream lock of `$3`, exclusive, in ascending key
 ///   order, before anything else is read;
-/// - `found` reads the version of each stream of `$3` (after the locks:
+/// - `found` reads the version of each stream of `$4` (after the locks:
 ///   the `WHERE` makes it wait for them) and compares it with what its
 ///   append (`a`) expected;
-/// - the INSERT writes the events of `$1` of every append none of whose
-///   streams moved, in the order given (positions follow it).
+/// - the INSERT writes the events of `$1` (recorded at `$2`) of every
+///   append none of whose streams moved, in the order given (positions
+///   follow it).
 ///
 /// The result lists `found` first, then the inserted rows: PostgreSQL
 /// runs a `UNION ALL`'s branches in order and runs the INSERT when its
@@ -369,28 +421,17 @@ async fn append_in_one_statement(
 /// the statement's snapshot may predate a lock it waited for, and then its
 /// insert breaks the (stream, version) unique key and the group is retried
 /// append by append.
-const APPEND_PG: &str = "WITH held AS MATERIALIZED (SELECT pg_advisory_xact_lock(l.key) \
-       FROM (SELECT unnest($2::bigint[]) AS key ORDER BY 1) AS l), \
-     found AS MATERIALIZED (SELECT x.a, x.stream_type, x.stream_id, x.expected, \
-       COALESCE((SELECT MAX(e.version) FROM events e \
-         WHERE e.stream_type = x.stream_type AND e.stream_id = x.stream_id), 0) AS version \
-       FROM jsonb_to_recordset($3) AS x(a int, stream_type text, stream_id uuid, expected bigint) \
-       WHERE (SELECT count(*) FROM held) >= 0), \
-     inserted AS (INSERT INTO events \
-       (event_id, stream_type, stream_id, version, event_type, schema_version, payload, metadata, recorded_at) \
-       SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, r.schema_version, \
-              r.payload, r.metadata, $4 \
-       FROM ROWS FROM (jsonb_to_recordset($1) AS (a int, event_id uuid, stream_type text, stream_id uuid, \
-              version bigint, event_type text, schema_version int, payload jsonb, metadata jsonb)) \
-            WITH ORDINALITY AS r(a, event_id, stream_type, stream_id, version, event_type, \
-              schema_version, payload, metadata, n) \
-       WHERE r.a NOT IN (SELECT f.a FROM found f WHERE f.version <> f.expected) \
-       ORDER BY r.n \
-       RETURNING tx_id, position, stream_type, stream_id, version) \
-     SELECT f.stream_type, f.stream_id, f.version, NULL::bigint AS tx_id, NULL::bigint AS position \
-       FROM found f \
-     UNION ALL \
-     SELECT i.stream_type, i.stream_id, i.version, i.tx_id, i.position FROM inserted i";
+const APPEND_PG: &str = concat!(
+    stream_locks_cte!("held", "$3"),
+    ", found AS MATERIALIZED (SELECT x.a, x.stream_type, x.stream_id, x.expected, COALESCE(",
+    last_version!("x"),
+    ", 0) AS version FROM jsonb_to_recordset($4) AS x(a int, stream_type text, stream_id uuid, \
+     expected bigint) WHERE (SELECT count(*) FROM held) >= 0), inserted AS (",
+    insert_events_pg!("WHERE r.a NOT IN (SELECT f.a FROM found f WHERE f.version <> f.expected)"),
+    ") SELECT f.stream_type, f.stream_id, f.version, NULL::bigint AS tx_id, \
+     NULL::bigint AS position FROM found f \
+     UNION ALL SELECT i.stream_type, i.stream_id, i.version, i.tx_id, i.position FROM inserted i"
+);
 
 /// One writer task: takes everything queued (up to [`MAX_GROUP`]) and
 /// commits it, until the queue closes or the store is gone.
@@ -458,10 +499,11 @@ async fn current_versions<C: sea_orm::ConnectionTrait>(
 /// The last version of each stream whose key is in the JSON array `$1`.
 macro_rules! current_versions_pg {
     () => {
-        "SELECT k.stream_type, k.stream_id, \
-         (SELECT MAX(e.version) FROM events e \
-          WHERE e.stream_type = k.stream_type AND e.stream_id = k.stream_id) AS v \
-         FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)"
+        concat!(
+            "SELECT k.stream_type, k.stream_id, ",
+            last_version!("k"),
+            " AS v FROM jsonb_to_recordset($1) AS k(stream_type text, stream_id uuid)"
+        )
     };
 }
 
@@ -496,8 +538,7 @@ async fn lock_and_read_versions(
 /// filter: run before the first row of the version lookup), then
 /// [`CURRENT_VERSIONS_PG`] of `$1`.
 const LOCK_AND_READ_VERSIONS_PG: &str = concat!(
-    "WITH locks AS MATERIALIZED (SELECT pg_advisory_xact_lock(l.key) \
-     FROM (SELECT unnest($2::bigint[]) AS key ORDER BY 1) AS l) ",
+    stream_locks_cte!("locks", "$2"),
     current_versions_pg!(),
     " WHERE (SELECT count(*) FROM locks) >= 0"
 );
@@ -582,17 +623,8 @@ fn event_rows(append: &StreamAppend) -> impl Iterator<Item = Json> + '_ {
     })
 }
 
-/// Rows in the order given (`ORDER BY n`), so positions follow it.
-const INSERT_EVENTS_PG: &str = "INSERT INTO events \
-     (event_id, stream_type, stream_id, version, event_type, schema_version, payload, metadata, recorded_at) \
-     SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, r.schema_version, \
-            r.payload, r.metadata, $2 \
-     FROM ROWS FROM (jsonb_to_recordset($1) AS (event_id uuid, stream_type text, stream_id uuid, \
-            version bigint, event_type text, schema_version int, payload jsonb, metadata jsonb)) \
-          WITH ORDINALITY AS r(event_id, stream_type, stream_id, version, event_type, \
-            schema_version, payload, metadata, n) \
-     ORDER BY r.n \
-     RETURNING tx_id, position, stream_type, stream_id, version";
+/// Every event row of `$1`.
+const INSERT_EVENTS_PG: &str = insert_events_pg!("");
 
 /// Records each command's outcome (its idempotency record); on PostgreSQL
 /// in one statement shape for any number.

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::domain::bank::BankAccount;
+use crate::domain::bank::{BankAccount, BankEvent};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
@@ -133,17 +133,48 @@ where
     Ok(Page::of(query.limit(limit + 1).all(db).await?, limit))
 }
 
-/// The bank account events of a batch, and the distinct accounts they touch.
-pub(crate) fn bank_events<'a>(events: &[&'a RecordedEvent]) -> (Vec<&'a RecordedEvent>, Vec<Uuid>) {
-    let bank: Vec<&RecordedEvent> = events
+/// The bank account events of a batch.
+pub(crate) fn bank_events<'a>(events: &[&'a RecordedEvent]) -> Vec<&'a RecordedEvent> {
+    events
         .iter()
         .copied()
         .filter(|e| e.stream.stream_type == <BankAccount as Aggregate>::STREAM_TYPE)
-        .collect();
-    let mut ids: Vec<Uuid> = bank.iter().map(|e| e.stream.stream_id).collect();
+        .collect()
+}
+
+/// The distinct accounts (streams) of `events`.
+pub(crate) fn account_ids(events: &[&RecordedEvent]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = events.iter().map(|e| e.stream.stream_id).collect();
     ids.sort();
     ids.dedup();
-    (bank, ids)
+    ids
+}
+
+/// The cents a bank event moves: `Some((deposited, withdrawn))` for a
+/// deposit, a withdrawal or a check, `None` for an opening (each read
+/// model folds that its own way).
+pub(crate) fn moved_cents(event: &BankEvent) -> Result<Option<(i64, i64)>, ProjectionError> {
+    Ok(match event {
+        BankEvent::MoneyDeposited { amount } => Some((to_cents(amount.amount())?, 0)),
+        BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
+            Some((0, to_cents(amount.amount())?))
+        }
+        BankEvent::AccountOpened { .. } => None,
+    })
+}
+
+/// `plan` of each account run of `events` (see [`account_runs`]): what
+/// one statement applies; an account `plan` gives nothing for is left to
+/// the fold.
+pub(crate) fn plan_runs<T>(
+    events: &[&RecordedEvent],
+    mut plan: impl FnMut(&[&RecordedEvent]) -> Result<Option<T>, ProjectionError>,
+) -> Result<Vec<T>, ProjectionError> {
+    let mut plans = Vec::new();
+    for run in account_runs(events) {
+        plans.extend(plan(&run)?);
+    }
+    Ok(plans)
 }
 
 /// Batches up to this many events go through the one-statement folds: they
@@ -158,7 +189,7 @@ pub(crate) const ONE_STATEMENT_FOLD_MAX: usize = 64;
 /// without a gap after its opening (the common case: a batch of deposits
 /// and withdrawals on open accounts) gets a run; the others are left out,
 /// and so is every account of a batch larger than [`ONE_STATEMENT_FOLD_MAX`].
-pub(crate) fn account_runs<'a>(events: &[&'a RecordedEvent]) -> Vec<Vec<&'a RecordedEvent>> {
+fn account_runs<'a>(events: &[&'a RecordedEvent]) -> Vec<Vec<&'a RecordedEvent>> {
     if events.len() > ONE_STATEMENT_FOLD_MAX {
         return Vec::new();
     }

@@ -23,7 +23,9 @@ use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
-use crate::read_models::{ReadModel, RunningTotal, account_runs, add_cents, to_cents};
+use crate::read_models::{
+    ReadModel, RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
+};
 
 pub const NAME: &str = "bank_account_summary";
 
@@ -65,13 +67,7 @@ fn fold(
     if !follows(row.version, event)? {
         return Ok(None);
     }
-    let (deposit, withdrawal) = match decoded {
-        BankEvent::MoneyDeposited { amount } => (to_cents(amount.amount())?, 0),
-        BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
-            (0, to_cents(amount.amount())?)
-        }
-        BankEvent::AccountOpened { .. } => (0, 0),
-    };
+    let (deposit, withdrawal) = moved_cents(&decoded)?.unwrap_or((0, 0));
     Ok(Some(view::Model {
         balance_cents: add_cents(row.balance_cents, deposit - withdrawal)?,
         total_deposits_cents: add_cents(row.total_deposits_cents, deposit)?,
@@ -126,38 +122,32 @@ impl Projection for AccountSummaryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let (mut events, _) = crate::read_models::bank_events(events);
+        let mut events = bank_events(events);
         let mut changed = Vec::new();
-        if txn.get_database_backend() == DbBackend::Postgres && !events.is_empty() {
-            let mut increments = Vec::new();
-            for run in account_runs(&events) {
-                increments.extend(increment(&run, &self.upcasters)?);
-            }
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let increments = plan_runs(&events, |run| increment(run, &self.upcasters))?;
             let done = add_increments(txn, &increments).await?;
             events.retain(|e| !done.contains(&e.stream.stream_id));
             changed.extend(done.into_iter().map(|id| ReadModel::Account.changed(id)));
         }
-        if !events.is_empty() {
-            changed.extend(self.fold_rows(txn, &events).await?);
-        }
+        changed.extend(self.fold_rows(txn, &events).await?);
         Ok(changed)
     }
 }
 
 impl AccountSummaryProjection {
-    /// Loads the rows of `events`' accounts, folds the events into them and
-    /// writes each changed row once.
+    /// Loads the rows of the accounts of `events` (bank events), folds the
+    /// events into them and writes each changed row once.
     async fn fold_rows(
         &self,
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let (events, ids) = crate::read_models::bank_events(events);
         if events.is_empty() {
             return Ok(vec![]);
         }
         let mut rows: HashMap<Uuid, view::Model> = view::Entity::find()
-            .filter(view::Column::AccountId.is_in(ids))
+            .filter(view::Column::AccountId.is_in(account_ids(events)))
             .all(txn)
             .await?
             .into_iter()
@@ -220,17 +210,13 @@ fn increment(
     let (mut balance, mut deposits, mut withdrawals) =
         (RunningTotal::default(), RunningTotal::default(), RunningTotal::default());
     for event in run {
-        let added = match upcasters.decode(event)? {
-            BankEvent::MoneyDeposited { amount } => {
-                let cents = to_cents(amount.amount())?;
-                balance.add(cents).and(deposits.add(cents))
-            }
-            BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
-                let cents = to_cents(amount.amount())?;
-                cents.checked_neg().and_then(|c| balance.add(c)).and(withdrawals.add(cents))
-            }
-            BankEvent::AccountOpened { .. } => Some(()),
-        };
+        // An opening after the first event moves nothing, as in the fold.
+        let (deposited, withdrawn) = moved_cents(&upcasters.decode(event)?)?.unwrap_or((0, 0));
+        let added = deposited
+            .checked_sub(withdrawn)
+            .and_then(|c| balance.add(c))
+            .and(deposits.add(deposited))
+            .and(withdrawals.add(withdrawn));
         if added.is_none() {
             return Ok(None);
         }

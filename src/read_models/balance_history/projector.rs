@@ -24,7 +24,9 @@ use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
 use crate::es::projector::{Projection, ProjectionError, follows};
 use crate::es::upcast::Upcasters;
-use crate::read_models::{RunningTotal, account_runs, add_cents, to_cents};
+use crate::read_models::{
+    RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
+};
 
 pub const NAME: &str = "account_balance_history";
 
@@ -59,35 +61,29 @@ impl Projection for BalanceHistoryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let (mut events, _) = crate::read_models::bank_events(events);
-        if txn.get_database_backend() == DbBackend::Postgres && !events.is_empty() {
-            let mut runs = Vec::new();
-            for run in account_runs(&events) {
-                runs.extend(balances(&run, &self.upcasters)?);
-            }
+        let mut events = bank_events(events);
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let runs = plan_runs(&events, |run| balances(run, &self.upcasters))?;
             let done = insert_runs(txn, &runs).await?;
             events.retain(|e| !done.contains(&e.stream.stream_id));
         }
-        if !events.is_empty() {
-            self.fold_rows(txn, &events).await?;
-        }
+        self.fold_rows(txn, &events).await?;
         Ok(vec![])
     }
 }
 
 impl BalanceHistoryProjection {
     /// Reads each account's latest row once (one query per batch), folds
-    /// `events` in memory and inserts the new rows together.
+    /// `events` (bank events) in memory and inserts the new rows together.
     async fn fold_rows(
         &self,
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<(), ProjectionError> {
-        let (events, ids) = crate::read_models::bank_events(events);
         if events.is_empty() {
             return Ok(());
         }
-        let mut last: HashMap<Uuid, (i64, i64)> = latest_rows(&ids)
+        let mut last: HashMap<Uuid, (i64, i64)> = latest_rows(&account_ids(events))
             .all(txn)
             .await?
             .into_iter()
@@ -104,11 +100,9 @@ impl BalanceHistoryProjection {
                 BankEvent::AccountOpened { initial_deposit, .. } => {
                     to_cents(initial_deposit.amount())?
                 }
-                BankEvent::MoneyDeposited { amount } => {
-                    add_cents(before, to_cents(amount.amount())?)?
-                }
-                BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
-                    add_cents(before, -to_cents(amount.amount())?)?
+                moved => {
+                    let (deposited, withdrawn) = moved_cents(&moved)?.unwrap_or((0, 0));
+                    add_cents(add_cents(before, deposited)?, -withdrawn)?
                 }
             };
             last.insert(id, (event.version, balance));
@@ -153,16 +147,12 @@ fn balances(
     let mut total = RunningTotal::default();
     let mut steps = Vec::with_capacity(events.len());
     for event in events {
-        let cents = match upcasters.decode::<BankEvent>(event)? {
-            BankEvent::MoneyDeposited { amount } => Some(to_cents(amount.amount())?),
-            BankEvent::MoneyWithdrawn { amount } | BankEvent::CheckWritten { amount, .. } => {
-                to_cents(amount.amount())?.checked_neg()
-            }
-            // Only an account's first event opens it; an opening later in a
-            // run is left to the fold.
-            BankEvent::AccountOpened { .. } => return Ok(None),
+        // Only an account's first event opens it; an opening later in a run
+        // is left to the fold.
+        let Some((deposited, withdrawn)) = moved_cents(&upcasters.decode(event)?)? else {
+            return Ok(None);
         };
-        if cents.and_then(|c| total.add(c)).is_none() {
+        if deposited.checked_sub(withdrawn).and_then(|c| total.add(c)).is_none() {
             return Ok(None);
         }
         steps.push((event.version, total.total, event.recorded_at));
