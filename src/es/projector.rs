@@ -2,8 +2,11 @@
 //! inside a transaction of the read database that the runtime opens and
 //! commits together with the projection's checkpoint.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{ConnectionTrait as _, DatabaseTransaction, DbBackend, Statement, Value};
+use uuid::Uuid;
 
 use super::changes::Change;
 use super::envelope::RecordedEvent;
@@ -103,4 +106,124 @@ pub trait Projection: Send + Sync {
         }
         Ok(changes)
     }
+
+    /// On PostgreSQL, what of `events` (a batch, in order) this projection
+    /// writes in one statement; `None` when it writes nothing so. The
+    /// runtime runs it first (in one round trip with the other projections'
+    /// statements of the batch and the checkpoints'), then
+    /// [`Projection::apply_batch`] with the events of every stream the
+    /// statement did not apply ([`OneStatement::applied`]). So the
+    /// statement must write a stream's rows only where they are as it
+    /// expects, and leave a stream it does not apply as the fold can take
+    /// it up (see [`apply_events`]).
+    fn one_statement(
+        &self,
+        _events: &[&RecordedEvent],
+    ) -> Result<Option<OneStatement>, ProjectionError> {
+        Ok(None)
+    }
+}
+
+/// What one statement's parameters should stay under, in bytes. A larger
+/// message is written in more than one piece once it exceeds the socket's
+/// send buffer (16 KiB to start with, on Linux), and on loopback the server
+/// acknowledges the first piece only after its delayed-ACK timer (40 ms):
+/// the driver (sqlx 0.9) neither sets `TCP_NODELAY` nor lets the socket be
+/// reached to size its buffer. Projections write large batches in chunks
+/// of at most this much.
+pub const ROUND_TRIP_BYTES: usize = 12 * 1024;
+
+/// A projection's writes of a batch as one data-modifying statement (see
+/// [`Projection::one_statement`]).
+#[derive(Debug)]
+pub struct OneStatement {
+    /// An `INSERT` or `UPDATE` with the parameters `$1`…`$n` (`values`),
+    /// `RETURNING` one `uuid` column named `key`: the stream of each row it
+    /// wrote.
+    pub sql: &'static str,
+    pub values: Vec<Value>,
+    /// About how many bytes `values` take on the wire: the runtime keeps
+    /// what one round trip carries under a bound.
+    pub bytes: usize,
+    /// The streams whose events it applies, each when it writes all of
+    /// that stream's rows.
+    pub covers: Vec<Cover>,
+}
+
+/// One stream a [`OneStatement`] applies.
+#[derive(Debug)]
+pub struct Cover {
+    pub stream_id: Uuid,
+    /// The rows it writes for the stream when it applies its events.
+    pub rows: usize,
+    /// The change announced when it does.
+    pub change: Option<Change>,
+}
+
+impl OneStatement {
+    /// Given the `key` of every row the statement returned, the streams
+    /// whose events it applied and their changes.
+    pub fn applied(&self, keys: &[Uuid]) -> (HashSet<Uuid>, Vec<Change>) {
+        let mut written: HashMap<Uuid, usize> = HashMap::with_capacity(self.covers.len());
+        for key in keys {
+            *written.entry(*key).or_default() += 1;
+        }
+        let mut applied = HashSet::with_capacity(self.covers.len());
+        let mut changes = Vec::new();
+        for cover in &self.covers {
+            if written.get(&cover.stream_id) == Some(&cover.rows) {
+                applied.insert(cover.stream_id);
+                changes.extend(cover.change.clone());
+            }
+        }
+        (applied, changes)
+    }
+
+    /// A statement whose only parameter, `$1`, is `rows` as a JSON array
+    /// (text, which the statement casts: `$1::jsonb`).
+    pub fn of_json_rows(
+        sql: &'static str,
+        rows: Vec<serde_json::Value>,
+        covers: Vec<Cover>,
+    ) -> Self {
+        let text = serde_json::Value::Array(rows).to_string();
+        OneStatement { sql, bytes: text.len(), values: vec![text.into()], covers }
+    }
+
+    /// The statement as it runs alone.
+    pub fn statement(&self) -> Statement {
+        Statement::from_sql_and_values(DbBackend::Postgres, self.sql, self.values.clone())
+    }
+}
+
+/// The events of `events` whose streams are not in `applied`.
+pub fn rest<'a>(events: &[&'a RecordedEvent], applied: &HashSet<Uuid>) -> Vec<&'a RecordedEvent> {
+    events.iter().copied().filter(|e| !applied.contains(&e.stream.stream_id)).collect()
+}
+
+/// Applies `events` to `projection` as the runtime does, in the caller's
+/// transaction: on PostgreSQL its one statement (if it has one for them),
+/// then the fold of what that did not apply.
+pub async fn apply_events<P: Projection + ?Sized>(
+    projection: &P,
+    txn: &DatabaseTransaction,
+    events: &[&RecordedEvent],
+) -> Result<Vec<Change>, ProjectionError> {
+    let one = match txn.get_database_backend() {
+        DbBackend::Postgres => projection.one_statement(events)?,
+        _ => None,
+    };
+    let Some(one) = one else {
+        return projection.apply_batch(txn, events).await;
+    };
+    let mut keys = Vec::new();
+    for row in txn.query_all_raw(one.statement()).await? {
+        keys.push(row.try_get::<Uuid>("", "key")?);
+    }
+    let (applied, mut changes) = one.applied(&keys);
+    let rest = rest(events, &applied);
+    if !rest.is_empty() {
+        changes.extend(projection.apply_batch(txn, &rest).await?);
+    }
+    Ok(changes)
 }

@@ -41,7 +41,7 @@ use super::projection_runtime::checkpoint::{Claim, projection_lock_id, save_chec
 use super::projection_runtime::{Applier, ProjectionMonitor, RuntimeSettings};
 use crate::es::changes::LocalChangeBus;
 use crate::es::envelope::Position;
-use crate::es::projector::Projection;
+use crate::es::projector::{Projection, apply_events};
 use crate::es::store::EventStore;
 
 /// The tables the projection runtime keeps beside every projection's own:
@@ -233,7 +233,7 @@ impl Rebuild {
             let batch = self.store.read_committed(cursor, self.batch_size).await?;
             let Some(last) = batch.last().map(|e| e.position) else { break };
             let refs: Vec<_> = batch.iter().collect();
-            self.projection.apply_batch(txn, &refs).await?;
+            apply_events(self.projection.as_ref(), txn, &refs).await?;
             applied += batch.len() as u64;
             cursor = last;
             progress(applied);

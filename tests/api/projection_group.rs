@@ -291,7 +291,7 @@ async fn apply_bank(
     db: &DatabaseConnection,
     events: &[RecordedEvent],
 ) -> Result<usize, eventfold::es::projector::ProjectionError> {
-    use eventfold::es::projector::Projection as _;
+    use eventfold::es::projector::apply_events;
     use eventfold::read_models::account_summary::AccountSummaryProjection;
     use eventfold::read_models::balance_history::BalanceHistoryProjection;
     use sea_orm::TransactionTrait;
@@ -300,8 +300,8 @@ async fn apply_bank(
     let history = BalanceHistoryProjection { upcasters };
     let events: Vec<&RecordedEvent> = events.iter().collect();
     let txn = db.begin().await.unwrap();
-    let changed = summary.apply_batch(&txn, &events).await?.len();
-    history.apply_batch(&txn, &events).await?;
+    let changed = apply_events(&summary, &txn, &events).await?.len();
+    apply_events(&history, &txn, &events).await?;
     txn.commit().await.unwrap();
     Ok(changed)
 }
@@ -387,5 +387,142 @@ async fn deposits_and_withdrawals_on_open_accounts_are_one_statement_per_bank_re
         "SELECT balance_cents, version FROM bank_account_summary_view WHERE account_id = '{ada_id}'"
     );
     assert_eq!(app.query_json(&summary_balance).await, json!([[i64::MAX - 10, 4]]));
+    app.stop().await;
+}
+
+/// A pool of one connection to `url` that records each statement it runs
+/// with about how many bytes its parameters take on the wire.
+async fn sized_pool(
+    url: &str,
+) -> (DatabaseConnection, Arc<std::sync::Mutex<Vec<(String, usize)>>>) {
+    fn bytes(value: &sea_orm::Value) -> usize {
+        use sea_orm::Value;
+        match value {
+            Value::String(Some(s)) => s.len(),
+            Value::Json(Some(j)) => j.to_string().len(),
+            Value::Array(_, Some(items)) => items.iter().map(bytes).sum(),
+            _ => 16,
+        }
+    }
+    let mut db = eventfold::infra::db::connect(url, 1).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    db.set_metric_callback(move |info| {
+        let values = info.statement.values.as_ref().map_or(0, |v| v.0.iter().map(bytes).sum());
+        sink.lock().unwrap().push((info.statement.sql.clone(), values));
+    });
+    (db, seen)
+}
+
+/// The app's events, the read-model group's claims on partition key `#0`,
+/// and a recording pool that has applied the first events (the openings).
+struct Applying {
+    events: Vec<RecordedEvent>,
+    claims: Vec<eventfold::infra::projection_runtime::Claim>,
+    db: DatabaseConnection,
+    seen: Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+}
+
+async fn after_openings(app: &TestApp, openings: usize, events: usize) -> Applying {
+    let url = &app.database_url;
+    let store = SeaEventStore::new(eventfold::infra::db::connect(url, 1).await.unwrap());
+    let all = store.read_committed(Position::START, 100).await.unwrap();
+    assert_eq!(all.len(), events);
+    let setup = eventfold::infra::db::connect(url, 1).await.unwrap();
+    let mut claims = Vec::new();
+    for name in group(&setup).names() {
+        claims.push(fence(&setup, name, &format!("{name}#0")).await.unwrap());
+    }
+    setup.close().await.unwrap();
+    let (db, seen) = sized_pool(url).await;
+    group(&db).apply(&claims, &all[..openings], None, Position::START).await.unwrap();
+    Applying { events: all, claims, db, seen }
+}
+
+#[tokio::test]
+async fn a_live_batch_is_one_statement_for_every_read_model_and_the_checkpoints() {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let (ada, _) = open_account(&app, "Ada", "10", "0").await;
+    let (bob, _) = open_account(&app, "Bob", "1", "0").await;
+    for (id, mutation, amount) in
+        [(&ada, DEPOSIT, "5"), (&bob, DEPOSIT, "2.50"), (&ada, WITHDRAW, "3")]
+    {
+        app.gql(mutation, json!({ "input": { "accountId": id, "amount": amount } })).await.ok();
+    }
+    let Applying { events, claims, db, seen } = after_openings(&app, 2, 5).await;
+    let moves = &events[2..];
+
+    // The three moves: the lock of the checkpoints, then one statement
+    // that writes the summary, the history, the audit log and every
+    // checkpoint; nothing is read first and nothing follows.
+    seen.lock().unwrap().clear();
+    let last = moves.last().unwrap().position;
+    let reached = group(&db).apply(&claims, moves, None, Position::START).await.unwrap();
+    assert!(reached.iter().all(|r| *r == last), "{reached:?}");
+    let statements: Vec<String> = seen.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+    assert_eq!(statements.len(), 2, "{statements:#?}");
+    assert!(statements[0].contains("pg_advisory_xact_lock_shared"), "{statements:#?}");
+    for table in [
+        "bank_account_summary_view",
+        "account_balance_history",
+        "audit_log",
+        "projection_checkpoints",
+    ] {
+        assert!(statements[1].contains(table), "{table} in {statements:#?}");
+    }
+    for claim in &claims {
+        assert_eq!(load_checkpoint(&db, &claim.key).await.unwrap(), last, "{}", claim.key);
+    }
+    let summary =
+        "SELECT owner, balance_cents, version FROM bank_account_summary_view ORDER BY owner";
+    assert_eq!(app.query_json(summary).await, json!([["Ada", 1200, 3], ["Bob", 350, 2]]));
+    let history = "SELECT count(*) FROM account_balance_history";
+    assert_eq!(app.query_json(history).await, json!([[5]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[5]]));
+
+    // Delivered again (a redelivery after a crash): nothing changes.
+    group(&db).apply(&claims, moves, None, Position::START).await.unwrap();
+    assert_eq!(app.query_json(summary).await, json!([["Ada", 1200, 3], ["Bob", 350, 2]]));
+    assert_eq!(app.query_json(history).await, json!([[5]]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_statement_of_a_large_batch_carries_more_than_one_round_trip_of_parameters() {
+    use eventfold::es::projector::ROUND_TRIP_BYTES;
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(open_account(&app, &format!("Owner {i:02}"), "1", "0").await.0);
+    }
+    for id in &ids {
+        app.gql(DEPOSIT, json!({ "input": { "accountId": id, "amount": "2" } })).await.ok();
+    }
+    let Applying { events, claims, db, seen } = after_openings(&app, 40, 80).await;
+    let deposits = &events[40..];
+
+    // Forty deposits: their one statements together (and the audit log's
+    // alone) are more than one round trip carries, so they go in several.
+    seen.lock().unwrap().clear();
+    group(&db).apply(&claims, deposits, None, Position::START).await.unwrap();
+    let statements = seen.lock().unwrap().clone();
+    assert!(statements.len() > 2, "more than the lock and one statement: {statements:#?}");
+    for (sql, bytes) in &statements {
+        assert!(*bytes <= ROUND_TRIP_BYTES, "{bytes} bytes of parameters: {sql}");
+    }
+    let total: usize = statements.iter().map(|(_, b)| b).sum();
+    assert!(total > ROUND_TRIP_BYTES, "the batch itself is larger ({total} bytes)");
+
+    // And every row is what folding the events gives.
+    let summary = "SELECT count(*), sum(balance_cents), min(version), max(version) \
+                   FROM bank_account_summary_view";
+    assert_eq!(app.query_json(summary).await, json!([[40, 12000, 2, 2]]));
+    let history = "SELECT count(*), sum(balance_cents) FROM account_balance_history";
+    assert_eq!(app.query_json(history).await, json!([[80, 16000]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[80]]));
+    let last = deposits.last().unwrap().position;
+    for claim in &claims {
+        assert_eq!(load_checkpoint(&db, &claim.key).await.unwrap(), last, "{}", claim.key);
+    }
     app.stop().await;
 }

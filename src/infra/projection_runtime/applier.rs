@@ -29,7 +29,7 @@ use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
     TransactionTrait,
 };
-use tracing::Instrument as _;
+use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
 use super::checkpoint::{
@@ -37,8 +37,9 @@ use super::checkpoint::{
     save_checkpoint,
 };
 use super::errors::is_transient;
-use super::failure::{Failure, FailureKind, WAITING};
+use super::failure::{Failure, FailureKind};
 use super::monitor::{ProjectionMonitor, ProjectionStatus};
+use super::writes::{Member, write_batch};
 use crate::es::changes::{Change, ChangeBus};
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
 use crate::es::projector::{Projection, ProjectionError};
@@ -248,17 +249,22 @@ impl Applier {
         let locked = lock_checkpoint(&txn, self.name(), claim).await?;
         let fresh = events.iter().filter(|e| e.position > locked.at).collect();
         let share = Share { name: self.name(), key: &claim.key, locked, fresh };
-        let mut changes = Vec::new();
-        let mut reached = locked.at;
-        if !share.fresh.is_empty() {
-            let parked = parked_streams(&txn, std::slice::from_ref(&share)).await?;
-            changes = apply_share(&txn, self.projection.as_ref(), &share, &parked).await?;
-            reached = reached.max(share.fresh.iter().map(|e| e.position).max().unwrap_or_default());
-        }
-        reached = reached.max(watermark.unwrap_or_default());
-        if reached > locked.at {
-            save_checkpoint(&txn, claim, reached).await?;
-        }
+        let parked = match share.fresh.is_empty() {
+            true => HashSet::new(),
+            false => parked_streams(&txn, std::slice::from_ref(&share)).await?,
+        };
+        let newest = share.fresh.iter().map(|e| e.position).max();
+        let reached = locked.at.max(newest.unwrap_or_default()).max(watermark.unwrap_or_default());
+        let moves = match reached > locked.at {
+            true => vec![(claim, reached)],
+            false => Vec::new(),
+        };
+        let member =
+            Member { projection: self.projection.as_ref(), share: &share, span: Span::none() };
+        let changes = write_batch(&txn, std::slice::from_ref(&member), &parked, &moves)
+            .await?
+            .pop()
+            .unwrap_or_default();
         txn.commit().await?;
         record_applied(self.name(), &share.fresh, started.elapsed().as_secs_f64());
         Ok((reached, changes))
@@ -403,28 +409,6 @@ pub(super) async fn parked_streams(
             Some((name, StreamKey::new(&t, id)))
         })
         .collect())
-}
-
-/// Applies `share`'s fresh events in `txn`, except those of a stream in
-/// `parked` (from [`parked_streams`]): each of those is parked behind it
-/// (waiting). The key is marked already, or its stream would not be in
-/// `parked`. Returns the rows the projection changed.
-pub(super) async fn apply_share(
-    txn: &DatabaseTransaction,
-    projection: &dyn Projection,
-    share: &Share<'_>,
-    parked: &HashSet<(&'static str, StreamKey)>,
-) -> Result<Vec<Change>, ProjectionError> {
-    let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
-        share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
-    let changes = match ready.is_empty() {
-        true => Vec::new(),
-        false => projection.apply_batch(txn, &ready).await?,
-    };
-    for event in waiting {
-        park_row(txn, share.name, event, &Failure::waiting(), WAITING, 0).await?;
-    }
-    Ok(changes)
 }
 
 /// Records `event` as parked for `projection` with `failure`, and the

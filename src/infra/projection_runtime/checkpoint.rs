@@ -304,6 +304,10 @@ pub async fn save_checkpoints<C: ConnectionTrait>(
     if moves.is_empty() {
         return Ok(());
     }
+    if is_postgres(db) {
+        db.execute_raw(save_statement(moves)).await?;
+        return Ok(());
+    }
     let forward = Expr::cust(
         "(excluded.tx_id, excluded.position) > (projection_checkpoints.tx_id, projection_checkpoints.position) \
          OR excluded.lease_epoch > projection_checkpoints.lease_epoch",
@@ -314,11 +318,7 @@ pub async fn save_checkpoints<C: ConnectionTrait>(
              THEN excluded.{column} ELSE projection_checkpoints.{column} END"
         ))
     };
-    let epoch = Expr::cust(if is_postgres(db) {
-        "GREATEST(excluded.lease_epoch, projection_checkpoints.lease_epoch)"
-    } else {
-        "MAX(excluded.lease_epoch, projection_checkpoints.lease_epoch)"
-    });
+    let epoch = Expr::cust("MAX(excluded.lease_epoch, projection_checkpoints.lease_epoch)");
     let rows = moves.iter().map(|(claim, position)| row_at(&claim.key, *position, claim.epoch));
     checkpoints::Entity::insert_many(rows)
         .on_conflict(
@@ -334,6 +334,33 @@ pub async fn save_checkpoints<C: ConnectionTrait>(
         .await?;
     Ok(())
 }
+
+/// [`save_checkpoints`] on PostgreSQL: one statement of one shape however
+/// many claims (their keys, positions and epochs as arrays).
+pub(super) fn save_statement(moves: &[(&Claim, Position)]) -> Statement {
+    let keys: Vec<String> = moves.iter().map(|(c, _)| c.key.clone()).collect();
+    let txs: Vec<i64> = moves.iter().map(|(_, p)| p.tx).collect();
+    let positions: Vec<i64> = moves.iter().map(|(_, p)| p.pos).collect();
+    let epochs: Vec<i64> = moves.iter().map(|(c, _)| c.epoch).collect();
+    let values = [keys.into(), txs.into(), positions.into(), epochs.into(), Utc::now().into()];
+    Statement::from_sql_and_values(DbBackend::Postgres, SAVE_CHECKPOINTS_PG, values)
+}
+
+/// Each (key, tx_id, position, epoch) of the arrays `$1`…`$4` written at
+/// `$5`: a checkpoint moves only forward, an epoch only up.
+const SAVE_CHECKPOINTS_PG: &str = "INSERT INTO projection_checkpoints AS c \
+       (name, tx_id, position, lease_epoch, updated_at) \
+     SELECT m.name, m.tx_id, m.position, m.epoch, $5 \
+     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS m(name, tx_id, position, epoch) \
+     ON CONFLICT (name) DO UPDATE SET \
+       tx_id = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+         THEN excluded.tx_id ELSE c.tx_id END, \
+       position = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+         THEN excluded.position ELSE c.position END, \
+       lease_epoch = GREATEST(excluded.lease_epoch, c.lease_epoch), \
+       updated_at = excluded.updated_at \
+     WHERE (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+       OR excluded.lease_epoch > c.lease_epoch";
 
 /// Takes checkpoint `key` of `projection` over: writes the next lease epoch
 /// into it and returns the claim carrying that epoch. From this commit on,

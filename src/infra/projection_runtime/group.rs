@@ -2,10 +2,11 @@
 //! transaction per batch for all of them.
 //!
 //! The transaction takes every member's advisory lock (shared) and reads
-//! and locks every member's checkpoint in one statement, applies to each
-//! member the events it reads that lie past its own checkpoint (a member a
-//! rebuild moved ahead skips what it already has), and moves every
-//! checkpoint in one multi-row upsert. The rows each member changed are
+//! and locks every member's checkpoint in one statement, then applies to
+//! each member the events it reads that lie past its own checkpoint (a
+//! member a rebuild moved ahead skips what it already has) and moves every
+//! checkpoint, on PostgreSQL in one more statement for a live batch (see
+//! the `writes` module): BEGIN, two statements, COMMIT. The rows each member changed are
 //! announced after the commit, in that member's `projector apply` span.
 //!
 //! What stays per projection: checkpoints (and so status, lag and
@@ -18,13 +19,13 @@
 use std::time::{Duration, Instant};
 
 use sea_orm::{DatabaseConnection, TransactionTrait};
-use tracing::Instrument as _;
 
-use super::applier::{ApplyError, Attempt, Share, apply_share, parked_streams, record_applied};
-use super::checkpoint::{Claim, lock_checkpoints, save_checkpoints};
+use super::applier::{ApplyError, Attempt, Share, parked_streams, record_applied};
+use super::checkpoint::{Claim, lock_checkpoints};
 use super::errors::is_transient;
 use super::failure::Failure;
 use super::monitor::ProjectionStatus;
+use super::writes::{Member, write_batch};
 use super::{Applier, ProjectionMonitor};
 use crate::es::changes::Change;
 use crate::es::envelope::{Position, RecordedEvent};
@@ -159,8 +160,8 @@ impl ProjectionGroup {
     ) -> Result<Result<Vec<Applied>, GroupError>, Attempt> {
         let started = Instant::now();
         let txn = self.read_db().begin().await?;
-        let members: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
-        let locked = lock_checkpoints(&txn, &members).await?;
+        let keys: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
+        let locked = lock_checkpoints(&txn, &keys).await?;
         for (name, at) in self.names().zip(&locked) {
             if at.at < floor {
                 return Ok(Err(GroupError::Behind { projection: name, at: at.at, floor }));
@@ -180,18 +181,29 @@ impl ProjectionGroup {
             .collect();
         let parked = parked_streams(&txn, &shares).await?;
         let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
-        let mut applied = Vec::with_capacity(self.members.len());
-        for (member, share) in self.members.iter().zip(&shares) {
-            let span = apply_span(member, &share.fresh);
-            let applying = apply_share(&txn, member.projection.as_ref(), share, &parked);
-            let changes = applying.instrument(span.clone()).await?;
-            applied.push(Applied { reached: share.locked.at.max(delivered), changes, span });
-        }
+        let reached: Vec<Position> = shares.iter().map(|s| s.locked.at.max(delivered)).collect();
         let moves: Vec<(&Claim, Position)> =
-            claims.iter().zip(&applied).map(|(c, a)| (c, a.reached)).collect();
-        if applied.iter().zip(&locked).any(|(a, at)| a.reached > at.at) {
-            save_checkpoints(&txn, &moves).await?;
-        }
+            match reached.iter().zip(&locked).any(|(r, at)| *r > at.at) {
+                true => claims.iter().zip(reached.iter().copied()).collect(),
+                false => Vec::new(),
+            };
+        let members: Vec<Member> = self
+            .members
+            .iter()
+            .zip(&shares)
+            .map(|(m, share)| Member {
+                projection: m.projection.as_ref(),
+                share,
+                span: apply_span(m, &share.fresh),
+            })
+            .collect();
+        let changed = write_batch(&txn, &members, &parked, &moves).await?;
+        let applied: Vec<Applied> = members
+            .into_iter()
+            .zip(reached)
+            .zip(changed)
+            .map(|((m, reached), changes)| Applied { reached, changes, span: m.span })
+            .collect();
         txn.commit().await?;
         let elapsed = started.elapsed().as_secs_f64();
         for share in &shares {

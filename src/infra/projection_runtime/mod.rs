@@ -13,6 +13,8 @@
 //! - [`ProjectionMonitor`]: the live [`ProjectionStatus`] of each projection
 //!   running in this process (its last [`Failure`] as it may be shown), and
 //!   the [`ProgressBoard`] read-your-writes waits on.
+//! - `writes`: a batch's writes, its projections' one statements and the
+//!   checkpoints' move together, in round trips of bounded size.
 //! - [`checkpoint`] and [`dead_letters`]: the runtime's own tables.
 
 mod applier;
@@ -25,6 +27,7 @@ mod in_process;
 mod monitor;
 mod partitioned;
 mod progress;
+mod writes;
 
 pub use applier::{Applier, ApplyError, RuntimeSettings};
 pub use checkpoint::{Claim, Fenced};

@@ -489,8 +489,8 @@ impl PartitionedRunner {
         let newest = batch.events.iter().map(|e| e.position).max().max(batch.watermark);
         let deadline = tokio::time::Instant::now() + RELAY_GRACE;
         if let Some(n) = newest.filter(|n| *n > part.published) {
-            // A relay in this process that holds the lease says when its
-            // checkpoint is committed: no query, no polling.
+            // A relay in this process that holds the lease says how far it
+            // has published: no query, no polling, no wait for its commit.
             let local = self.local_relay.reached(n, deadline).await;
             part.published = part.published.max(local.unwrap_or_default());
         }

@@ -91,10 +91,13 @@ impl RedisSettings {
 /// The relay's checkpoint, kept in the write database next to the events.
 pub const RELAY_CHECKPOINT: &str = "__relay";
 
-/// The relay checkpoint as this process's relay last committed it, while
-/// that relay holds the lease (`None` otherwise, and where no relay runs
-/// here). Consumers in the same process wait on it for the checkpoint to
-/// pass what they received instead of querying the database for it.
+/// How far this process's relay has published (read from the event store
+/// and appended to the partition streams), while that relay holds the
+/// lease (`None` otherwise, and where no relay runs here). Consumers in the
+/// same process wait on it, instead of querying the database for the
+/// relay's checkpoint, before they trust an entry: what the relay read
+/// from the store is as real as what its checkpoint covers, and they need
+/// not wait for the checkpoint's commit.
 #[derive(Clone)]
 pub struct LocalRelay {
     sender: Arc<watch::Sender<Option<Position>>>,
@@ -108,8 +111,8 @@ impl Default for LocalRelay {
 }
 
 impl LocalRelay {
-    /// The relay committed its checkpoint at `position` (`None`: it no
-    /// longer holds the lease, or does not know whether it does).
+    /// The relay has published up to `position` (`None`: it no longer
+    /// holds the lease, or does not know whether it does).
     pub fn set(&self, position: Option<Position>) {
         self.sender.send_if_modified(|p| {
             let changed = *p != position;
@@ -118,9 +121,9 @@ impl LocalRelay {
         });
     }
 
-    /// Waits until this process's relay has committed its checkpoint at
-    /// `position` or later, or until `deadline`; returns the checkpoint it
-    /// has committed (`None` right away when it does not hold the lease).
+    /// Waits until this process's relay has published up to `position` or
+    /// later, or until `deadline`; returns how far it has published
+    /// (`None` right away when it does not hold the lease).
     pub async fn reached(
         &self,
         position: Position,

@@ -229,9 +229,11 @@ impl Relay {
             after[partition] = event.position;
         }
         pipe.query_async::<()>(conn).await?;
+        // Consumers in this process may apply the batch now: it was read
+        // from the store, so it is as real as the durable checkpoint says.
+        self.local.set(Some(newest));
         save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), newest).await?;
         *checkpoint = newest;
-        self.local.set(Some(newest));
         last.copy_from_slice(&after);
         // Then every partition the batch left idle learns that everything up
         // to `newest` has been sent. Only after the checkpoint: a consumer

@@ -6,22 +6,21 @@
 //! overflow) is folded in memory from the rows, loaded in one query, and
 //! each changed row written once.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use entity::bank_account_summary_view as view;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait as _, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, Statement,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError, follows};
+use crate::es::projector::{
+    Cover, OneStatement, Projection, ProjectionError, ROUND_TRIP_BYTES, follows,
+};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{
     ReadModel, RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
@@ -122,16 +121,15 @@ impl Projection for AccountSummaryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let mut events = bank_events(events);
-        let mut changed = Vec::new();
-        if txn.get_database_backend() == DbBackend::Postgres {
-            let increments = plan_runs(&events, |run| increment(run, &self.upcasters))?;
-            let done = add_increments(txn, &increments).await?;
-            events.retain(|e| !done.contains(&e.stream.stream_id));
-            changed.extend(done.into_iter().map(|id| ReadModel::Account.changed(id)));
-        }
-        changed.extend(self.fold_rows(txn, &events).await?);
-        Ok(changed)
+        self.fold_rows(txn, &bank_events(events)).await
+    }
+
+    fn one_statement(
+        &self,
+        events: &[&RecordedEvent],
+    ) -> Result<Option<OneStatement>, ProjectionError> {
+        let increments = plan_runs(&bank_events(events), |run| increment(run, &self.upcasters))?;
+        Ok((!increments.is_empty()).then(|| add_increments(&increments)))
     }
 }
 
@@ -166,25 +164,32 @@ impl AccountSummaryProjection {
         if changed.is_empty() {
             return Ok(vec![]);
         }
-        let written = changed.iter().map(|id| to_active(rows[id].clone()));
-        view::Entity::insert_many(written)
-            .on_conflict(
-                OnConflict::column(view::Column::AccountId)
-                    .update_columns([
-                        view::Column::BalanceCents,
-                        view::Column::TotalDepositsCents,
-                        view::Column::TotalWithdrawalsCents,
-                        view::Column::LastTransactionAt,
-                        view::Column::Version,
-                        view::Column::Position,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        for chunk in changed.chunks(ROWS_PER_INSERT) {
+            let written = chunk.iter().map(|id| to_active(rows[id].clone()));
+            view::Entity::insert_many(written)
+                .on_conflict(
+                    OnConflict::column(view::Column::AccountId)
+                        .update_columns([
+                            view::Column::BalanceCents,
+                            view::Column::TotalDepositsCents,
+                            view::Column::TotalWithdrawalsCents,
+                            view::Column::LastTransactionAt,
+                            view::Column::Version,
+                            view::Column::Position,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
         Ok(changed.into_iter().map(|id| ReadModel::Account.changed(id)).collect())
     }
 }
+
+/// Rows per upsert of the fold: about 150 bytes of parameters each (with
+/// an owner's name of a few dozen), so an upsert stays under
+/// [`ROUND_TRIP_BYTES`].
+const ROWS_PER_INSERT: usize = ROUND_TRIP_BYTES / 192;
 
 /// One account's run of a batch (see [`account_runs`]) as what it adds to
 /// the account's row: applied where the row is at `base`, the version
@@ -233,15 +238,9 @@ fn increment(
     }))
 }
 
-/// Adds `increments` to their rows in one statement; returns the accounts
-/// whose rows took them (the others are left as they were).
-async fn add_increments(
-    txn: &DatabaseTransaction,
-    increments: &[Increment],
-) -> Result<HashSet<Uuid>, DbErr> {
-    if increments.is_empty() {
-        return Ok(HashSet::new());
-    }
+/// The statement that adds `increments` to their rows; an account whose
+/// row does not take its increment is left as it was.
+fn add_increments(increments: &[Increment]) -> OneStatement {
     let rows: Vec<serde_json::Value> = increments
         .iter()
         .map(|i| {
@@ -259,13 +258,11 @@ async fn add_increments(
             })
         })
         .collect();
-    let values = [serde_json::Value::from(rows).into()];
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, ADD_INCREMENTS_PG, values);
-    let mut done = HashSet::with_capacity(increments.len());
-    for row in txn.query_all_raw(statement).await? {
-        done.insert(row.try_get::<Uuid>("", "account_id")?);
-    }
-    Ok(done)
+    let covers = increments
+        .iter()
+        .map(|i| Cover { stream_id: i.id, rows: 1, change: Some(ReadModel::Account.changed(i.id)) })
+        .collect();
+    OneStatement::of_json_rows(ADD_INCREMENTS_PG, rows, covers)
 }
 
 /// Each increment of the JSON array `$1` added to its row, if the row is
@@ -278,13 +275,13 @@ pub const ADD_INCREMENTS_PG: &str = "UPDATE bank_account_summary_view AS v SET \
        total_deposits_cents = v.total_deposits_cents + u.deposits, \
        total_withdrawals_cents = v.total_withdrawals_cents + u.withdrawals, \
        last_transaction_at = u.at, version = u.version, position = u.position \
-     FROM jsonb_to_recordset($1) AS u(id uuid, base bigint, version bigint, position bigint, \
+     FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, base bigint, version bigint, position bigint, \
        at timestamptz, balance bigint, balance_from bigint, balance_to bigint, \
        deposits bigint, deposits_from bigint, deposits_to bigint, \
        withdrawals bigint, withdrawals_from bigint, withdrawals_to bigint) \
-     WHERE v.account_id = ANY (ARRAY(SELECT (e->>'id')::uuid FROM jsonb_array_elements($1) AS e)) \
+     WHERE v.account_id = ANY (ARRAY(SELECT (e->>'id')::uuid FROM jsonb_array_elements($1::jsonb) AS e)) \
        AND v.account_id = u.id AND v.version = u.base \
        AND v.balance_cents BETWEEN u.balance_from AND u.balance_to \
        AND v.total_deposits_cents BETWEEN u.deposits_from AND u.deposits_to \
        AND v.total_withdrawals_cents BETWEEN u.withdrawals_from AND u.withdrawals_to \
-     RETURNING v.account_id";
+     RETURNING v.account_id AS key";

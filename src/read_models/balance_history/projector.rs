@@ -7,22 +7,23 @@
 //! account not where expected, an overflow) is folded from each account's
 //! latest row, loaded in one query.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use entity::account_balance_history as history;
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait as _, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, QueryFilter, Select, Statement,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, QueryFilter, Select,
 };
 use uuid::Uuid;
 
 use crate::domain::bank::BankEvent;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError, follows};
+use crate::es::projector::{
+    Cover, OneStatement, Projection, ProjectionError, ROUND_TRIP_BYTES, follows,
+};
 use crate::es::upcast::Upcasters;
 use crate::read_models::{
     RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
@@ -61,14 +62,16 @@ impl Projection for BalanceHistoryProjection {
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        let mut events = bank_events(events);
-        if txn.get_database_backend() == DbBackend::Postgres {
-            let runs = plan_runs(&events, |run| balances(run, &self.upcasters))?;
-            let done = insert_runs(txn, &runs).await?;
-            events.retain(|e| !done.contains(&e.stream.stream_id));
-        }
-        self.fold_rows(txn, &events).await?;
+        self.fold_rows(txn, &bank_events(events)).await?;
         Ok(vec![])
+    }
+
+    fn one_statement(
+        &self,
+        events: &[&RecordedEvent],
+    ) -> Result<Option<OneStatement>, ProjectionError> {
+        let runs = plan_runs(&bank_events(events), |run| balances(run, &self.upcasters))?;
+        Ok((!runs.is_empty()).then(|| insert_runs(&runs)))
     }
 }
 
@@ -113,7 +116,7 @@ impl BalanceHistoryProjection {
                 recorded_at: Set(event.recorded_at),
             });
         }
-        for chunk in rows.chunks(1000) {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             history::Entity::insert_many(chunk.iter().cloned())
                 .on_conflict(
                     OnConflict::columns([history::Column::AccountId, history::Column::Version])
@@ -126,6 +129,10 @@ impl BalanceHistoryProjection {
         Ok(())
     }
 }
+
+/// Rows per INSERT of the fold: about 56 bytes of parameters each, so an
+/// INSERT stays under [`ROUND_TRIP_BYTES`].
+const ROWS_PER_INSERT: usize = ROUND_TRIP_BYTES / 64;
 
 /// One account's run of a batch (see [`account_runs`]): each event's
 /// balance as what it adds to the balance of the version before the run,
@@ -161,12 +168,9 @@ fn balances(
     Ok(Some(Run { id, base: events[0].version - 1, steps, total }))
 }
 
-/// Inserts the rows of `runs` in one statement; returns the accounts
-/// whose rows all went in (nothing of the others does).
-async fn insert_runs(txn: &DatabaseTransaction, runs: &[Run]) -> Result<HashSet<Uuid>, DbErr> {
-    if runs.is_empty() {
-        return Ok(HashSet::new());
-    }
+/// The statement that inserts the rows of `runs`; nothing of an account
+/// whose latest row is not where its run expects goes in.
+fn insert_runs(runs: &[Run]) -> OneStatement {
     let rows: Vec<serde_json::Value> = runs
         .iter()
         .flat_map(|r| {
@@ -179,13 +183,9 @@ async fn insert_runs(txn: &DatabaseTransaction, runs: &[Run]) -> Result<HashSet<
             })
         })
         .collect();
-    let values = [serde_json::Value::from(rows).into()];
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_RUNS_PG, values);
-    let mut inserted: HashMap<Uuid, usize> = HashMap::new();
-    for row in txn.query_all_raw(statement).await? {
-        *inserted.entry(row.try_get::<Uuid>("", "account_id")?).or_default() += 1;
-    }
-    Ok(runs.iter().filter(|r| inserted.get(&r.id) == Some(&r.steps.len())).map(|r| r.id).collect())
+    let covers =
+        runs.iter().map(|r| Cover { stream_id: r.id, rows: r.steps.len(), change: None }).collect();
+    OneStatement::of_json_rows(INSERT_RUNS_PG, rows, covers)
 }
 
 /// The rows of the JSON array `$1`, each at its account's latest balance
@@ -197,13 +197,13 @@ async fn insert_runs(txn: &DatabaseTransaction, runs: &[Run]) -> Result<HashSet<
 pub const INSERT_RUNS_PG: &str = "INSERT INTO account_balance_history \
        (account_id, version, balance_cents, recorded_at) \
      SELECT u.id, u.version, h.balance_cents + u.total, u.at \
-     FROM jsonb_to_recordset($1) AS u(id uuid, base bigint, version bigint, total bigint, \
+     FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, base bigint, version bigint, total bigint, \
        at timestamptz, balance_from bigint, balance_to bigint) \
      CROSS JOIN LATERAL (SELECT l.version, l.balance_cents FROM account_balance_history l \
        WHERE l.account_id = u.id ORDER BY l.version DESC LIMIT 1) AS h \
      WHERE h.version = u.base AND h.balance_cents BETWEEN u.balance_from AND u.balance_to \
      ON CONFLICT (account_id, version) DO NOTHING \
-     RETURNING account_id";
+     RETURNING account_id AS key";
 
 /// The row of each account's highest version among `ids`, one condition
 /// per account: `version = (SELECT MAX(version) … WHERE account_id = id)`
