@@ -66,7 +66,7 @@ pub(super) async fn write_batch(
         };
         plans.push(Plan { ready, waiting, one });
     }
-    let keys = run_together(txn, &plans, moves).await?;
+    let (keys, saved) = run_together(txn, &plans, moves).await?;
     let mut changed = Vec::with_capacity(members.len());
     for ((member, plan), keys) in members.iter().zip(plans).zip(keys) {
         let (rest, mut changes) = match &plan.one {
@@ -85,18 +85,25 @@ pub(super) async fn write_batch(
         }
         changed.push(changes);
     }
+    if !saved {
+        // Last, as before the one statements: on SQLite this is what takes
+        // the write lock, and a process manager's fold commands the write
+        // side, on another connection, before it.
+        save_checkpoints(txn, moves).await?;
+    }
     Ok(changed)
 }
 
 /// Runs the plans' statements and the checkpoints' move in as few
 /// statements as fit [`ROUND_TRIP_BYTES`] each (one, for a live batch of
 /// a few events; the move goes with the first); returns the keys each
-/// plan's statement returned, in plan order.
+/// plan's statement returned, in plan order, and whether the checkpoints
+/// moved (not when no plan has a statement).
 async fn run_together(
     txn: &DatabaseTransaction,
     plans: &[Plan<'_>],
     moves: &[(&Claim, Position)],
-) -> Result<Vec<Vec<Uuid>>, DbErr> {
+) -> Result<(Vec<Vec<Uuid>>, bool), DbErr> {
     let mut keys = vec![Vec::new(); plans.len()];
     let mut trips: Vec<(usize, Vec<(usize, &OneStatement)>)> = Vec::new();
     for (i, one) in plans.iter().enumerate().filter_map(|(i, p)| Some((i, p.one.as_ref()?))) {
@@ -110,8 +117,7 @@ async fn run_together(
     }
     let trips: Vec<Vec<(usize, &OneStatement)>> = trips.into_iter().map(|(_, t)| t).collect();
     let Some((first, others)) = trips.split_first() else {
-        save_checkpoints(txn, moves).await?;
-        return Ok(keys);
+        return Ok((keys, false));
     };
     let trips = std::iter::once((first, moves)).chain(others.iter().map(|t| (t, &[][..])));
     for (trip, moves) in trips {
@@ -120,7 +126,7 @@ async fn run_together(
             keys[member as usize].push(row.try_get::<Uuid>("", "key")?);
         }
     }
-    Ok(keys)
+    Ok((keys, true))
 }
 
 /// The statements of `trip` (each with the index of its plan) and the
