@@ -202,15 +202,17 @@ pub fn rest<'a>(events: &[&'a RecordedEvent], applied: &HashSet<Uuid>) -> Vec<&'
 }
 
 /// Applies `events` to `projection` as the runtime does, in the caller's
-/// transaction: on PostgreSQL its one statement (if it has one for them),
-/// then the fold of what that did not apply.
+/// transaction: on PostgreSQL its one statement (if it has one for them,
+/// within [`ROUND_TRIP_BYTES`]), then the fold of what that did not apply.
 pub async fn apply_events<P: Projection + ?Sized>(
     projection: &P,
     txn: &DatabaseTransaction,
     events: &[&RecordedEvent],
 ) -> Result<Vec<Change>, ProjectionError> {
     let one = match txn.get_database_backend() {
-        DbBackend::Postgres => projection.one_statement(events)?,
+        DbBackend::Postgres => {
+            projection.one_statement(events)?.filter(|o| o.bytes <= ROUND_TRIP_BYTES)
+        }
         _ => None,
     };
     let Some(one) = one else {
