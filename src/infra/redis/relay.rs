@@ -5,7 +5,8 @@
 //! PostgreSQL events commit in `(tx_id, position)` order, so it reads every
 //! committed event at once and never waits for unrelated transactions),
 //! appends each event to its partition stream in one pipeline, advances its
-//! durable checkpoint, and then appends a watermark to every partition the
+//! durable checkpoint (committing while it reads the next batch; one save
+//! at a time, in order), and then appends a watermark to every partition the
 //! batch left idle (a watermark is never ahead of the durable checkpoint for
 //! longer than it takes to commit it, so consumers can refuse one that
 //! stays ahead). A partition that got events learns the same watermark from
@@ -90,6 +91,9 @@ impl Relay {
         // when it missed one.
         let mut last: Vec<Position> = Vec::new();
         let mut failing = false;
+        // The checkpoint save of the last batch, committing while the relay
+        // reads on (one at a time, so they commit in order).
+        let mut saving: Option<Saving> = None;
         loop {
             if *shutdown.borrow() {
                 break;
@@ -100,6 +104,7 @@ impl Relay {
                 }
                 let c = conn.as_mut().expect("connected above");
                 if !holding {
+                    settle(&mut saving).await;
                     holding = lease.acquire(c).await?;
                     if holding {
                         checkpoint = load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?;
@@ -125,7 +130,8 @@ impl Relay {
                     self.trim(c).await?;
                 }
                 let count_lag = counted.is_none_or(|c| c.elapsed() >= LAG_COUNT_EVERY);
-                let result = self.publish_batch(c, &mut checkpoint, &mut last, count_lag).await;
+                let result =
+                    self.publish_batch(c, &mut checkpoint, &mut last, &mut saving, count_lag).await;
                 if count_lag && matches!(result, Ok(n) if n == self.batch_size) {
                     counted = Some(Instant::now());
                 }
@@ -167,6 +173,7 @@ impl Relay {
             }
         }
         self.local.set(None);
+        settle(&mut saving).await;
         if holding && let Some(c) = conn.as_mut() {
             let _ = lease.release(c).await;
         }
@@ -179,6 +186,7 @@ impl Relay {
         conn: &mut MultiplexedConnection,
         checkpoint: &mut Position,
         last: &mut [Position],
+        saving: &mut Option<Saving>,
         count_lag: bool,
     ) -> anyhow::Result<u64> {
         let events = self.store.read_committed(*checkpoint, self.batch_size).await?;
@@ -232,7 +240,16 @@ impl Relay {
         // Consumers in this process may apply the batch now: it was read
         // from the store, so it is as real as the durable checkpoint says.
         self.local.set(Some(newest));
-        save_checkpoint(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), newest).await?;
+        // The checkpoint commits while the relay reads the next batch; the
+        // previous save must have committed first (or its error is this
+        // step's).
+        if let Some(previous) = saving.take() {
+            previous.await??;
+        }
+        let db = self.write_db.clone();
+        *saving = Some(tokio::spawn(async move {
+            save_checkpoint(&db, &Claim::unleased(RELAY_CHECKPOINT), newest).await
+        }));
         *checkpoint = newest;
         last.copy_from_slice(&after);
         // Then every partition the batch left idle learns that everything up
@@ -255,6 +272,9 @@ impl Relay {
                 .ignore();
         }
         if any_idle {
+            if let Some(save) = saving.take() {
+                save.await??;
+            }
             pipe.query_async::<()>(conn).await?;
         }
         self.published(&events, newest, count_lag).await?;
@@ -323,6 +343,18 @@ impl Relay {
             }
         }
         Ok(())
+    }
+}
+
+/// A relay checkpoint save under way.
+type Saving = tokio::task::JoinHandle<Result<(), sea_orm::DbErr>>;
+
+/// Waits for a save under way, if any, whatever its outcome (a failed save
+/// leaves the checkpoint behind: the batch is published again later, which
+/// consumers skip).
+async fn settle(saving: &mut Option<Saving>) {
+    if let Some(save) = saving.take() {
+        let _ = save.await;
     }
 }
 
