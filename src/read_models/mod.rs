@@ -19,7 +19,7 @@ use crate::domain::bank::{BankAccount, BankEvent};
 use crate::es::aggregate::Aggregate;
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Projection, ProjectionError};
+use crate::es::projector::{OneStatement, Projection, ProjectionError};
 use crate::es::upcast::Upcasters;
 
 pub mod account_summary;
@@ -163,18 +163,20 @@ pub(crate) fn moved_cents(event: &BankEvent) -> Result<Option<(i64, i64)>, Proje
     })
 }
 
-/// `plan` of each account run of `events` (see [`account_runs`]): what
-/// one statement applies; an account `plan` gives nothing for is left to
-/// the fold.
-pub(crate) fn plan_runs<T>(
+/// The one statement of a bank read model for `events`: `plan` of each
+/// account run of their bank events (see [`account_runs`]), written by
+/// `statement`; an account `plan` gives nothing for is left to the fold,
+/// and no plan at all is no statement.
+pub(crate) fn runs_statement<T>(
     events: &[&RecordedEvent],
     mut plan: impl FnMut(&[&RecordedEvent]) -> Result<Option<T>, ProjectionError>,
-) -> Result<Vec<T>, ProjectionError> {
+    statement: impl FnOnce(&[T]) -> OneStatement,
+) -> Result<Option<OneStatement>, ProjectionError> {
     let mut plans = Vec::new();
-    for run in account_runs(events) {
+    for run in account_runs(&bank_events(events)) {
         plans.extend(plan(&run)?);
     }
-    Ok(plans)
+    Ok((!plans.is_empty()).then(|| statement(&plans)))
 }
 
 /// Batches up to this many events go through the one-statement folds: they

@@ -243,9 +243,7 @@ impl Relay {
         // The checkpoint commits while the relay reads the next batch; the
         // previous save must have committed first (or its error is this
         // step's).
-        if let Some(previous) = saving.take() {
-            previous.await??;
-        }
+        committed(saving).await?;
         let db = self.write_db.clone();
         *saving = Some(tokio::spawn(async move {
             save_checkpoint(&db, &Claim::unleased(RELAY_CHECKPOINT), newest).await
@@ -272,9 +270,7 @@ impl Relay {
                 .ignore();
         }
         if any_idle {
-            if let Some(save) = saving.take() {
-                save.await??;
-            }
+            committed(saving).await?;
             pipe.query_async::<()>(conn).await?;
         }
         self.published(&events, newest, count_lag).await?;
@@ -349,13 +345,19 @@ impl Relay {
 /// A relay checkpoint save under way.
 type Saving = tokio::task::JoinHandle<Result<(), sea_orm::DbErr>>;
 
-/// Waits for a save under way, if any, whatever its outcome (a failed save
-/// leaves the checkpoint behind: the batch is published again later, which
-/// consumers skip).
-async fn settle(saving: &mut Option<Saving>) {
+/// Waits for a save under way, if any; its failure is the caller's.
+async fn committed(saving: &mut Option<Saving>) -> anyhow::Result<()> {
     if let Some(save) = saving.take() {
-        let _ = save.await;
+        save.await??;
     }
+    Ok(())
+}
+
+/// Waits for a save under way, if any, whatever its outcome (a failed save
+/// leaves the durable checkpoint behind until a later one commits; a relay
+/// starting from it publishes those events again, which consumers skip).
+async fn settle(saving: &mut Option<Saving>) {
+    let _ = committed(saving).await;
 }
 
 /// LISTENs on PostgreSQL for the insert trigger's notifications, until

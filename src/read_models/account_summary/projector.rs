@@ -23,7 +23,8 @@ use crate::es::projector::{
 };
 use crate::es::upcast::Upcasters;
 use crate::read_models::{
-    ReadModel, RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
+    ReadModel, RunningTotal, account_ids, add_cents, bank_events, moved_cents, runs_statement,
+    to_cents,
 };
 
 pub const NAME: &str = "bank_account_summary";
@@ -128,8 +129,7 @@ impl Projection for AccountSummaryProjection {
         &self,
         events: &[&RecordedEvent],
     ) -> Result<Option<OneStatement>, ProjectionError> {
-        let increments = plan_runs(&bank_events(events), |run| increment(run, &self.upcasters))?;
-        Ok((!increments.is_empty()).then(|| add_increments(&increments)))
+        runs_statement(events, |run| increment(run, &self.upcasters), add_increments)
     }
 }
 

@@ -1,11 +1,15 @@
 //! `audit_log`: a copy of every event of every stream, for stream history.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use async_trait::async_trait;
 use entity::audit_log as log;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, EntityTrait, Value};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait as _, DatabaseTransaction, DbBackend, EntityTrait, Statement,
+    Value,
+};
 use uuid::Uuid;
 
 use crate::es::changes::Change;
@@ -35,13 +39,26 @@ impl Projection for AuditLogProjection {
         self.apply_batch(txn, &[event]).await
     }
 
-    /// One multi-row insert per batch; a position already logged is skipped.
+    /// A position already logged is skipped. On PostgreSQL the rows go as
+    /// column arrays ([`INSERT_ROWS_PG`], one shape), in statements of at
+    /// most [`ROUND_TRIP_BYTES`]; elsewhere as multi-row inserts.
     async fn apply_batch(
         &self,
         txn: &DatabaseTransaction,
         events: &[&RecordedEvent],
     ) -> Result<Vec<Change>, ProjectionError> {
-        for chunk in chunks(events) {
+        if txn.get_database_backend() == DbBackend::Postgres {
+            let rows = Rows::of(events);
+            for range in rows.chunks() {
+                let values = rows.values(range);
+                let insert =
+                    Statement::from_sql_and_values(DbBackend::Postgres, INSERT_ROWS_PG, values);
+                txn.execute_raw(insert).await?;
+            }
+            return Ok(vec![]);
+        }
+        // 1000 rows of 12 parameters stay well under SQLite's 32,766.
+        for chunk in events.chunks(1000) {
             let rows = chunk.iter().map(|event| log::ActiveModel {
                 position: Set(event.position.pos),
                 tx_id: Set(event.position.tx),
@@ -65,8 +82,7 @@ impl Projection for AuditLogProjection {
     }
 
     /// A live batch (up to [`ONE_STATEMENT_FOLD_MAX`] events) as one
-    /// INSERT of a column array each; larger ones go in the multi-row
-    /// inserts.
+    /// [`INSERT_ROWS_PG`].
     fn one_statement(
         &self,
         events: &[&RecordedEvent],
@@ -74,44 +90,22 @@ impl Projection for AuditLogProjection {
         if events.is_empty() || events.len() > ONE_STATEMENT_FOLD_MAX {
             return Ok(None);
         }
-        let column = |f: &dyn Fn(&RecordedEvent) -> i64| -> Vec<i64> {
-            events.iter().map(|e| f(e)).collect()
-        };
-        let text = |f: &dyn Fn(&RecordedEvent) -> String| -> Vec<String> {
-            events.iter().map(|e| f(e)).collect()
-        };
-        let (payloads, metadata) =
-            (text(&|e| e.payload.to_string()), text(&|e| e.metadata.to_string()));
-        let mut bytes = 0;
         let mut per_stream: HashMap<Uuid, usize> = HashMap::new();
-        for (event, (p, m)) in events.iter().zip(payloads.iter().zip(&metadata)) {
+        for event in events {
             *per_stream.entry(event.stream.stream_id).or_default() += 1;
-            // Ten fixed-size columns and two names with their lengths.
-            bytes +=
-                120 + event.stream.stream_type.len() + event.event_type.len() + p.len() + m.len();
         }
-        let uuids = |f: &dyn Fn(&RecordedEvent) -> Uuid| -> Vec<Uuid> {
-            events.iter().map(|e| f(e)).collect()
-        };
-        let values: Vec<Value> = vec![
-            column(&|e| e.position.pos).into(),
-            column(&|e| e.position.tx).into(),
-            uuids(&|e| e.event_id).into(),
-            text(&|e| e.stream.stream_type.clone()).into(),
-            uuids(&|e| e.stream.stream_id).into(),
-            column(&|e| e.version).into(),
-            text(&|e| e.event_type.clone()).into(),
-            column(&|e| i64::from(e.schema_version)).into(),
-            payloads.into(),
-            metadata.into(),
-            events.iter().map(|e| e.recorded_at).collect::<Vec<_>>().into(),
-            text(&|e| correlation_of(e).unwrap_or_default()).into(),
-        ];
         let covers = per_stream
             .into_iter()
             .map(|(stream_id, rows)| Cover { stream_id, rows, change: None })
             .collect();
-        Ok(Some(OneStatement { sql: INSERT_ROWS_PG, values, bytes, covers }))
+        let rows = Rows::of(events);
+        let bytes = rows.bytes.iter().sum();
+        Ok(Some(OneStatement {
+            sql: INSERT_ROWS_PG,
+            values: rows.values(0..events.len()),
+            bytes,
+            covers,
+        }))
     }
 }
 
@@ -129,24 +123,68 @@ const INSERT_ROWS_PG: &str = "INSERT INTO audit_log (position, tx_id, event_id, 
      ON CONFLICT (position) DO NOTHING \
      RETURNING stream_id AS key";
 
-/// `events` in runs whose rows take at most [`ROUND_TRIP_BYTES`] (and at
-/// most 1000 rows: 12 parameters each stay well under PostgreSQL's 65,535).
-fn chunks<'a, 'e>(events: &'a [&'e RecordedEvent]) -> Vec<&'a [&'e RecordedEvent]> {
-    let mut chunks = Vec::new();
-    let (mut start, mut bytes) = (0, 0);
-    for (i, event) in events.iter().enumerate() {
-        // The fixed columns and the parameters' lengths, and the JSON.
-        let row = 200 + event.payload.to_string().len() + event.metadata.to_string().len();
-        if i > start && (bytes + row > ROUND_TRIP_BYTES || i - start == 1000) {
-            chunks.push(&events[start..i]);
-            (start, bytes) = (i, 0);
+/// Events as [`INSERT_ROWS_PG`] takes them: each payload and metadata
+/// serialized once, and about how many bytes each row's parameters take.
+struct Rows<'a> {
+    events: &'a [&'a RecordedEvent],
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+    bytes: Vec<usize>,
+}
+
+impl<'a> Rows<'a> {
+    fn of(events: &'a [&'a RecordedEvent]) -> Self {
+        let payloads: Vec<String> = events.iter().map(|e| e.payload.to_string()).collect();
+        let metadata: Vec<String> = events.iter().map(|e| e.metadata.to_string()).collect();
+        let bytes = events
+            .iter()
+            .zip(payloads.iter().zip(&metadata))
+            // Ten fixed-size columns, the two names and the JSON, with their lengths.
+            .map(|(e, (p, m))| {
+                120 + e.stream.stream_type.len() + e.event_type.len() + p.len() + m.len()
+            })
+            .collect();
+        Rows { events, payloads, metadata, bytes }
+    }
+
+    /// The rows in runs of at most [`ROUND_TRIP_BYTES`] each.
+    fn chunks(&self) -> Vec<Range<usize>> {
+        let mut chunks = Vec::new();
+        let (mut start, mut sum) = (0, 0);
+        for (i, bytes) in self.bytes.iter().enumerate() {
+            if i > start && sum + bytes > ROUND_TRIP_BYTES {
+                chunks.push(start..i);
+                (start, sum) = (i, 0);
+            }
+            sum += bytes;
         }
-        bytes += row;
+        if start < self.bytes.len() {
+            chunks.push(start..self.bytes.len());
+        }
+        chunks
     }
-    if start < events.len() {
-        chunks.push(&events[start..]);
+
+    /// The parameters of [`INSERT_ROWS_PG`] for the rows of `range`.
+    fn values(&self, range: Range<usize>) -> Vec<Value> {
+        let events = &self.events[range.clone()];
+        fn column<T>(events: &[&RecordedEvent], f: impl Fn(&RecordedEvent) -> T) -> Vec<T> {
+            events.iter().map(|e| f(e)).collect()
+        }
+        vec![
+            column(events, |e| e.position.pos).into(),
+            column(events, |e| e.position.tx).into(),
+            column(events, |e| e.event_id).into(),
+            column(events, |e| e.stream.stream_type.clone()).into(),
+            column(events, |e| e.stream.stream_id).into(),
+            column(events, |e| e.version).into(),
+            column(events, |e| e.event_type.clone()).into(),
+            column(events, |e| i64::from(e.schema_version)).into(),
+            self.payloads[range.clone()].to_vec().into(),
+            self.metadata[range].to_vec().into(),
+            column(events, |e| e.recorded_at).into(),
+            column(events, |e| correlation_of(e).unwrap_or_default()).into(),
+        ]
     }
-    chunks
 }
 
 /// The event's correlation id as the indexed column keeps it (at most 128

@@ -26,7 +26,7 @@ use crate::es::projector::{
 };
 use crate::es::upcast::Upcasters;
 use crate::read_models::{
-    RunningTotal, account_ids, add_cents, bank_events, moved_cents, plan_runs, to_cents,
+    RunningTotal, account_ids, add_cents, bank_events, moved_cents, runs_statement, to_cents,
 };
 
 pub const NAME: &str = "account_balance_history";
@@ -70,8 +70,7 @@ impl Projection for BalanceHistoryProjection {
         &self,
         events: &[&RecordedEvent],
     ) -> Result<Option<OneStatement>, ProjectionError> {
-        let runs = plan_runs(&bank_events(events), |run| balances(run, &self.upcasters))?;
-        Ok((!runs.is_empty()).then(|| insert_runs(&runs)))
+        runs_statement(events, |run| balances(run, &self.upcasters), insert_runs)
     }
 }
 
