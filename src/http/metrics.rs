@@ -3,12 +3,14 @@
 //! happen, and the states read at each scrape — each projection's
 //! checkpoint, lag and parked events, the requests waiting for
 //! `minPosition`, the database pools. With authentication on, only for
-//! admins; on `METRICS_LISTEN`, for whoever reaches that address.
+//! admins; on `METRICS_LISTEN`, for whoever reaches that address. A scrape
+//! whose database reads fail or wait too long still answers, with what the
+//! process counts itself, and says so (`eventfold_scrape_states_read`).
 //!
 //! Also the middleware that counts and times every HTTP request.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -45,32 +47,42 @@ pub(super) async fn open_metrics(State(services): State<Arc<Services>>) -> Respo
     exposition(&services).await
 }
 
+/// How long a scrape waits for the projections' states from the
+/// databases before it answers without them: a pool too small for its
+/// load is when `eventfold_db_pool_waiting` matters most, and a scrape
+/// queued behind that load would show it only once the queue is gone.
+const STATES_WAIT: Duration = Duration::from_secs(2);
+
 async fn exposition(services: &Services) -> Response {
-    match scraped(services).await {
-        Ok(states) => {
-            let body = crate::infra::metrics::render(|| states.record());
-            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "metrics unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable").into_response()
-        }
-    }
+    let states = scraped(services).await;
+    let body = crate::infra::metrics::render(|| states.record());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-/// What a scrape reads: the states behind the gauges.
+/// What a scrape reads: the states behind the gauges. `reports` is `None`
+/// when the databases did not answer within [`STATES_WAIT`] or failed.
 struct Scraped {
-    reports: Vec<ProjectionReport>,
+    reports: Option<Vec<ProjectionReport>>,
     waits: WaitStats,
     pools: Vec<PoolStats>,
 }
 
-async fn scraped(services: &Services) -> Result<Scraped, ServiceError> {
-    Ok(Scraped {
-        reports: services.projection_reports().await?,
-        waits: services.wait_stats(),
-        pools: services.pool_stats(),
-    })
+async fn scraped(services: &Services) -> Scraped {
+    let reports = match tokio::time::timeout(STATES_WAIT, services.projection_reports()).await {
+        Ok(Ok(reports)) => Some(reports),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics without the projections' states");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                waited_secs = STATES_WAIT.as_secs_f64(),
+                "metrics without the projections' states: no database answer in time"
+            );
+            None
+        }
+    };
+    Scraped { reports, waits: services.wait_stats(), pools: services.pool_stats() }
 }
 
 impl Scraped {
@@ -101,7 +113,12 @@ impl Scraped {
             "eventfold_projection_rejected_entries_total",
             "Transport entries ignored as untrustworthy (projectors of this process)."
         );
-        for r in &self.reports {
+        describe_gauge!(
+            "eventfold_scrape_states_read",
+            "1 when this scrape read the projections' states from the databases; 0 when they failed or did not answer within 2 s (those series are then left out)."
+        );
+        gauge!("eventfold_scrape_states_read").set(if self.reports.is_some() { 1.0 } else { 0.0 });
+        for r in self.reports.iter().flatten() {
             let projection = r.name;
             gauge!("eventfold_projection_position", "projection" => projection)
                 .set(r.checkpoint.pos as f64);

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use eventfold::app::Role;
 use futures::StreamExt as _;
+use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 use tokio_tungstenite::tungstenite::Message;
@@ -381,27 +382,41 @@ async fn two_servers_racing_on_one_account_count_their_lost_races_as_retries() {
 
 #[tokio::test]
 async fn a_pool_too_small_for_its_load_shows_who_waits_for_it() {
-    const CLIENTS: usize = 12;
-    const EACH: usize = 15;
+    const CLIENTS: usize = 4;
+    const EACH: usize = 5;
     let app = shared().await;
     let listen = format!("127.0.0.1:{}", free_port());
     let metrics: SocketAddr = listen.parse().unwrap();
     // One connection for all: the clients' reads, loads and appends queue
-    // for it.
+    // for it, and so do the scrape's own reads.
     let env = [("METRICS_LISTEN", listen.as_str()), ("DATABASE_POOL_SIZE", "1")];
     let server = server(&app, "api", &env);
     server.ready().await;
+    let addr = server.addr;
+    let mut ids = Vec::new();
+    for _ in 0..CLIENTS {
+        let input =
+            json!({ "input": { "owner": "Queue", "initialDeposit": "1", "overdraftLimit": "0" } });
+        let opened = post(addr, OPEN_NAMED, input).await;
+        let id = opened["data"]["openAccount"]["id"].as_str().map(str::to_owned);
+        ids.push(id.unwrap_or_else(|| panic!("{opened}")));
+    }
     let before = scrape(metrics).await;
     assert_eq!(before.kind("eventfold_db_pool_waiting"), "gauge");
     assert_eq!(before.get("eventfold_db_pool_waiting", &[]), 0.0);
-    let addr = server.addr;
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|_| {
+    assert_eq!(before.get("eventfold_scrape_states_read", &[]), 1.0);
+    assert!(before.sum("eventfold_projection_lag", &[]).is_some(), "the states were read");
+    // A read of the account view holds the one connection until this lock
+    // goes: whatever else needs the database queues in the pool meanwhile.
+    let blocker = app.db.begin().await.unwrap();
+    blocker
+        .execute_unprepared("LOCK TABLE bank_account_summary_view IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let clients: Vec<_> = ids
+        .into_iter()
+        .map(|id| {
             tokio::spawn(async move {
-                let input = json!({ "input": { "owner": "Queue", "initialDeposit": "1", "overdraftLimit": "0" } });
-                let opened = post(addr, OPEN_NAMED, input).await;
-                let id = opened["data"]["openAccount"]["id"].as_str().map(str::to_owned);
-                let id = id.unwrap_or_else(|| panic!("{opened}"));
                 for _ in 0..EACH {
                     deposit_one(addr, &id).await;
                     // A read checks a connection out each time (no cache).
@@ -411,31 +426,40 @@ async fn a_pool_too_small_for_its_load_shows_who_waits_for_it() {
             })
         })
         .collect();
-    // A scrape renders after its own reads; the clients queue meanwhile.
-    let mut most_waiting = 0.0_f64;
-    while !clients.iter().all(|c| c.is_finished()) {
-        most_waiting =
-            most_waiting.max(scrape(metrics).await.get("eventfold_db_pool_waiting", &[]));
+    // The scrape cannot read the projections' states either; it answers
+    // without them once it has waited for them long enough. Bounded well
+    // under the pool's 10 s checkout timeout, which would fail the clients.
+    let mut starved = scrape(metrics).await;
+    for _ in 0..2 {
+        if starved.get("eventfold_db_pool_waiting", &[]) >= 1.0 {
+            break;
+        }
+        starved = scrape(metrics).await;
     }
+    blocker.commit().await.unwrap();
+    let waiting = starved.get("eventfold_db_pool_waiting", &[]);
+    assert!(waiting >= 1.0, "tasks queue for the one connection (seen {waiting})");
+    assert_eq!(starved.get("eventfold_scrape_states_read", &[]), 0.0);
+    assert_eq!(starved.sum("eventfold_projection_lag", &[]), None, "no state it could not read");
+    assert_eq!(starved.get("eventfold_db_pool_connections", &[("state", "in_use")]), 1.0);
+    assert_eq!(starved.get("eventfold_db_pool_max_connections", &[]), 1.0);
     for client in clients {
         client.await.unwrap();
     }
-    assert!(
-        most_waiting >= 1.0,
-        "tasks queue for the one connection (seen at most {most_waiting})"
-    );
     let after = scrape(metrics).await;
     assert_eq!(after.get("eventfold_db_pool_waiting", &[]), 0.0, "every waiter was served");
+    assert_eq!(after.get("eventfold_scrape_states_read", &[]), 1.0);
+    assert!(after.sum("eventfold_projection_lag", &[]).is_some(), "the states are back");
     let checkouts = after.get("eventfold_db_pool_acquire_seconds_count", &[])
         - before.get("eventfold_db_pool_acquire_seconds_count", &[]);
-    // At least one per append transaction (loads may come from the cache).
+    // At least one per append (loads may come from the cache).
     let appends = after.get("eventfold_append_group_size_count", &[])
         - before.sum("eventfold_append_group_size_count", &[]).unwrap_or(0.0);
     assert!(appends >= 1.0);
-    assert!(checkouts >= appends, "{checkouts} checkouts for {appends} append transactions");
+    assert!(checkouts >= appends, "{checkouts} checkouts for {appends} append groups");
     let waited = after.get("eventfold_db_pool_acquire_seconds_sum", &[])
         - before.get("eventfold_db_pool_acquire_seconds_sum", &[]);
-    assert!(waited > 0.0, "the checkouts waited ({waited} s)");
+    assert!(waited >= 1.0, "the checkouts waited behind the lock ({waited} s in all)");
     app.stop().await;
 }
 
