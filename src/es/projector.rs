@@ -130,7 +130,7 @@ pub trait Projection: Send + Sync {
 /// acknowledges the first piece only after its delayed-ACK timer (40 ms):
 /// the driver (sqlx 0.9) neither sets `TCP_NODELAY` nor lets the socket be
 /// reached to size its buffer. Projections write large batches in chunks
-/// of at most this much.
+/// of at most this much, and the event writer cuts its groups to fit it.
 pub const ROUND_TRIP_BYTES: usize = 12 * 1024;
 
 /// A projection's writes of a batch as one data-modifying statement (see

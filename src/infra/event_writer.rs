@@ -19,8 +19,14 @@
 //! the version check and the INSERT are one statement ([`APPEND_PG`]), one
 //! round trip where the transaction takes four. The steps and their order
 //! are the same.
+//!
+//! A group's statement carries at most [`ROUND_TRIP_BYTES`] of parameters:
+//! a larger group is cut into several, committed one after another (an
+//! append larger than that goes alone). Each append's rows are serialized
+//! once, by its caller, as the JSON the statements take.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use chrono::Utc;
@@ -38,7 +44,8 @@ use uuid::Uuid;
 use super::append_locks::{begin_append, lock_set, lock_streams};
 use super::supervisor::{Supervisor, TaskBoard};
 use super::trace_context;
-use crate::es::envelope::{Position, StreamKey};
+use crate::es::envelope::{EventMetadata, Position, StreamKey};
+use crate::es::projector::ROUND_TRIP_BYTES;
 use crate::es::store::{BatchedCommand, CommandRecord, Outcome, StoreError, StreamAppend};
 
 /// Most appends committed together.
@@ -55,13 +62,29 @@ type AppendResult = Result<Vec<Outcome>, StoreError>;
 struct Pending {
     streams: Vec<StreamAppend>,
     commands: Vec<BatchedCommand>,
+    /// Its event rows as PostgreSQL's inserts take them: JSON objects,
+    /// comma-separated, each tagged with `tag` (empty on other databases).
+    /// Serialized by the caller, off the writer task, once.
+    rows: String,
+    /// Tells its rows and its expectations apart from the rest of a group.
+    tag: u64,
     reply: oneshot::Sender<Reply>,
+}
+
+impl Pending {
+    /// About how many bytes of parameters it adds to a group's statement:
+    /// its rows, and each stream's key, lock and expectation.
+    fn bytes(&self) -> usize {
+        self.rows.len() + 128 * self.streams.len()
+    }
 }
 
 pub(crate) struct Writer {
     db: DatabaseConnection,
     committed: Arc<watch::Sender<u64>>,
     queue: mpsc::UnboundedSender<Pending>,
+    /// The next [`Pending::tag`].
+    tags: AtomicU64,
     /// The writer tasks, as their supervisor reports them.
     tasks: Arc<TaskBoard>,
 }
@@ -79,7 +102,13 @@ impl Writer {
     ) -> Arc<Self> {
         let (queue, receiver) = mpsc::unbounded_channel();
         let tasks = Arc::new(TaskBoard::default());
-        let writer = Arc::new(Writer { db, committed, queue, tasks: tasks.clone() });
+        let writer = Arc::new(Writer {
+            db,
+            committed,
+            queue,
+            tags: AtomicU64::new(0),
+            tasks: tasks.clone(),
+        });
         let receiver: Queue = Arc::new(Mutex::new(receiver));
         let supervisor = Supervisor::without_shutdown(tasks);
         for n in 1..=writers.max(1) {
@@ -125,8 +154,13 @@ impl Writer {
             }
         }
         let (reply, answer) = oneshot::channel();
+        let tag = self.tags.fetch_add(1, Ordering::Relaxed);
+        let rows = match self.db.get_database_backend() {
+            DbBackend::Postgres => event_rows(tag, &streams).map_err(StoreError::backend)?,
+            _ => String::new(),
+        };
         self.queue
-            .send(Pending { streams, commands, reply })
+            .send(Pending { streams, commands, rows, tag, reply })
             .map_err(|_| StoreError::Backend("event writer stopped".into()))?;
         let (result, group_size) = answer
             .instrument(span.clone())
@@ -151,9 +185,12 @@ impl Writer {
                 alone.push(pending);
             }
         }
-        if together.len() == 1 {
-            alone.insert(0, together.pop().expect("one"));
-        } else if !together.is_empty() {
+        let mut first_alone = Vec::new();
+        for together in within_round_trip(together) {
+            if together.len() == 1 {
+                first_alone.extend(together);
+                continue;
+            }
             let shared: Vec<&Pending> = together.iter().collect();
             match self.try_group(&shared).await {
                 Ok(results) => {
@@ -164,11 +201,11 @@ impl Writer {
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "group commit failed; appending one by one");
-                    alone.splice(0..0, together);
+                    first_alone.extend(together);
                 }
             }
         }
-        for pending in alone {
+        for pending in first_alone.into_iter().chain(alone) {
             let result = self.append_one(&pending).await;
             let _ = pending.reply.send((result, 1));
         }
@@ -188,12 +225,12 @@ impl Writer {
         } else {
             let txn = begin_append(&self.db).await?;
             let current = lock_and_read_versions(&txn, group).await?;
-            let rows: Vec<&StreamAppend> = group
+            let accepted: Vec<&Pending> = group
                 .iter()
+                .copied()
                 .filter(|p| first_conflict(&p.streams, &current).is_none())
-                .flat_map(|p| p.streams.iter())
                 .collect();
-            let inserted = insert_events(&txn, &rows, now).await?;
+            let inserted = insert_events(&txn, &accepted, now).await?;
             let (results, logs) = outcomes(group, &current, &inserted);
             if !logs.is_empty() {
                 insert_logs(&txn, &logs, now).await?;
@@ -305,8 +342,7 @@ async fn append_in_one_statement(
     group: &[&Pending],
     now: chrono::DateTime<Utc>,
 ) -> Result<(HashMap<StreamKey, i64>, Vec<Inserted>), DbErr> {
-    let appends =
-        || group.iter().enumerate().flat_map(|(a, p)| p.streams.iter().map(move |s| (a, s)));
+    let appends = || group.iter().flat_map(|p| p.streams.iter().map(move |s| (p.tag, s)));
     let locks: Vec<i64> = lock_set(appends().map(|(_, s)| s)).into_keys().collect();
     let expected: Vec<Json> = appends()
         .map(|(a, s)| {
@@ -318,15 +354,7 @@ async fn append_in_one_statement(
             })
         })
         .collect();
-    let rows: Vec<Json> = appends()
-        .flat_map(|(a, s)| {
-            event_rows(s).map(move |mut row| {
-                row["a"] = a.into();
-                row
-            })
-        })
-        .collect();
-    let values = [Json::from(rows).into(), now.into(), locks.into(), Json::from(expected).into()];
+    let values = [rows_array(group).into(), now.into(), locks.into(), Json::from(expected).into()];
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, APPEND_PG, values);
     let (mut current, mut inserted) = (HashMap::new(), Vec::new());
     for row in db.query_all_raw(statement).await? {
@@ -392,9 +420,9 @@ macro_rules! insert_events_pg {
             "schema_version, payload, metadata, recorded_at) ",
             "SELECT r.event_id, r.stream_type, r.stream_id, r.version, r.event_type, ",
             "r.schema_version, r.payload, r.metadata, $2 ",
-            "FROM ROWS FROM (jsonb_to_recordset($1) AS (event_id uuid, stream_type text, ",
+            "FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (event_id uuid, stream_type text, ",
             "stream_id uuid, version bigint, event_type text, schema_version int, payload jsonb, ",
-            "metadata jsonb, a int)) WITH ORDINALITY AS r(event_id, stream_type, stream_id, ",
+            "metadata jsonb, a bigint)) WITH ORDINALITY AS r(event_id, stream_type, stream_id, ",
             "version, event_type, schema_version, payload, metadata, a, n) ",
             $filter,
             " ORDER BY r.n RETURNING tx_id, position, stream_type, stream_id, version"
@@ -425,7 +453,7 @@ const APPEND_PG: &str = concat!(
     stream_locks_cte!("held", "$3"),
     ", found AS MATERIALIZED (SELECT x.a, x.stream_type, x.stream_id, x.expected, COALESCE(",
     last_version!("x"),
-    ", 0) AS version FROM jsonb_to_recordset($4) AS x(a int, stream_type text, stream_id uuid, \
+    ", 0) AS version FROM jsonb_to_recordset($4) AS x(a bigint, stream_type text, stream_id uuid, \
      expected bigint) WHERE (SELECT count(*) FROM held) >= 0), inserted AS (",
     insert_events_pg!("WHERE r.a NOT IN (SELECT f.a FROM found f WHERE f.version <> f.expected)"),
     ") SELECT f.stream_type, f.stream_id, f.version, NULL::bigint AS tx_id, \
@@ -576,11 +604,11 @@ struct Inserted {
 /// parameter: one statement shape for any group size.
 async fn insert_events(
     txn: &DatabaseTransaction,
-    appends: &[&StreamAppend],
+    appends: &[&Pending],
     now: chrono::DateTime<Utc>,
 ) -> Result<Vec<Inserted>, DbErr> {
     if txn.get_database_backend() != DbBackend::Postgres {
-        let rows = appends.iter().flat_map(|s| rows_for(s, now));
+        let rows = appends.iter().flat_map(|p| p.streams.iter()).flat_map(|s| rows_for(s, now));
         let inserted = events::Entity::insert_many(rows).exec_with_returning(txn).await?;
         return Ok(inserted
             .into_iter()
@@ -592,8 +620,7 @@ async fn insert_events(
             })
             .collect());
     }
-    let rows: Vec<Json> = appends.iter().flat_map(|s| event_rows(s)).collect();
-    let values = [Json::from(rows).into(), now.into()];
+    let values = [rows_array(appends).into(), now.into()];
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, INSERT_EVENTS_PG, values);
     let mut inserted = Vec::new();
     for row in txn.query_all_raw(statement).await? {
@@ -607,20 +634,81 @@ async fn insert_events(
     Ok(inserted)
 }
 
-/// The events of `append` as the JSON rows the PostgreSQL inserts take.
-fn event_rows(append: &StreamAppend) -> impl Iterator<Item = Json> + '_ {
-    append.events.iter().enumerate().map(move |(i, event)| {
-        serde_json::json!({
-            "event_id": event.event_id,
-            "stream_type": append.stream.stream_type,
-            "stream_id": append.stream.stream_id,
-            "version": append.expected_version + i as i64 + 1,
-            "event_type": event.event_type,
-            "schema_version": event.schema_version,
-            "payload": event.payload,
-            "metadata": event.metadata,
-        })
-    })
+/// One event as a row of the PostgreSQL inserts' JSON (`a`: its append's
+/// tag), written straight from the event (no copy of its payload).
+#[derive(serde::Serialize)]
+struct EventRow<'a> {
+    a: u64,
+    event_id: Uuid,
+    stream_type: &'a str,
+    stream_id: Uuid,
+    version: i64,
+    event_type: &'a str,
+    schema_version: i32,
+    payload: &'a Json,
+    metadata: &'a EventMetadata,
+}
+
+/// The event rows of the streams of one append tagged `tag`, as JSON
+/// objects separated by commas (see [`Pending::rows`]).
+fn event_rows(tag: u64, streams: &[StreamAppend]) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    for s in streams {
+        for (i, event) in s.events.iter().enumerate() {
+            if !out.is_empty() {
+                out.push(b',');
+            }
+            let row = EventRow {
+                a: tag,
+                event_id: event.event_id,
+                stream_type: &s.stream.stream_type,
+                stream_id: s.stream.stream_id,
+                version: s.expected_version + i as i64 + 1,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                payload: &event.payload,
+                metadata: &event.metadata,
+            };
+            serde_json::to_writer(&mut out, &row)?;
+        }
+    }
+    // serde_json writes UTF-8 only.
+    Ok(String::from_utf8(out).expect("JSON is UTF-8"))
+}
+
+/// The rows of `group` as one JSON array (the text of `$1::jsonb`).
+fn rows_array(group: &[&Pending]) -> String {
+    let mut array =
+        String::with_capacity(2 + group.iter().map(|p| p.rows.len() + 1).sum::<usize>());
+    array.push('[');
+    for rows in group.iter().map(|p| p.rows.as_str()).filter(|r| !r.is_empty()) {
+        if array.len() > 1 {
+            array.push(',');
+        }
+        array.push_str(rows);
+    }
+    array.push(']');
+    array
+}
+
+/// `group` cut, in order, into groups whose statements each carry at most
+/// [`ROUND_TRIP_BYTES`] of parameters (an append larger than that alone):
+/// a larger message stalls on the driver's socket (see that constant).
+fn within_round_trip(group: Vec<Pending>) -> Vec<Vec<Pending>> {
+    let mut groups: Vec<Vec<Pending>> = Vec::new();
+    let mut bytes = 0;
+    for pending in group {
+        let size = pending.bytes();
+        match groups.last_mut() {
+            Some(last) if bytes + size <= ROUND_TRIP_BYTES => last.push(pending),
+            _ => {
+                bytes = 0;
+                groups.push(vec![pending]);
+            }
+        }
+        bytes += size;
+    }
+    groups
 }
 
 /// Every event row of `$1`.

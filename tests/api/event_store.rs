@@ -386,3 +386,72 @@ async fn appends_without_command_records_are_one_statement_of_one_shape() {
     assert_eq!(shapes(&statements, "WITH locks AS MATERIALIZED"), 0, "{statements:#?}");
     assert_eq!(shapes(&statements, "INSERT INTO events"), 0, "{statements:#?}");
 }
+
+/// Appends of 2 KiB events racing for one connection, with client command
+/// ids (`recorded`: the transaction) or without (the one statement).
+async fn large_appends_racing(recorded: bool) {
+    use eventfold::es::projector::ROUND_TRIP_BYTES;
+    const APPENDS: usize = 48;
+    let (app, _) = migrated_store().await;
+    // One connection: the appends queue while a group commits, so the
+    // next group takes many of them.
+    let (db, seen) = sized_pool(&app.database_url).await;
+    let store = Arc::new(SeaEventStore::new(db));
+    let filler = "x".repeat(2048);
+    let appends: Vec<_> = (0..APPENDS)
+        .map(|_| {
+            let (store, filler) = (store.clone(), filler.clone());
+            tokio::spawn(async move {
+                let stream = StreamKey::new("Large", Uuid::now_v7());
+                let command = recorded.then(|| eventfold::es::store::CommandRecord {
+                    command_id: Uuid::now_v7(),
+                    stream: stream.clone(),
+                });
+                let mut event = new_event("Large");
+                event.payload = json!({ "filler": filler });
+                let append = StreamAppend { stream, expected_version: 0, events: vec![event] };
+                store.append(vec![append], command).await.unwrap()
+            })
+        })
+        .collect();
+    for append in appends {
+        append.await.unwrap();
+    }
+    let stored = app
+        .scalar_i64("SELECT COUNT(*) FROM events WHERE stream_type = 'Large' AND version = 1")
+        .await;
+    assert_eq!(stored, APPENDS as i64, "every append is stored once");
+    let ordered = app
+        .scalar_i64(
+            "SELECT COUNT(*) FROM (SELECT position, lag(position) OVER (ORDER BY tx_id, position) \
+             AS before FROM events) p WHERE p.before >= p.position",
+        )
+        .await;
+    assert_eq!(ordered, 0, "commit order and positions agree");
+    let inserts: Vec<usize> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(sql, _)| sql.contains("INSERT INTO events"))
+        .map(|(_, bytes)| *bytes)
+        .collect();
+    let one = 2048;
+    assert!(inserts.len() < APPENDS, "appends were grouped: {inserts:?}");
+    assert!(inserts.iter().any(|b| *b > 2 * one), "a statement carried several: {inserts:?}");
+    for bytes in &inserts {
+        assert!(*bytes <= ROUND_TRIP_BYTES, "{bytes} bytes of parameters in one statement");
+    }
+    let total: usize = inserts.iter().sum();
+    assert!(total >= APPENDS * one, "every event's payload travelled ({total} bytes)");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_append_statement_carries_more_than_one_round_trip_of_parameters() {
+    large_appends_racing(false).await;
+}
+
+#[tokio::test]
+async fn no_recorded_append_carries_more_than_one_round_trip_of_parameters() {
+    large_appends_racing(true).await;
+}

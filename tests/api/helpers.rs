@@ -1,6 +1,7 @@
 //! `spawn_app`: a real server on port 0 over a fresh PostgreSQL database
 //! (or a fresh SQLite file), and a typed GraphQL client for it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use eventfold::app::{self, Config, RunningApp};
@@ -409,4 +410,28 @@ pub(crate) async fn gql_as(
         errors: body.get("errors").and_then(Value::as_array).cloned().unwrap_or_default(),
     };
     (status, gql)
+}
+
+/// A pool of one connection to `url` that records each statement it runs
+/// with about how many bytes its parameters take on the wire.
+pub(crate) async fn sized_pool(
+    url: &str,
+) -> (DatabaseConnection, Arc<std::sync::Mutex<Vec<(String, usize)>>>) {
+    fn bytes(value: &sea_orm::Value) -> usize {
+        use sea_orm::Value;
+        match value {
+            Value::String(Some(s)) => s.len(),
+            Value::Json(Some(j)) => j.to_string().len(),
+            Value::Array(_, Some(items)) => items.iter().map(bytes).sum(),
+            _ => 16,
+        }
+    }
+    let mut db = eventfold::infra::db::connect(url, 1).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    db.set_metric_callback(move |info| {
+        let values = info.statement.values.as_ref().map_or(0, |v| v.0.iter().map(bytes).sum());
+        sink.lock().unwrap().push((info.statement.sql.clone(), values));
+    });
+    (db, seen)
 }

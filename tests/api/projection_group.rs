@@ -390,30 +390,6 @@ async fn deposits_and_withdrawals_on_open_accounts_are_one_statement_per_bank_re
     app.stop().await;
 }
 
-/// A pool of one connection to `url` that records each statement it runs
-/// with about how many bytes its parameters take on the wire.
-async fn sized_pool(
-    url: &str,
-) -> (DatabaseConnection, Arc<std::sync::Mutex<Vec<(String, usize)>>>) {
-    fn bytes(value: &sea_orm::Value) -> usize {
-        use sea_orm::Value;
-        match value {
-            Value::String(Some(s)) => s.len(),
-            Value::Json(Some(j)) => j.to_string().len(),
-            Value::Array(_, Some(items)) => items.iter().map(bytes).sum(),
-            _ => 16,
-        }
-    }
-    let mut db = eventfold::infra::db::connect(url, 1).await.unwrap();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = seen.clone();
-    db.set_metric_callback(move |info| {
-        let values = info.statement.values.as_ref().map_or(0, |v| v.0.iter().map(bytes).sum());
-        sink.lock().unwrap().push((info.statement.sql.clone(), values));
-    });
-    (db, seen)
-}
-
 /// The app's events, the read-model group's claims on partition key `#0`,
 /// and a recording pool that has applied the first events (the openings).
 struct Applying {
