@@ -3,8 +3,9 @@
 //! Starts the real `eventfold` server (all roles, PostgreSQL + Redis Streams)
 //! on a fresh database and Redis prefix, drives it over HTTP and prints the
 //! figures issue 3 asks for, each beside its target, as a table and as JSON.
-//! Then measures the raw one-event INSERT limit of the same PostgreSQL and
-//! the load time of a 10,000-event stream with and without a snapshot.
+//! Then measures the raw one-event INSERT limit of the same PostgreSQL,
+//! appends of 2 KiB events through the event store, and the load time of a
+//! 10,000-event stream with and without a snapshot.
 //! Mutation throughput with OpenTelemetry traces off and on (exported to a
 //! receiver in the bench) is compared too; `--traces-only` runs just that,
 //! and `--lag-only RATE` only the projection lag at RATE deposits/s.
@@ -15,6 +16,8 @@
 mod cost;
 #[path = "bench/http.rs"]
 mod http;
+#[path = "bench/large.rs"]
+mod large;
 #[path = "bench/load.rs"]
 mod load;
 #[path = "bench/pgbench.rs"]
@@ -302,6 +305,22 @@ async fn run(env: &Env, opts: &Options) -> anyhow::Result<(Vec<Row>, Value)> {
     }
     out.insert("raw_insert".into(), Value::Object(raw_json));
     out.insert("pgbench_insert".into(), pgbench_runs(env, duration, own_16, &mut rows));
+
+    progress(&format!("large appends (2 KiB events), {CLIENTS} clients"));
+    let mut run = large::appends(&env.database_url, CLIENTS, duration).await?;
+    rows.push(Row::plain(
+        format!("2 KiB-event appends/s (store, no HTTP), {CLIENTS} clients"),
+        format!("{} /s", report::pretty(run.per_second())),
+    ));
+    out.insert(
+        "large_appends".into(),
+        json!({
+            "clients": CLIENTS,
+            "payload_bytes": large::PAYLOAD_BYTES,
+            "per_s": round3(run.per_second()),
+            "latency": run.latencies.summary(),
+        }),
+    );
 
     progress("snapshot load time (10,000-event stream)");
     let snap = snapshot::measure(&env.database_url, 20).await?;
