@@ -180,19 +180,37 @@ impl OneStatement {
     }
 
     /// A statement whose only parameter, `$1`, is `rows` as a JSON array
-    /// (text, which the statement casts: `$1::jsonb`).
+    /// (`jsonb`; PostgreSQL parses it once, however often the statement
+    /// reads it).
     pub fn of_json_rows(
         sql: &'static str,
         rows: Vec<serde_json::Value>,
         covers: Vec<Cover>,
     ) -> Self {
-        let text = serde_json::Value::Array(rows).to_string();
-        OneStatement { sql, bytes: text.len(), values: vec![text.into()], covers }
+        let rows = serde_json::Value::Array(rows);
+        let mut bytes = Counted(0);
+        // Writing to a counter cannot fail, nor can serializing a Value.
+        let _ = serde_json::to_writer(&mut bytes, &rows);
+        OneStatement { sql, bytes: bytes.0 + 1, values: vec![rows.into()], covers }
     }
 
     /// The statement as it runs alone.
     pub fn statement(&self) -> Statement {
         Statement::from_sql_and_values(DbBackend::Postgres, self.sql, self.values.clone())
+    }
+}
+
+/// Counts the bytes written to it.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -275,11 +275,11 @@ pub const ADD_INCREMENTS_PG: &str = "UPDATE bank_account_summary_view AS v SET \
        total_deposits_cents = v.total_deposits_cents + u.deposits, \
        total_withdrawals_cents = v.total_withdrawals_cents + u.withdrawals, \
        last_transaction_at = u.at, version = u.version, position = u.position \
-     FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, base bigint, version bigint, position bigint, \
+     FROM jsonb_to_recordset($1) AS u(id uuid, base bigint, version bigint, position bigint, \
        at timestamptz, balance bigint, balance_from bigint, balance_to bigint, \
        deposits bigint, deposits_from bigint, deposits_to bigint, \
        withdrawals bigint, withdrawals_from bigint, withdrawals_to bigint) \
-     WHERE v.account_id = ANY (ARRAY(SELECT (e->>'id')::uuid FROM jsonb_array_elements($1::jsonb) AS e)) \
+     WHERE v.account_id = ANY (ARRAY(SELECT (e->>'id')::uuid FROM jsonb_array_elements($1) AS e)) \
        AND v.account_id = u.id AND v.version = u.base \
        AND v.balance_cents BETWEEN u.balance_from AND u.balance_to \
        AND v.total_deposits_cents BETWEEN u.deposits_from AND u.deposits_to \

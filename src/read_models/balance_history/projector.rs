@@ -196,7 +196,7 @@ fn insert_runs(runs: &[Run]) -> OneStatement {
 pub const INSERT_RUNS_PG: &str = "INSERT INTO account_balance_history \
        (account_id, version, balance_cents, recorded_at) \
      SELECT u.id, u.version, h.balance_cents + u.total, u.at \
-     FROM jsonb_to_recordset($1::jsonb) AS u(id uuid, base bigint, version bigint, total bigint, \
+     FROM jsonb_to_recordset($1) AS u(id uuid, base bigint, version bigint, total bigint, \
        at timestamptz, balance_from bigint, balance_to bigint) \
      CROSS JOIN LATERAL (SELECT l.version, l.balance_cents FROM account_balance_history l \
        WHERE l.account_id = u.id ORDER BY l.version DESC LIMIT 1) AS h \
