@@ -186,7 +186,12 @@ impl Writer {
             }
         }
         let mut first_alone = Vec::new();
-        for together in within_round_trip(together) {
+        let groups = match self.db.get_database_backend() {
+            DbBackend::Postgres => within_round_trip(together),
+            // No socket between the writer and an embedded database.
+            _ => vec![together],
+        };
+        for together in groups.into_iter().filter(|g| !g.is_empty()) {
             if together.len() == 1 {
                 first_alone.extend(together);
                 continue;
