@@ -14,28 +14,17 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::raw::RawRun;
 use crate::report::Latencies;
 
 /// Bytes of each event's payload.
 pub(crate) const PAYLOAD_BYTES: usize = 2048;
 
-pub(crate) struct LargeRun {
-    pub(crate) ok: u64,
-    pub(crate) elapsed: Duration,
-    pub(crate) latencies: Latencies,
-}
-
-impl LargeRun {
-    pub(crate) fn per_second(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
 pub(crate) async fn appends(
     database_url: &str,
     clients: usize,
     duration: Duration,
-) -> anyhow::Result<LargeRun> {
+) -> anyhow::Result<RawRun> {
     let db = eventfold::infra::db::connect(database_url, 4).await?;
     let store = Arc::new(SeaEventStore::new(db.clone()));
     let filler = "x".repeat(PAYLOAD_BYTES);
@@ -68,7 +57,7 @@ pub(crate) async fn appends(
             anyhow::Ok(latencies)
         });
     }
-    let mut run = LargeRun { ok: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
+    let mut run = RawRun { ok: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
     while let Some(done) = tasks.join_next().await {
         let latencies = done??;
         run.ok += latencies.len() as u64;

@@ -38,7 +38,8 @@ pub(crate) async fn create_table(database_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Committed one-event transactions per second and their latency.
+/// Operations done by closed-loop clients in a timed run (here one-event
+/// transactions; appends for [`crate::large`]), and their latencies.
 pub(crate) struct RawRun {
     pub(crate) ok: u64,
     pub(crate) elapsed: Duration,
