@@ -57,13 +57,7 @@ pub(crate) async fn appends(
             anyhow::Ok(latencies)
         });
     }
-    let mut run = RawRun { ok: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
-    while let Some(done) = tasks.join_next().await {
-        let latencies = done??;
-        run.ok += latencies.len() as u64;
-        run.latencies.merge(latencies);
-    }
-    run.elapsed = started.elapsed();
+    let run = RawRun::of_clients(tasks, started).await?;
     db.close().await?;
     Ok(run)
 }

@@ -50,6 +50,22 @@ impl RawRun {
     pub(crate) fn per_second(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
+
+    /// Waits for every client of a run started at `started`, each giving
+    /// the latencies of what it did.
+    pub(crate) async fn of_clients(
+        mut clients: JoinSet<anyhow::Result<Latencies>>,
+        started: Instant,
+    ) -> anyhow::Result<RawRun> {
+        let mut run = RawRun { ok: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
+        while let Some(joined) = clients.join_next().await {
+            let latencies = joined??;
+            run.ok += latencies.len() as u64;
+            run.latencies.merge(latencies);
+        }
+        run.elapsed = started.elapsed();
+        Ok(run)
+    }
 }
 
 pub(crate) async fn inserts(
@@ -95,13 +111,7 @@ pub(crate) async fn inserts(
             anyhow::Ok(latencies)
         });
     }
-    let mut run = RawRun { ok: 0, elapsed: Duration::ZERO, latencies: Latencies::default() };
-    while let Some(joined) = tasks.join_next().await {
-        let latencies = joined??;
-        run.ok += latencies.len() as u64;
-        run.latencies.merge(latencies);
-    }
-    run.elapsed = started.elapsed();
+    let run = RawRun::of_clients(tasks, started).await?;
     pool.close().await;
     Ok(run)
 }
