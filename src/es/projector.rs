@@ -3,6 +3,7 @@
 //! commits together with the projection's checkpoint.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use async_trait::async_trait;
 use sea_orm::{ConnectionTrait as _, DatabaseTransaction, DbBackend, Statement, Value};
@@ -112,7 +113,7 @@ pub trait Projection: Send + Sync {
     /// runtime runs it first (in one round trip with the other projections'
     /// statements of the batch and the checkpoints'), then
     /// [`Projection::apply_batch`] with the events of every stream the
-    /// statement did not apply ([`OneStatement::applied`]). So the
+    /// statement did not apply ([`OneStatement::left`]). So the
     /// statement must write a stream's rows only where they are as it
     /// expects, and leave a stream it does not apply as the fold can take
     /// it up (see [`apply_events`]).
@@ -132,6 +133,26 @@ pub trait Projection: Send + Sync {
 /// reached to size its buffer. Projections write large batches in chunks
 /// of at most this much, and the event writer cuts its groups to fit it.
 pub const ROUND_TRIP_BYTES: usize = 12 * 1024;
+
+/// Items of `sizes` (bytes each), in order, cut into runs that fit
+/// [`ROUND_TRIP_BYTES`] together (an item larger than that alone): the
+/// index range of each run.
+pub fn round_trips(sizes: impl IntoIterator<Item = usize>) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut sum, mut end) = (0, 0, 0);
+    for (i, size) in sizes.into_iter().enumerate() {
+        if i > start && sum + size > ROUND_TRIP_BYTES {
+            runs.push(start..i);
+            (start, sum) = (i, 0);
+        }
+        sum += size;
+        end = i + 1;
+    }
+    if start < end {
+        runs.push(start..end);
+    }
+    runs
+}
 
 /// A projection's writes of a batch as one data-modifying statement (see
 /// [`Projection::one_statement`]).
@@ -161,9 +182,14 @@ pub struct Cover {
 }
 
 impl OneStatement {
-    /// Given the `key` of every row the statement returned, the streams
-    /// whose events it applied and their changes.
-    pub fn applied(&self, keys: &[Uuid]) -> (HashSet<Uuid>, Vec<Change>) {
+    /// Given the `key` of every row the statement returned, the events of
+    /// `events` (those it was made for) it did not apply, and the changes
+    /// of those it did.
+    pub fn left<'a>(
+        &self,
+        events: &[&'a RecordedEvent],
+        keys: &[Uuid],
+    ) -> (Vec<&'a RecordedEvent>, Vec<Change>) {
         let mut written: HashMap<Uuid, usize> = HashMap::with_capacity(self.covers.len());
         for key in keys {
             *written.entry(*key).or_default() += 1;
@@ -176,7 +202,8 @@ impl OneStatement {
                 changes.extend(cover.change.clone());
             }
         }
-        (applied, changes)
+        let left = events.iter().copied().filter(|e| !applied.contains(&e.stream.stream_id));
+        (left.collect(), changes)
     }
 
     /// A statement whose only parameter, `$1`, is `rows` as a JSON array
@@ -214,9 +241,13 @@ impl std::io::Write for Counted {
     }
 }
 
-/// The events of `events` whose streams are not in `applied`.
-pub fn rest<'a>(events: &[&'a RecordedEvent], applied: &HashSet<Uuid>) -> Vec<&'a RecordedEvent> {
-    events.iter().copied().filter(|e| !applied.contains(&e.stream.stream_id)).collect()
+/// `projection`'s one statement for `events`, when it has one that fits
+/// one round trip ([`ROUND_TRIP_BYTES`]; a larger one is left to the fold).
+pub fn one_statement_within<P: Projection + ?Sized>(
+    projection: &P,
+    events: &[&RecordedEvent],
+) -> Result<Option<OneStatement>, ProjectionError> {
+    Ok(projection.one_statement(events)?.filter(|o| o.bytes <= ROUND_TRIP_BYTES))
 }
 
 /// Applies `events` to `projection` as the runtime does, in the caller's
@@ -228,9 +259,7 @@ pub async fn apply_events<P: Projection + ?Sized>(
     events: &[&RecordedEvent],
 ) -> Result<Vec<Change>, ProjectionError> {
     let one = match txn.get_database_backend() {
-        DbBackend::Postgres => {
-            projection.one_statement(events)?.filter(|o| o.bytes <= ROUND_TRIP_BYTES)
-        }
+        DbBackend::Postgres => one_statement_within(projection, events)?,
         _ => None,
     };
     let Some(one) = one else {
@@ -240,10 +269,25 @@ pub async fn apply_events<P: Projection + ?Sized>(
     for row in txn.query_all_raw(one.statement()).await? {
         keys.push(row.try_get::<Uuid>("", "key")?);
     }
-    let (applied, mut changes) = one.applied(&keys);
-    let rest = rest(events, &applied);
-    if !rest.is_empty() {
-        changes.extend(projection.apply_batch(txn, &rest).await?);
+    let (left, mut changes) = one.left(events, &keys);
+    if !left.is_empty() {
+        changes.extend(projection.apply_batch(txn, &left).await?);
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ROUND_TRIP_BYTES, round_trips};
+
+    #[test]
+    fn round_trips_fill_up_in_order_and_a_large_item_goes_alone() {
+        let half = ROUND_TRIP_BYTES / 2;
+        assert_eq!(
+            round_trips([half, half, 1, ROUND_TRIP_BYTES * 2, 1]),
+            vec![0..2, 2..3, 3..4, 4..5]
+        );
+        assert_eq!(round_trips([1, 2, 3]), vec![0..3]);
+        assert_eq!(round_trips(Vec::<usize>::new()), Vec::<std::ops::Range<usize>>::new());
+    }
 }

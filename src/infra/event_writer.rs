@@ -20,7 +20,7 @@
 //! round trip where the transaction takes four. The steps and their order
 //! are the same.
 //!
-//! A group's statement carries at most [`ROUND_TRIP_BYTES`] of parameters:
+//! A group's statement carries at most [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES) of parameters:
 //! a larger group is cut into several, committed one after another (an
 //! append larger than that goes alone). Each append's rows are serialized
 //! by its caller, which is how their size is known before a group forms.
@@ -45,7 +45,7 @@ use super::append_locks::{begin_append, lock_set, lock_streams};
 use super::supervisor::{Supervisor, TaskBoard};
 use super::trace_context;
 use crate::es::envelope::{EventMetadata, Position, StreamKey};
-use crate::es::projector::ROUND_TRIP_BYTES;
+use crate::es::projector::round_trips;
 use crate::es::store::{BatchedCommand, CommandRecord, Outcome, StoreError, StreamAppend};
 
 /// Most appends committed together.
@@ -701,23 +701,12 @@ fn rows_array(group: &[&Pending]) -> Result<Json, DbErr> {
 }
 
 /// `group` cut, in order, into groups whose statements each carry at most
-/// [`ROUND_TRIP_BYTES`] of parameters (an append larger than that alone):
+/// [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES) of parameters (an append larger than that alone):
 /// a larger message stalls on the driver's socket (see that constant).
 fn within_round_trip(group: Vec<Pending>) -> Vec<Vec<Pending>> {
-    let mut groups: Vec<Vec<Pending>> = Vec::new();
-    let mut bytes = 0;
-    for pending in group {
-        let size = pending.bytes();
-        match groups.last_mut() {
-            Some(last) if bytes + size <= ROUND_TRIP_BYTES => last.push(pending),
-            _ => {
-                bytes = 0;
-                groups.push(vec![pending]);
-            }
-        }
-        bytes += size;
-    }
-    groups
+    let trips = round_trips(group.iter().map(Pending::bytes));
+    let mut pending = group.into_iter();
+    trips.into_iter().map(|trip| pending.by_ref().take(trip.len()).collect()).collect()
 }
 
 /// Every event row of `$1`.

@@ -4,7 +4,7 @@
 //! checkpoint are a single statement, each a data-modifying `WITH` query
 //! of it; then each projection folds what its statement did not apply, and
 //! parks the events of its parked streams. A statement carries at most
-//! [`ROUND_TRIP_BYTES`] of parameters: a large batch's statements go in
+//! [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES) of parameters: a large batch's statements go in
 //! several, and one larger than that alone is left to the fold.
 //!
 //! The queries of one statement share a snapshot and write different
@@ -25,7 +25,9 @@ use super::checkpoint::{Claim, save_checkpoints, save_statement};
 use super::failure::{Failure, WAITING};
 use crate::es::changes::Change;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
-use crate::es::projector::{OneStatement, Projection, ProjectionError, ROUND_TRIP_BYTES, rest};
+use crate::es::projector::{
+    OneStatement, Projection, ProjectionError, one_statement_within, round_trips,
+};
 
 /// One projection's part of a batch: its projection, its share, and the
 /// span its fold runs in.
@@ -60,8 +62,7 @@ pub(super) async fn write_batch(
         let (waiting, ready): (Vec<&RecordedEvent>, Vec<&RecordedEvent>) =
             share.fresh.iter().partition(|e| parked.contains(&(share.name, e.stream.clone())));
         let one = match postgres && !ready.is_empty() {
-            // A statement too large for one round trip is left to the fold.
-            true => projection.one_statement(&ready)?.filter(|o| o.bytes <= ROUND_TRIP_BYTES),
+            true => one_statement_within(*projection, &ready)?,
             false => None,
         };
         plans.push(Plan { ready, waiting, one });
@@ -69,15 +70,12 @@ pub(super) async fn write_batch(
     let (keys, saved) = run_together(txn, &plans, moves).await?;
     let mut changed = Vec::with_capacity(members.len());
     for ((member, plan), keys) in members.iter().zip(plans).zip(keys) {
-        let (rest, mut changes) = match &plan.one {
-            Some(one) => {
-                let (applied, changes) = one.applied(&keys);
-                (rest(&plan.ready, &applied), changes)
-            }
+        let (left, mut changes) = match &plan.one {
+            Some(one) => one.left(&plan.ready, &keys),
             None => (plan.ready, Vec::new()),
         };
-        if !rest.is_empty() {
-            let folding = member.projection.apply_batch(txn, &rest);
+        if !left.is_empty() {
+            let folding = member.projection.apply_batch(txn, &left);
             changes.extend(folding.instrument(member.span.clone()).await?);
         }
         for event in plan.waiting {
@@ -95,7 +93,7 @@ pub(super) async fn write_batch(
 }
 
 /// Runs the plans' statements and the checkpoints' move in as few
-/// statements as fit [`ROUND_TRIP_BYTES`] each (one, for a live batch of
+/// statements as fit [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES) each (one, for a live batch of
 /// a few events; the move goes with the first); returns the keys each
 /// plan's statement returned, in plan order, and whether the checkpoints
 /// moved (not when no plan has a statement).
@@ -105,28 +103,17 @@ async fn run_together(
     moves: &[(&Claim, Position)],
 ) -> Result<(Vec<Vec<Uuid>>, bool), DbErr> {
     let mut keys = vec![Vec::new(); plans.len()];
-    let mut trips: Vec<(usize, Vec<(usize, &OneStatement)>)> = Vec::new();
-    for (i, one) in plans.iter().enumerate().filter_map(|(i, p)| Some((i, p.one.as_ref()?))) {
-        match trips.last_mut() {
-            Some((bytes, trip)) if *bytes + one.bytes <= ROUND_TRIP_BYTES => {
-                *bytes += one.bytes;
-                trip.push((i, one));
-            }
-            _ => trips.push((one.bytes, vec![(i, one)])),
-        }
-    }
-    let trips: Vec<Vec<(usize, &OneStatement)>> = trips.into_iter().map(|(_, t)| t).collect();
-    let Some((first, others)) = trips.split_first() else {
-        return Ok((keys, false));
-    };
-    let trips = std::iter::once((first, moves)).chain(others.iter().map(|t| (t, &[][..])));
-    for (trip, moves) in trips {
-        for row in txn.query_all_raw(compose(trip, moves)).await? {
+    let ones: Vec<(usize, &OneStatement)> =
+        plans.iter().enumerate().filter_map(|(i, p)| Some((i, p.one.as_ref()?))).collect();
+    let trips = round_trips(ones.iter().map(|(_, one)| one.bytes));
+    for (n, trip) in trips.iter().enumerate() {
+        let moves = if n == 0 { moves } else { &[] };
+        for row in txn.query_all_raw(compose(&ones[trip.clone()], moves)).await? {
             let member: i32 = row.try_get("", "member")?;
             keys[member as usize].push(row.try_get::<Uuid>("", "key")?);
         }
     }
-    Ok((keys, true))
+    Ok((keys, !trips.is_empty()))
 }
 
 /// The statements of `trip` (each with the index of its plan) and the

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::es::changes::Change;
 use crate::es::envelope::RecordedEvent;
-use crate::es::projector::{Cover, OneStatement, Projection, ProjectionError, ROUND_TRIP_BYTES};
+use crate::es::projector::{Cover, OneStatement, Projection, ProjectionError, round_trips};
 use crate::read_models::ONE_STATEMENT_FOLD_MAX;
 
 pub const NAME: &str = "audit_log";
@@ -41,7 +41,7 @@ impl Projection for AuditLogProjection {
 
     /// A position already logged is skipped. On PostgreSQL the rows go as
     /// column arrays ([`INSERT_ROWS_PG`], one shape), in statements of at
-    /// most [`ROUND_TRIP_BYTES`]; elsewhere as multi-row inserts.
+    /// most [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES); elsewhere as multi-row inserts.
     async fn apply_batch(
         &self,
         txn: &DatabaseTransaction,
@@ -49,7 +49,7 @@ impl Projection for AuditLogProjection {
     ) -> Result<Vec<Change>, ProjectionError> {
         if txn.get_database_backend() == DbBackend::Postgres {
             let rows = Rows::of(events);
-            for range in rows.chunks() {
+            for range in round_trips(rows.bytes.iter().copied()) {
                 let values = rows.values(range);
                 let insert =
                     Statement::from_sql_and_values(DbBackend::Postgres, INSERT_ROWS_PG, values);
@@ -145,23 +145,6 @@ impl<'a> Rows<'a> {
             })
             .collect();
         Rows { events, payloads, metadata, bytes }
-    }
-
-    /// The rows in runs of at most [`ROUND_TRIP_BYTES`] each.
-    fn chunks(&self) -> Vec<Range<usize>> {
-        let mut chunks = Vec::new();
-        let (mut start, mut sum) = (0, 0);
-        for (i, bytes) in self.bytes.iter().enumerate() {
-            if i > start && sum + bytes > ROUND_TRIP_BYTES {
-                chunks.push(start..i);
-                (start, sum) = (i, 0);
-            }
-            sum += bytes;
-        }
-        if start < self.bytes.len() {
-            chunks.push(start..self.bytes.len());
-        }
-        chunks
     }
 
     /// The parameters of [`INSERT_ROWS_PG`] for the rows of `range`.
