@@ -20,6 +20,7 @@ mod limits;
 mod load;
 mod observability;
 mod pages;
+mod pg_crash;
 mod process;
 mod projection_group;
 mod read_plans;

@@ -502,3 +502,40 @@ async fn no_statement_of_a_large_batch_carries_more_than_one_round_trip_of_param
     }
     app.stop().await;
 }
+
+/// `synchronous_commit` of the connection `db` (a pool of one) holds.
+async fn synchronous_commit(db: &DatabaseConnection) -> String {
+    let row = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW synchronous_commit"))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get_by_index::<String>(0).unwrap()
+}
+
+/// A group's read transaction and the relay's checkpoint commit without
+/// waiting for their flush (what a crash does with that: `pg_crash`), and
+/// only they: the connection they ran on, which the event store's appends
+/// share, still waits for it afterwards.
+#[tokio::test]
+async fn unflushed_read_commits_leave_their_connection_committing_synchronously() {
+    use eventfold::infra::projection_runtime::checkpoint::{Claim, save_checkpoint_unflushed};
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    open_account(&app, "Ada", "10", "0").await;
+    let db = eventfold::infra::db::connect(&app.database_url, 1).await.unwrap();
+    let store = SeaEventStore::new(db.clone());
+    let events = store.read_committed(Position::START, 100).await.unwrap();
+    assert_eq!(events.len(), 1);
+    let mut claims = Vec::new();
+    for name in group(&db).names() {
+        claims.push(fence(&db, name, &format!("{name}#0")).await.unwrap());
+    }
+    assert_eq!(synchronous_commit(&db).await, "on");
+    group(&db).apply(&claims, &events, None, Position::START).await.unwrap();
+    assert_eq!(synchronous_commit(&db).await, "on", "after a group's read transaction");
+    save_checkpoint_unflushed(&db, &Claim::unleased("__relay"), events[0].position).await.unwrap();
+    assert_eq!(synchronous_commit(&db).await, "on", "after the relay's checkpoint");
+    assert_eq!(load_checkpoint(&db, "__relay").await.unwrap(), events[0].position);
+    assert_eq!(app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await, 1);
+    app.stop().await;
+}

@@ -8,6 +8,26 @@
 //! written its epoch, the worker it replaced (frozen, partitioned away, slow
 //! to notice) can no longer commit anything under that key.
 
+/// A call that makes the transaction it runs in commit without waiting for
+/// its commit record to reach disk (`synchronous_commit` off, for that
+/// transaction only; the connection keeps its own setting).
+///
+/// Used for a group's read transactions (read-model rows and checkpoints)
+/// and the relay's checkpoint: all derived from the event log, which
+/// itself always commits synchronously. A crash of PostgreSQL may lose the
+/// last fraction of a second of these commits, each one whole (a read
+/// transaction's rows with the checkpoints that say they were applied): a
+/// group then finds a checkpoint behind what it had applied and catches up
+/// from the event store, and the relay publishes again what its lost
+/// checkpoint covered. In exchange no read transaction waits for a disk
+/// flush. The in-process transport, which would not notice a checkpoint
+/// moved back, keeps synchronous commits.
+macro_rules! unflushed {
+    () => {
+        "set_config('synchronous_commit', 'off', true)"
+    };
+}
+
 use chrono::Utc;
 use entity::projection_checkpoints as checkpoints;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -113,7 +133,7 @@ pub(super) async fn lock_checkpoint(
     projection: &str,
     claim: &Claim,
 ) -> Result<Locked, CheckpointError> {
-    let mut locked = lock_checkpoints(txn, &[(projection, claim)]).await?;
+    let mut locked = lock_checkpoints(txn, &[(projection, claim)], false).await?;
     Ok(locked.remove(0))
 }
 
@@ -186,9 +206,13 @@ async fn lock_row(
 /// statement takes every projection's advisory lock in shared mode, then
 /// locks every checkpoint row, in key order. Returns each claim's
 /// checkpoint, in the order given; any stale claim fences the whole call.
+/// With `unflushed` (PostgreSQL), `txn` will commit without waiting for
+/// its flush (see `unflushed!`): only for a caller that notices a
+/// checkpoint found behind what it had applied, as a group does.
 pub(super) async fn lock_checkpoints(
     txn: &DatabaseTransaction,
     members: &[(&str, &Claim)],
+    unflushed: bool,
 ) -> Result<Vec<Locked>, CheckpointError> {
     if !is_postgres(txn) {
         let mut locked = Vec::with_capacity(members.len());
@@ -200,7 +224,7 @@ pub(super) async fn lock_checkpoints(
         }
         return Ok(locked);
     }
-    let mut rows = lock_rows(txn, members).await?;
+    let mut rows = lock_rows(txn, members, unflushed).await?;
     if rows.len() < members.len() {
         // First use of some key: its row must exist to be locked (see
         // `lock_row`).
@@ -209,7 +233,7 @@ pub(super) async fn lock_checkpoints(
             .on_conflict(OnConflict::column(checkpoints::Column::Name).do_nothing().to_owned())
             .exec_without_returning(txn)
             .await?;
-        rows = lock_rows(txn, members).await?;
+        rows = lock_rows(txn, members, unflushed).await?;
     }
     members
         .iter()
@@ -225,23 +249,46 @@ pub(super) async fn lock_checkpoints(
 
 /// The checkpoint rows of `members` that exist, locked until `txn` ends,
 /// after the shared advisory lock of every member projection (PostgreSQL).
+/// With `unflushed`, `txn` will commit without waiting for its flush.
 async fn lock_rows(
     txn: &DatabaseTransaction,
     members: &[(&str, &Claim)],
+    unflushed: bool,
 ) -> Result<Vec<checkpoints::Model>, DbErr> {
     let locks: Vec<i64> = members.iter().map(|(p, _)| projection_lock_id(p)).collect();
     let keys: Vec<String> = members.iter().map(|(_, c)| c.key.clone()).collect();
-    // The uncorrelated sub-select runs once, before the scan: the advisory
-    // locks are held before any row lock, as in `lock_row` and the rebuild.
-    let select = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id) \
-         SELECT name, tx_id, position, updated_at, lease_epoch, parked FROM projection_checkpoints \
-         WHERE name = ANY($2) AND (SELECT count(*) FROM shared) >= 0 ORDER BY name FOR UPDATE",
-        [locks.into(), keys.into()],
-    );
+    let sql = if unflushed { LOCK_ROWS_UNFLUSHED_PG } else { LOCK_ROWS_PG };
+    let select =
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, [locks.into(), keys.into()]);
     checkpoints::Entity::find().from_raw_sql(select).all(txn).await
 }
+
+/// Takes the shared advisory locks `$1`, then locks the checkpoint rows
+/// named in `$2`. The uncorrelated sub-select runs once, before the scan:
+/// the advisory locks are held before any row lock, as in `lock_row` and
+/// the rebuild. `$also` names one more query run once before the scan.
+macro_rules! lock_rows_sql {
+    ($with:expr, $also:expr) => {
+        concat!(
+            "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id)",
+            $with,
+            " SELECT name, tx_id, position, updated_at, lease_epoch, parked \
+             FROM projection_checkpoints \
+             WHERE name = ANY($2) AND (SELECT count(*) FROM shared) >= 0",
+            $also,
+            " ORDER BY name FOR UPDATE"
+        )
+    };
+}
+
+const LOCK_ROWS_PG: &str = lock_rows_sql!("", "");
+
+/// [`LOCK_ROWS_PG`] in a transaction that will commit without waiting for
+/// its flush.
+const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(
+    concat!(", unflushed AS (SELECT ", unflushed!(), ")"),
+    " AND (SELECT count(*) FROM unflushed) = 1"
+);
 
 /// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no
 /// applier of the projection commits meanwhile (an operator's retry uses it).
@@ -335,6 +382,25 @@ pub async fn save_checkpoints<C: ConnectionTrait>(
     Ok(())
 }
 
+/// [`save_checkpoint`] in a transaction of its own that commits without
+/// waiting for its flush (see `unflushed!`): the relay's checkpoint, saved
+/// after every batch it publishes. Lost in a crash, it is found behind the
+/// events the relay had published, which it then publishes again; the
+/// consumers skip what their checkpoints cover.
+pub async fn save_checkpoint_unflushed(
+    db: &DatabaseConnection,
+    claim: &Claim,
+    position: Position,
+) -> Result<(), DbErr> {
+    if !is_postgres(db) {
+        return save_checkpoint(db, claim, position).await;
+    }
+    let mut statement = save_statement(&[(claim, position)]);
+    statement.sql = SAVE_CHECKPOINTS_UNFLUSHED_PG.to_owned();
+    db.execute_raw(statement).await?;
+    Ok(())
+}
+
 /// [`save_checkpoints`] on PostgreSQL: one statement of one shape however
 /// many claims (their keys, positions and epochs as arrays).
 pub(super) fn save_statement(moves: &[(&Claim, Position)]) -> Statement {
@@ -347,20 +413,38 @@ pub(super) fn save_statement(moves: &[(&Claim, Position)]) -> Statement {
 }
 
 /// Each (key, tx_id, position, epoch) of the arrays `$1`…`$4` written at
-/// `$5`: a checkpoint moves only forward, an epoch only up.
-const SAVE_CHECKPOINTS_PG: &str = "INSERT INTO projection_checkpoints AS c \
-       (name, tx_id, position, lease_epoch, updated_at) \
-     SELECT m.name, m.tx_id, m.position, m.epoch, $5 \
-     FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS m(name, tx_id, position, epoch) \
-     ON CONFLICT (name) DO UPDATE SET \
-       tx_id = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
-         THEN excluded.tx_id ELSE c.tx_id END, \
-       position = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
-         THEN excluded.position ELSE c.position END, \
-       lease_epoch = GREATEST(excluded.lease_epoch, c.lease_epoch), \
-       updated_at = excluded.updated_at \
-     WHERE (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
-       OR excluded.lease_epoch > c.lease_epoch";
+/// `$5`: a checkpoint moves only forward, an epoch only up. `$filter` goes
+/// after the rows' source.
+macro_rules! save_checkpoints_sql {
+    ($filter:expr) => {
+        concat!(
+            "INSERT INTO projection_checkpoints AS c \
+               (name, tx_id, position, lease_epoch, updated_at) \
+             SELECT m.name, m.tx_id, m.position, m.epoch, $5 \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+               AS m(name, tx_id, position, epoch) ",
+            $filter,
+            " ON CONFLICT (name) DO UPDATE SET \
+               tx_id = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+                 THEN excluded.tx_id ELSE c.tx_id END, \
+               position = CASE WHEN (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+                 THEN excluded.position ELSE c.position END, \
+               lease_epoch = GREATEST(excluded.lease_epoch, c.lease_epoch), \
+               updated_at = excluded.updated_at \
+             WHERE (excluded.tx_id, excluded.position) > (c.tx_id, c.position) \
+               OR excluded.lease_epoch > c.lease_epoch"
+        )
+    };
+}
+
+const SAVE_CHECKPOINTS_PG: &str = save_checkpoints_sql!("");
+
+/// [`SAVE_CHECKPOINTS_PG`] committing without waiting for its flush.
+const SAVE_CHECKPOINTS_UNFLUSHED_PG: &str = save_checkpoints_sql!(concat!(
+    "WHERE (SELECT count(*) FROM (SELECT ",
+    unflushed!(),
+    ") AS u) = 1"
+));
 
 /// Takes checkpoint `key` of `projection` over: writes the next lease epoch
 /// into it and returns the claim carrying that epoch. From this commit on,

@@ -161,7 +161,9 @@ impl ProjectionGroup {
         let started = Instant::now();
         let txn = self.read_db().begin().await?;
         let keys: Vec<(&str, &Claim)> = self.names().zip(claims).collect();
-        let locked = lock_checkpoints(&txn, &keys).await?;
+        // Unflushed: a lost commit leaves a member behind `floor`, which is
+        // then caught up from the event store.
+        let locked = lock_checkpoints(&txn, &keys, true).await?;
         for (name, at) in self.names().zip(&locked) {
             if at.at < floor {
                 return Ok(Err(GroupError::Behind { projection: name, at: at.at, floor }));

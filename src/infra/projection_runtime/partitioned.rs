@@ -13,18 +13,20 @@
 //! commit on the previous owner (frozen, slow, partitioned away) can no
 //! longer commit under that partition. Then it claims what the previous
 //! owner left pending (XAUTOCLAIM), catches up from the event store up to
-//! the relay's durable checkpoint (entries may have been trimmed, or lost
+//! the relay's committed checkpoint (entries may have been trimmed, or lost
 //! with a Redis restart), and reads its pending entries and new ones,
 //! applying each batch with the checkpoints in one read transaction and
 //! acknowledging only after commit. A member found behind what the group
-//! has delivered (its checkpoint moved back) is caught up the same way,
-//! from the store, each member from its own checkpoint.
+//! has delivered (its checkpoint moved back: by an operator, or by a crash
+//! of PostgreSQL that lost read transactions committed without waiting for
+//! their flush) is caught up the same way, from the store, each member
+//! from its own checkpoint.
 //!
 //! Redis is transport, not authority: an entry that cannot be read, or that
-//! the event store contradicts (a position past the relay's durable
+//! the event store contradicts (a position past the relay's committed
 //! checkpoint, a stream of another partition), is ignored, counted and
 //! reported, and the worker re-reads the store instead; a watermark past
-//! the relay's durable checkpoint is refused.
+//! the relay's committed checkpoint is refused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,7 +49,7 @@ use crate::infra::redis::lease::Lease;
 use crate::infra::redis::progress::record_all;
 use crate::infra::redis::{LocalRelay, RELAY_CHECKPOINT, RedisSettings, connection};
 
-/// How long an entry may be ahead of the relay's durable checkpoint before
+/// How long an entry may be ahead of the relay's committed checkpoint before
 /// it is taken for a forgery.
 const RELAY_GRACE: Duration = Duration::from_secs(2);
 
@@ -471,7 +473,7 @@ impl PartitionedRunner {
         ack
     }
 
-    /// The relay's durable checkpoint, read again.
+    /// The relay's committed checkpoint, read again.
     async fn published(&self, part: &mut Partition) -> anyhow::Result<Position> {
         part.published =
             part.published.max(load_checkpoint(&self.write_db, RELAY_CHECKPOINT).await?);
@@ -479,7 +481,7 @@ impl PartitionedRunner {
     }
 
     /// Drops what the event store contradicts: events past the relay's
-    /// durable checkpoint or of another partition, and a watermark past
+    /// committed checkpoint or of another partition, and a watermark past
     /// that checkpoint. Each is reported; any of them, or an unreadable
     /// entry, puts the batch in doubt.
     async fn check(&self, part: &mut Partition, mut batch: Batch) -> anyhow::Result<Batch> {
@@ -545,7 +547,7 @@ impl PartitionedRunner {
         Ok(batch)
     }
 
-    /// Applies this partition's events up to the relay's durable checkpoint
+    /// Applies this partition's events up to the relay's committed checkpoint
     /// straight from the store, from the checkpoint of the member furthest
     /// behind (each member skips what it already has).
     async fn catch_up_from_store(&self, part: &mut Partition) -> anyhow::Result<()> {
@@ -589,7 +591,7 @@ struct Partition {
     /// Each member's delivered-position key in Redis, in member order.
     progress_keys: Vec<String>,
     conn: MultiplexedConnection,
-    /// The relay's durable checkpoint, as last read.
+    /// The relay's committed checkpoint, as last read.
     published: Position,
     /// Every event of this partition up to here has been processed.
     seen: Position,

@@ -5,13 +5,17 @@
 //! PostgreSQL events commit in `(tx_id, position)` order, so it reads every
 //! committed event at once and never waits for unrelated transactions),
 //! appends each event to its partition stream in one pipeline, advances its
-//! durable checkpoint (committing while it reads the next batch; one save
-//! at a time, in order), and then appends a watermark to every partition the
-//! batch left idle (a watermark is never ahead of the durable checkpoint for
+//! checkpoint (committing while it reads the next batch; one save at a
+//! time, in order; a save does not wait for the disk flush, so a crash of
+//! PostgreSQL may move it back and the relay then publishes those events
+//! again), and then appends a watermark to every partition the
+//! batch left idle (a watermark is never ahead of the committed checkpoint for
 //! longer than it takes to commit it, so consumers can refuse one that
 //! stays ahead). A partition that got events learns the same watermark from
 //! its last event's entry, so a busy partition costs no extra entry and no
-//! extra wake-up of its consumer. A crash in between re-publishes a batch; consumers
+//! extra wake-up of its consumer. While it has nothing to publish, it
+//! saves its checkpoint and sends every partition a watermark again every
+//! few seconds. A crash in between re-publishes a batch; consumers
 //! skip what their checkpoints already cover. One relay holds a lease at a time. It wakes on
 //! PostgreSQL `NOTIFY` (sent by a trigger on insert) and on local commits,
 //! with polling as a fallback, and periodically trims the streams below what
@@ -30,7 +34,9 @@ use super::{LocalRelay, RELAY_CHECKPOINT, RedisSettings, entry_id_key};
 use crate::es::envelope::{Position, RecordedEvent};
 use crate::es::partition::{partition_key, partition_of};
 use crate::es::store::EventStore;
-use crate::infra::projection_runtime::checkpoint::{Claim, load_checkpoint, save_checkpoint};
+use crate::infra::projection_runtime::checkpoint::{
+    Claim, load_checkpoint, save_checkpoint_unflushed,
+};
 use crate::infra::supervisor::TaskHealth;
 use crate::infra::trace_context::{self, of_metadata};
 
@@ -42,6 +48,10 @@ const RELAY_LAG_CAP: u64 = 100_000;
 
 /// How often a relay that is behind counts how far.
 const LAG_COUNT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a relay with nothing to publish waits before it says again,
+/// to its checkpoint and to every partition, how far it has published.
+const IDLE_REPEAT: Duration = Duration::from_secs(5);
 
 /// The PostgreSQL channel the events trigger notifies.
 pub const NOTIFY_CHANNEL: &str = "eventfold_events";
@@ -83,6 +93,8 @@ impl Relay {
         let mut holding = false;
         let mut renewed = Instant::now();
         let mut trimmed = Instant::now();
+        // When the relay last published, or repeated how far it has.
+        let mut said = Instant::now();
         // When the lag in events was last counted (a bounded index scan).
         let mut counted: Option<Instant> = None;
         let mut checkpoint = Position::START;
@@ -134,6 +146,14 @@ impl Relay {
                     self.publish_batch(c, &mut checkpoint, &mut last, &mut saving, count_lag).await;
                 if count_lag && matches!(result, Ok(n) if n == self.batch_size) {
                     counted = Some(Instant::now());
+                }
+                match result {
+                    Ok(0) if said.elapsed() > IDLE_REPEAT => {
+                        self.repeat(c, checkpoint, &last, &mut saving).await?;
+                        said = Instant::now();
+                    }
+                    Ok(0) => {}
+                    _ => said = Instant::now(),
                 }
                 result
             };
@@ -238,7 +258,7 @@ impl Relay {
         }
         pipe.query_async::<()>(conn).await?;
         // Consumers in this process may apply the batch now: it was read
-        // from the store, so it is as real as the durable checkpoint says.
+        // from the store, so it is as real as the committed checkpoint says.
         self.local.set(Some(newest));
         // The checkpoint commits while the relay reads the next batch; the
         // previous save must have committed first (or its error is this
@@ -246,13 +266,13 @@ impl Relay {
         committed(saving).await?;
         let db = self.write_db.clone();
         *saving = Some(tokio::spawn(async move {
-            save_checkpoint(&db, &Claim::unleased(RELAY_CHECKPOINT), newest).await
+            save_checkpoint_unflushed(&db, &Claim::unleased(RELAY_CHECKPOINT), newest).await
         }));
         *checkpoint = newest;
         last.copy_from_slice(&after);
         // Then every partition the batch left idle learns that everything up
         // to `newest` has been sent. Only after the checkpoint: a consumer
-        // refuses a watermark past the relay's durable checkpoint, as forged.
+        // refuses a watermark past the relay's committed checkpoint, as forged.
         let mut pipe = redis::pipe();
         let mut any_idle = false;
         for (partition, previous) in last.iter().enumerate() {
@@ -275,6 +295,41 @@ impl Relay {
         }
         self.published(&events, newest, count_lag).await?;
         Ok(events.len() as u64)
+    }
+
+    /// Says again how far the relay has published, while it has nothing
+    /// new: its checkpoint is saved again (a crash of PostgreSQL may have
+    /// lost the last save, which does not wait for the flush) and every
+    /// partition gets a watermark. A consumer whose read transactions the
+    /// same crash lost finds, with it, its checkpoint behind what it had
+    /// applied, or an entry it has not seen, and catches up from the store:
+    /// on an idle system nothing else would tell it.
+    async fn repeat(
+        &self,
+        conn: &mut MultiplexedConnection,
+        checkpoint: Position,
+        last: &[Position],
+        saving: &mut Option<Saving>,
+    ) -> anyhow::Result<()> {
+        if checkpoint == Position::START {
+            return Ok(());
+        }
+        committed(saving).await?;
+        save_checkpoint_unflushed(&self.write_db, &Claim::unleased(RELAY_CHECKPOINT), checkpoint)
+            .await?;
+        let mut pipe = redis::pipe();
+        for (partition, previous) in last.iter().enumerate() {
+            pipe.cmd("XADD")
+                .arg(self.settings.stream_key(partition as u32))
+                .arg("*")
+                .arg("w")
+                .arg(checkpoint.to_string())
+                .arg("p")
+                .arg(previous.to_string())
+                .ignore();
+        }
+        pipe.query_async::<()>(conn).await?;
+        Ok(())
     }
 
     /// Records a published batch: how many, up to where, and what was left
@@ -354,7 +409,7 @@ async fn committed(saving: &mut Option<Saving>) -> anyhow::Result<()> {
 }
 
 /// Waits for a save under way, if any, whatever its outcome (a failed save
-/// leaves the durable checkpoint behind until a later one commits; a relay
+/// leaves the committed checkpoint behind until a later one commits; a relay
 /// starting from it publishes those events again, which consumers skip).
 async fn settle(saving: &mut Option<Saving>) {
     let _ = committed(saving).await;
