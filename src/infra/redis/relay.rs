@@ -280,14 +280,7 @@ impl Relay {
                 continue;
             }
             any_idle = true;
-            pipe.cmd("XADD")
-                .arg(self.settings.stream_key(partition as u32))
-                .arg("*")
-                .arg("w")
-                .arg(newest.to_string())
-                .arg("p")
-                .arg(previous.to_string())
-                .ignore();
+            self.watermark(&mut pipe, partition, newest, *previous);
         }
         if any_idle {
             committed(saving).await?;
@@ -319,17 +312,29 @@ impl Relay {
             .await?;
         let mut pipe = redis::pipe();
         for (partition, previous) in last.iter().enumerate() {
-            pipe.cmd("XADD")
-                .arg(self.settings.stream_key(partition as u32))
-                .arg("*")
-                .arg("w")
-                .arg(checkpoint.to_string())
-                .arg("p")
-                .arg(previous.to_string())
-                .ignore();
+            self.watermark(&mut pipe, partition, checkpoint, *previous);
         }
         pipe.query_async::<()>(conn).await?;
         Ok(())
+    }
+
+    /// Adds to `pipe` a watermark entry for `partition`: everything up to
+    /// `at` is published, its last event being at `previous`.
+    fn watermark(
+        &self,
+        pipe: &mut redis::Pipeline,
+        partition: usize,
+        at: Position,
+        previous: Position,
+    ) {
+        pipe.cmd("XADD")
+            .arg(self.settings.stream_key(partition as u32))
+            .arg("*")
+            .arg("w")
+            .arg(at.to_string())
+            .arg("p")
+            .arg(previous.to_string())
+            .ignore();
     }
 
     /// Records a published batch: how many, up to where, and what was left
