@@ -436,3 +436,64 @@ async fn projections_report_the_checkpoint_of_every_partition() {
     );
     app.stop().await;
 }
+
+/// The newest entry of each partition stream: its id and its field names.
+async fn newest_entries(
+    conn: &mut redis::aio::MultiplexedConnection,
+    redis: &eventfold::infra::redis::RedisSettings,
+) -> Vec<(String, Vec<String>)> {
+    let mut newest = Vec::new();
+    for p in 0..redis.partitions {
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(redis.stream_key(p))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await
+            .unwrap();
+        let entry = reply.ids.into_iter().next().expect("the partition has an entry");
+        let mut fields: Vec<String> = entry.map.keys().cloned().collect();
+        fields.sort();
+        newest.push((entry.id, fields));
+    }
+    newest
+}
+
+/// The relay's checkpoint commits without waiting for the disk, so a
+/// crash of PostgreSQL may move it back while the relay, idle, has nothing
+/// new to save (`pg_crash` makes such a crash). Every 5 s of idleness it
+/// saves it again and sends every partition a watermark, so a consumer
+/// that must catch up learns how far without waiting for the next event.
+#[tokio::test]
+async fn an_idle_relay_saves_its_checkpoint_again_and_repeats_a_watermark_on_every_partition() {
+    let app = spawn_app().await;
+    let redis = app.redis.clone().unwrap();
+    let (id, position) = open_account(&app, "Ada", "1", "0").await;
+    account_at(&app, &id, &position).await;
+    let newest = "SELECT count(*) FROM projection_checkpoints WHERE name = '__relay' \
+                  AND (tx_id, position) = (SELECT tx_id, position FROM events ORDER BY position DESC LIMIT 1)";
+    let saved = eventually(Duration::from_secs(10), || async { app.scalar_i64(newest).await == 1 });
+    assert!(saved.await, "the relay saved its checkpoint at the event");
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let before = newest_entries(&mut conn, &redis).await;
+    // What a crash that lost the relay's last saves leaves.
+    app.db
+        .execute_unprepared(
+            "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '__relay'",
+        )
+        .await
+        .unwrap();
+    let restored =
+        eventually(Duration::from_secs(15), || async { app.scalar_i64(newest).await == 1 });
+    assert!(restored.await, "the idle relay saves its checkpoint again");
+    let after = newest_entries(&mut conn, &redis).await;
+    for ((id_before, _), (id_after, fields)) in before.iter().zip(&after) {
+        assert_ne!(id_before, id_after, "a new entry on every partition");
+        assert_eq!(fields, &["p", "w"], "a watermark alone: {after:?}");
+    }
+    assert_eq!(app.event_count().await, 1, "no event was appended meanwhile");
+    app.stop().await;
+}
