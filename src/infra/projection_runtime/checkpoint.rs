@@ -8,6 +8,17 @@
 //! written its epoch, the worker it replaced (frozen, partitioned away, slow
 //! to notice) can no longer commit anything under that key.
 
+use chrono::Utc;
+use entity::projection_checkpoints as checkpoints;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::{NotSet, Set},
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait,
+};
+
+use crate::es::envelope::Position;
+
 /// A call that makes the transaction it runs in commit without waiting for
 /// its commit record to reach disk (`synchronous_commit` off, for that
 /// transaction only; the connection keeps its own setting).
@@ -27,17 +38,6 @@ macro_rules! unflushed {
         "set_config('synchronous_commit', 'off', true)"
     };
 }
-
-use chrono::Utc;
-use entity::projection_checkpoints as checkpoints;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::{NotSet, Set},
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait,
-};
-
-use crate::es::envelope::Position;
 
 /// The right to write one checkpoint key: the key and the epoch of the
 /// lease it is held under (0 where there are no leases).
