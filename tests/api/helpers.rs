@@ -199,14 +199,7 @@ impl TestApp {
     }
 
     pub(crate) async fn scalar_i64(&self, sql: &str) -> i64 {
-        let backend = self.db.get_database_backend();
-        let row = self
-            .db
-            .query_one_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
-            .await
-            .expect("query runs")
-            .expect("one row");
-        row.try_get_by_index::<i64>(0).expect("an integer")
+        scalar_i64(&self.db, sql).await
     }
 
     /// The rows of `sql` (PostgreSQL), each as the JSON array of its
@@ -434,4 +427,15 @@ pub(crate) async fn sized_pool(
         sink.lock().unwrap().push((info.statement.sql.clone(), values));
     });
     (db, seen)
+}
+
+/// The one integer that `sql` selects on `db`.
+pub(crate) async fn scalar_i64(db: &DatabaseConnection, sql: &str) -> i64 {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(backend, sql.to_owned()))
+        .await
+        .expect("query runs")
+        .expect("one row");
+    row.try_get_by_index::<i64>(0).expect("an integer")
 }

@@ -294,11 +294,6 @@ async fn a_worker_whose_partition_was_taken_over_commits_nothing() {
     app.stop().await;
 }
 
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill").args([name, &pid.to_string()]).status();
-    assert!(status.unwrap().success(), "kill {name} {pid}");
-}
-
 #[tokio::test]
 async fn a_projector_frozen_past_its_lease_and_resumed_leaves_every_table_equal_to_the_log() {
     let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
@@ -313,9 +308,9 @@ async fn a_projector_frozen_past_its_lease_and_resumed_leaves_every_table_equal_
     // other worker takes its partitions over, then resumed with whatever
     // batch it was holding.
     for _ in 0..3 {
-        signal(frozen.pid(), "-STOP");
+        frozen.signal("-STOP");
         tokio::time::sleep(Duration::from_secs(3)).await;
-        signal(frozen.pid(), "-CONT");
+        frozen.signal("-CONT");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let done = load.stop().await;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+use sea_orm::Database;
 use serde_json::{Value, json};
 
 use crate::convergence::assert_tables_match_replay;
@@ -132,30 +132,30 @@ fn server_programs() -> PathBuf {
     on_path.expect("PostgreSQL's server programs (initdb, pg_ctl) are installed")
 }
 
-/// A GraphQL request to `server`; the response's JSON (errors included).
-async fn post(client: &reqwest::Client, server: &Server, query: &str, variables: Value) -> Value {
+/// A GraphQL request to `server`: the response's JSON (errors included),
+/// or nothing when no response came.
+async fn try_post(
+    client: &reqwest::Client,
+    server: &Server,
+    query: &str,
+    variables: Value,
+) -> Option<Value> {
     let url = format!("http://{}/graphql", server.addr);
     let body = json!({ "query": query, "variables": variables });
     let sent = client.post(url).json(&body).timeout(Duration::from_secs(10)).send().await;
-    sent.unwrap().json().await.unwrap()
+    sent.ok()?.json().await.ok()
+}
+
+async fn post(client: &reqwest::Client, server: &Server, query: &str, variables: Value) -> Value {
+    try_post(client, server, query, variables).await.expect("the server answers")
 }
 
 /// Whether every projection reports a lag of 0.
 async fn caught_up(client: &reqwest::Client, server: &Server) -> bool {
-    let url = format!("http://{}/graphql", server.addr);
-    let body = json!({ "query": "{ projections { lag } }" });
-    let Ok(sent) = client.post(url).json(&body).timeout(Duration::from_secs(5)).send().await else {
-        return false;
-    };
-    let data: Value = sent.json().await.unwrap_or_default();
-    data["data"]["projections"]
+    let data = try_post(client, server, "{ projections { lag } }", json!({})).await;
+    data.unwrap_or_default()["data"]["projections"]
         .as_array()
         .is_some_and(|l| !l.is_empty() && l.iter().all(|p| p["lag"] == 0))
-}
-
-async fn scalar(db: &DatabaseConnection, sql: &str) -> i64 {
-    let row = db.query_one_raw(Statement::from_string(DbBackend::Postgres, sql)).await;
-    row.unwrap().unwrap().try_get_by_index::<i64>(0).unwrap()
 }
 
 /// The last lines the server logged.
@@ -163,11 +163,6 @@ fn tail(server: &Server) -> String {
     let log = server.log_text();
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-fn signal(server: &Server, name: &str) {
-    let status = Command::new("kill").args([name, &server.pid().to_string()]).status();
-    assert!(status.unwrap().success(), "kill {name}");
 }
 
 #[tokio::test]
@@ -199,16 +194,18 @@ async fn a_postgres_crash_loses_only_unflushed_read_commits_and_the_projections_
         assert!(applied, "the projections apply every event before the crash");
         // Frozen, the server commits nothing between the crash and the
         // look at what the crash left.
-        signal(&server, "-STOP");
+        server.signal("-STOP");
         cluster.crash();
         cluster.start();
         let db = Database::connect(cluster.url()).await.unwrap();
-        let stored = scalar(&db, "SELECT count(*) FROM events").await;
+        let stored = scalar_i64(&db, "SELECT count(*) FROM events").await;
         assert_eq!(stored, answered, "every event a mutation was answered for survived");
-        let summed =
-            scalar(&db, "SELECT coalesce(sum(version), 0)::bigint FROM bank_account_summary_view")
-                .await;
-        let relay = scalar(
+        let summed = scalar_i64(
+            &db,
+            "SELECT coalesce(sum(version), 0)::bigint FROM bank_account_summary_view",
+        )
+        .await;
+        let relay = scalar_i64(
             &db,
             "SELECT count(*) FROM projection_checkpoints \
              WHERE name = '__relay' AND position < (SELECT max(position) FROM events)",
@@ -218,7 +215,7 @@ async fn a_postgres_crash_loses_only_unflushed_read_commits_and_the_projections_
             lost.push((stored - summed, relay));
         }
         db.close().await.unwrap();
-        signal(&server, "-CONT");
+        server.signal("-CONT");
         let back = eventually(Duration::from_secs(60), || caught_up(&client, &server)).await;
         let report =
             post(&client, &server, "{ projections { name lag status lastError } }", json!({}))
@@ -233,15 +230,17 @@ async fn a_postgres_crash_loses_only_unflushed_read_commits_and_the_projections_
     // crash: the tables themselves must come back.
     let db = Database::connect(cluster.url()).await.unwrap();
     let restored = eventually(Duration::from_secs(60), || async {
-        let events = scalar(&db, "SELECT count(*) FROM events").await;
-        scalar(&db, "SELECT coalesce(sum(version), 0)::bigint FROM bank_account_summary_view").await
+        let events = scalar_i64(&db, "SELECT count(*) FROM events").await;
+        scalar_i64(&db, "SELECT coalesce(sum(version), 0)::bigint FROM bank_account_summary_view")
+            .await
             == events
-            && scalar(&db, "SELECT count(*) FROM audit_log").await == events
+            && scalar_i64(&db, "SELECT count(*) FROM audit_log").await == events
     })
     .await;
     assert!(restored, "the read tables are applied again after the crash: {lost:?}");
     assert_tables_match_replay(&db).await;
-    let relay = scalar(&db, "SELECT position FROM projection_checkpoints WHERE name = '__relay'");
+    let relay =
+        scalar_i64(&db, "SELECT position FROM projection_checkpoints WHERE name = '__relay'");
     assert!(relay.await > 0, "the relay's checkpoint is saved again");
     db.close().await.unwrap();
 }

@@ -76,6 +76,12 @@ impl Server {
         self.child.id()
     }
 
+    /// Sends `name` (`-STOP`, `-CONT`, …) to the process.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([name, &self.pid().to_string()]).status();
+        assert!(status.unwrap().success(), "kill {name} {}", self.pid());
+    }
+
     /// SIGTERM, without waiting.
     pub(crate) fn sigterm(&self) {
         let pid = self.child.id().to_string();

@@ -19,7 +19,7 @@ use sea_orm::{
 
 use crate::es::envelope::Position;
 
-/// A call that makes the transaction it runs in commit without waiting for
+/// What makes the transaction it runs in commit without waiting for
 /// its commit record to reach disk (`synchronous_commit` off, for that
 /// transaction only; the connection keeps its own setting).
 ///
@@ -33,9 +33,12 @@ use crate::es::envelope::Position;
 /// checkpoint covered. In exchange no read transaction waits for a disk
 /// flush. The in-process transport, which would not notice a checkpoint
 /// moved back, keeps synchronous commits.
+///
+/// A condition for a statement's `WHERE`: an uncorrelated sub-select, run
+/// once when the statement starts, that is always true.
 macro_rules! unflushed {
     () => {
-        "set_config('synchronous_commit', 'off', true)"
+        "(SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL"
     };
 }
 
@@ -264,15 +267,14 @@ async fn lock_rows(
 }
 
 /// Takes the shared advisory locks `$1`, then locks the checkpoint rows
-/// named in `$2`. The uncorrelated sub-select runs once, before the scan:
+/// named in `$2`. The uncorrelated sub-selects run once, before the scan:
 /// the advisory locks are held before any row lock, as in `lock_row` and
-/// the rebuild. `$also` names one more query run once before the scan.
+/// the rebuild. `$also` is one more condition of that kind.
 macro_rules! lock_rows_sql {
-    ($with:expr, $also:expr) => {
+    ($also:expr) => {
         concat!(
-            "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id)",
-            $with,
-            " SELECT name, tx_id, position, updated_at, lease_epoch, parked \
+            "WITH shared AS (SELECT pg_advisory_xact_lock_shared(id) FROM unnest($1::bigint[]) AS id) \
+             SELECT name, tx_id, position, updated_at, lease_epoch, parked \
              FROM projection_checkpoints \
              WHERE name = ANY($2) AND (SELECT count(*) FROM shared) >= 0",
             $also,
@@ -281,14 +283,11 @@ macro_rules! lock_rows_sql {
     };
 }
 
-const LOCK_ROWS_PG: &str = lock_rows_sql!("", "");
+const LOCK_ROWS_PG: &str = lock_rows_sql!("");
 
 /// [`LOCK_ROWS_PG`] in a transaction that will commit without waiting for
 /// its flush.
-const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(
-    concat!(", unflushed AS (SELECT ", unflushed!(), ")"),
-    " AND (SELECT count(*) FROM unflushed) = 1"
-);
+const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(concat!(" AND ", unflushed!()));
 
 /// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no
 /// applier of the projection commits meanwhile (an operator's retry uses it).
@@ -395,21 +394,25 @@ pub async fn save_checkpoint_unflushed(
     if !is_postgres(db) {
         return save_checkpoint(db, claim, position).await;
     }
-    let mut statement = save_statement(&[(claim, position)]);
-    statement.sql = SAVE_CHECKPOINTS_UNFLUSHED_PG.to_owned();
-    db.execute_raw(statement).await?;
+    db.execute_raw(save_statement_of(&[(claim, position)], SAVE_CHECKPOINTS_UNFLUSHED_PG)).await?;
     Ok(())
 }
 
 /// [`save_checkpoints`] on PostgreSQL: one statement of one shape however
 /// many claims (their keys, positions and epochs as arrays).
 pub(super) fn save_statement(moves: &[(&Claim, Position)]) -> Statement {
+    save_statement_of(moves, SAVE_CHECKPOINTS_PG)
+}
+
+/// `moves` as the parameters of `sql` (one of the statements
+/// `save_checkpoints_sql!` makes).
+fn save_statement_of(moves: &[(&Claim, Position)], sql: &'static str) -> Statement {
     let keys: Vec<String> = moves.iter().map(|(c, _)| c.key.clone()).collect();
     let txs: Vec<i64> = moves.iter().map(|(_, p)| p.tx).collect();
     let positions: Vec<i64> = moves.iter().map(|(_, p)| p.pos).collect();
     let epochs: Vec<i64> = moves.iter().map(|(c, _)| c.epoch).collect();
     let values = [keys.into(), txs.into(), positions.into(), epochs.into(), Utc::now().into()];
-    Statement::from_sql_and_values(DbBackend::Postgres, SAVE_CHECKPOINTS_PG, values)
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// Each (key, tx_id, position, epoch) of the arrays `$1`…`$4` written at
@@ -440,11 +443,7 @@ macro_rules! save_checkpoints_sql {
 const SAVE_CHECKPOINTS_PG: &str = save_checkpoints_sql!("");
 
 /// [`SAVE_CHECKPOINTS_PG`] committing without waiting for its flush.
-const SAVE_CHECKPOINTS_UNFLUSHED_PG: &str = save_checkpoints_sql!(concat!(
-    "WHERE (SELECT count(*) FROM (SELECT ",
-    unflushed!(),
-    ") AS u) = 1"
-));
+const SAVE_CHECKPOINTS_UNFLUSHED_PG: &str = save_checkpoints_sql!(concat!("WHERE ", unflushed!()));
 
 /// Takes checkpoint `key` of `projection` over: writes the next lease epoch
 /// into it and returns the claim carrying that epoch. From this commit on,
