@@ -17,6 +17,7 @@ pub mod audit;
 pub mod console;
 pub mod customers;
 pub mod decimal;
+mod documents;
 pub mod error;
 pub mod feed;
 pub mod limits;
@@ -82,6 +83,8 @@ pub fn schema(services: Arc<Services>, max_root_fields: usize) -> AppSchema {
         .extension(limits::MaxRootFields(max_root_fields))
         .extension(PerRequestWaits)
         .extension(metrics::OperationMetrics)
+        // Last, so innermost: it stands where the engine parses.
+        .extension(documents::DocumentCache::default())
         .data(services)
         .data(caller)
         .finish()

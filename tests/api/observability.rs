@@ -242,6 +242,10 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
         delta("eventfold_graphql_operation_duration_seconds_count", &deposit),
         (N + 1) as f64
     );
+    // Each document's text is parsed once: the deposit's and the
+    // withdrawal's here (the account query's was, before), not N + 3 times.
+    assert_eq!(after.kind("eventfold_graphql_documents_parsed_total"), "counter");
+    assert_eq!(delta("eventfold_graphql_documents_parsed_total", &[]), 2.0);
     // Commands by type and outcome; conflicts and retries are counted.
     let commands = "eventfold_commands_total";
     let bank = ("aggregate", "BankAccount");
