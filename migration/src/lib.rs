@@ -26,6 +26,7 @@ mod m20261201_000002_add_audit_correlation;
 mod m20261201_000003_serialize_event_commits;
 mod m20261201_000004_record_partition_count;
 mod m20261201_000005_mark_parked_checkpoints;
+mod m20261201_000006_create_expect_function;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_serialize_event_commits::Migration),
             Box::new(m20261201_000004_record_partition_count::Migration),
             Box::new(m20261201_000005_mark_parked_checkpoints::Migration),
+            Box::new(m20261201_000006_create_expect_function::Migration),
         ]
     }
 }

@@ -302,14 +302,12 @@ pub async fn start(config: Config) -> anyhow::Result<RunningApp> {
                 // The read models share the read database: one consumer per
                 // partition for all of them. A process manager commands the
                 // write side from its projection, so it keeps its own.
-                let mut groups = vec![ProjectionGroup {
-                    name: crate::read_models::GROUP,
-                    members: read_models.iter().map(applier).collect(),
-                }];
+                let mut groups = vec![ProjectionGroup::new(
+                    crate::read_models::GROUP,
+                    read_models.iter().map(applier).collect(),
+                )];
                 groups.extend(
-                    processes
-                        .iter()
-                        .map(|p| ProjectionGroup { name: p.name(), members: vec![applier(p)] }),
+                    processes.iter().map(|p| ProjectionGroup::new(p.name(), vec![applier(p)])),
                 );
                 for group in groups {
                     let name = format!("projector {}", group.name);

@@ -270,6 +270,10 @@ async fn every_metric_is_present_and_moves_the_right_way_after_a_known_workload(
     // The projection applied them: batches, apply time, no lag, nothing parked.
     assert!(delta("eventfold_projection_batch_size_sum", &summary) >= N as f64);
     assert!(delta("eventfold_projection_apply_duration_seconds_count", &summary) >= 1.0);
+    // After the group's first commit, live batches go in one statement.
+    let group = [("group", "read_models")];
+    assert!(delta("eventfold_projection_one_statement_commits_total", &group) >= 1.0);
+    assert_eq!(after.kind("eventfold_projection_one_statement_commits_total"), "counter");
     // Where the lag goes: each event's age when received and when applied.
     assert!(delta("eventfold_projection_receive_age_seconds_count", &summary) >= N as f64);
     assert!(delta("eventfold_projection_applied_age_seconds_count", &summary) >= N as f64);

@@ -72,7 +72,7 @@ fn group(db: &DatabaseConnection) -> ProjectionGroup {
             settings: RuntimeSettings::default(),
         })
         .collect();
-    ProjectionGroup { name: eventfold::read_models::GROUP, members }
+    ProjectionGroup::new(eventfold::read_models::GROUP, members)
 }
 
 #[tokio::test]
@@ -537,5 +537,167 @@ async fn unflushed_read_commits_leave_their_connection_committing_synchronously(
     assert_eq!(synchronous_commit(&db).await, "on", "after the relay's checkpoint");
     assert_eq!(load_checkpoint(&db, "__relay").await.unwrap(), events[0].position);
     assert_eq!(app.scalar_i64("SELECT count(*) FROM bank_account_summary_view").await, 1);
+    app.stop().await;
+}
+
+/// A group that has committed the openings of Ada and Bob (so it knows
+/// where it left every checkpoint), and the three moves that follow.
+struct Live {
+    app: TestApp,
+    group: ProjectionGroup,
+    claims: Vec<eventfold::infra::projection_runtime::Claim>,
+    moves: Vec<RecordedEvent>,
+    db: DatabaseConnection,
+    seen: Arc<std::sync::Mutex<Vec<(String, usize)>>>,
+}
+
+async fn live_group() -> Live {
+    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
+    let (ada, _) = open_account(&app, "Ada", "10", "0").await;
+    let (bob, _) = open_account(&app, "Bob", "1", "0").await;
+    for (id, mutation, amount) in
+        [(&ada, DEPOSIT, "5"), (&bob, DEPOSIT, "2.50"), (&ada, WITHDRAW, "3")]
+    {
+        app.gql(mutation, json!({ "input": { "accountId": id, "amount": amount } })).await.ok();
+    }
+    let Applying { events, claims, db, seen } = after_openings(&app, 0, 5).await;
+    let group = group(&db);
+    group.apply(&claims, &events[..2], None, Position::START).await.unwrap();
+    assert_eq!(
+        group.committed.one_statement_commits(),
+        0,
+        "the first batch learns, in a transaction"
+    );
+    Live { app, group, claims, moves: events[2..].to_vec(), db, seen }
+}
+
+const SUMMARY: &str =
+    "SELECT owner, balance_cents, version FROM bank_account_summary_view ORDER BY owner";
+
+/// Every claim's checkpoint in `db`.
+async fn checkpoints_of(
+    db: &DatabaseConnection,
+    claims: &[eventfold::infra::projection_runtime::Claim],
+) -> Vec<Position> {
+    let mut at = Vec::new();
+    for claim in claims {
+        at.push(load_checkpoint(db, &claim.key).await.unwrap());
+    }
+    at
+}
+
+#[tokio::test]
+async fn a_live_batch_of_a_group_that_knows_its_checkpoints_is_one_statement_without_a_transaction()
+{
+    let Live { app, group, claims, moves, db, seen } = live_group().await;
+    seen.lock().unwrap().clear();
+    let last = moves.last().unwrap().position;
+    let reached = group.apply(&claims, &moves, None, Position::START).await.unwrap();
+    assert!(reached.iter().all(|r| *r == last), "{reached:?}");
+    assert_eq!(group.committed.one_statement_commits(), 1);
+    // One statement: the locks, the check of the checkpoints, every read
+    // model's writes and the checkpoints' move.
+    let statements: Vec<String> = seen.lock().unwrap().iter().map(|(s, _)| s.clone()).collect();
+    assert_eq!(statements.len(), 1, "{statements:#?}");
+    for part in [
+        "pg_advisory_xact_lock_shared",
+        "FOR UPDATE",
+        "eventfold_expect",
+        "bank_account_summary_view",
+        "account_balance_history",
+        "audit_log",
+        "INSERT INTO projection_checkpoints",
+    ] {
+        assert!(statements[0].contains(part), "{part} in {statements:#?}");
+    }
+    assert!(checkpoints_of(&db, &claims).await.iter().all(|at| *at == last));
+    // It committed without waiting for its flush, and only itself.
+    assert_eq!(synchronous_commit(&db).await, "on", "the connection's own setting");
+    assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1200, 3], ["Bob", 350, 2]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM account_balance_history").await, json!([[5]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[5]]));
+    // Delivered again: nothing moves, nothing changes.
+    group.apply(&claims, &moves, None, Position::START).await.unwrap();
+    assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1200, 3], ["Bob", 350, 2]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM account_balance_history").await, json!([[5]]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_one_statement_commit_of_a_worker_whose_partition_was_taken_over_writes_nothing() {
+    let Live { app, group, claims, moves, db, .. } = live_group().await;
+    let before = checkpoints_of(&db, &claims).await;
+    // Another worker takes the partition over: new epochs, same positions.
+    let other = eventfold::infra::db::connect(&app.database_url, 1).await.unwrap();
+    for (name, claim) in group.names().zip(&claims) {
+        fence(&other, name, &claim.key).await.unwrap();
+    }
+    let refused = group.apply(&claims, &moves, None, Position::START).await;
+    assert!(
+        matches!(
+            refused,
+            Err(eventfold::infra::projection_runtime::GroupError::Apply(
+                eventfold::infra::projection_runtime::ApplyError::Fenced(_)
+            ))
+        ),
+        "the stale worker is fenced: {:?}",
+        refused.map(|_| ())
+    );
+    assert_eq!(group.committed.one_statement_commits(), 0);
+    assert_eq!(checkpoints_of(&db, &claims).await, before, "no checkpoint moved");
+    assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1000, 1], ["Bob", 100, 1]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[2]]));
+    other.close().await.ok();
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_found_behind_where_the_group_committed_it_sends_the_batch_to_the_transaction()
+{
+    let Live { app, group, claims, moves, db, .. } = live_group().await;
+    let known = checkpoints_of(&db, &claims).await;
+    // As a crash of PostgreSQL losing the last read commits leaves it: the
+    // summary's checkpoint behind where the group committed it.
+    db.execute_unprepared(&format!(
+        "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '{}'",
+        claims[0].key
+    ))
+    .await
+    .unwrap();
+    let behind = group.apply(&claims, &moves, None, known[0]).await;
+    assert!(
+        matches!(behind, Err(eventfold::infra::projection_runtime::GroupError::Behind { .. })),
+        "the transaction finds the member behind: {:?}",
+        behind.map(|_| ())
+    );
+    assert_eq!(group.committed.one_statement_commits(), 0);
+    assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1000, 1], ["Bob", 100, 1]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[2]]));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_one_statement_commit_that_cannot_apply_every_event_writes_nothing_and_the_transaction_parks_it()
+ {
+    let Live { app, group, claims, moves, .. } = live_group().await;
+    // Bob's summary row is gone (an operator's mistake): the summary's
+    // statement cannot apply his deposit.
+    app.db
+        .execute_unprepared("DELETE FROM bank_account_summary_view WHERE owner = 'Bob'")
+        .await
+        .unwrap();
+    let last = moves.last().unwrap().position;
+    let reached = group.apply(&claims, &moves, None, Position::START).await.unwrap();
+    assert!(reached.iter().all(|r| *r == last), "{reached:?}");
+    assert_eq!(group.committed.one_statement_commits(), 0, "the one statement refused itself");
+    // The transaction applied the batch: Ada's moves everywhere, Bob's
+    // deposit in the history and the audit log, and parked for the summary.
+    assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1200, 3]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM account_balance_history").await, json!([[5]]));
+    assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[5]]));
+    let parked = app
+        .scalar_i64("SELECT count(*) FROM dead_letters WHERE projection = 'bank_account_summary'")
+        .await;
+    assert_eq!(parked, 1, "Bob's deposit waits in the summary's dead letters");
     app.stop().await;
 }

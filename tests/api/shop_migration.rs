@@ -31,11 +31,15 @@ async fn every_migration_has_a_working_down() {
     let parked_column = "SELECT count(*) FROM information_schema.columns \
         WHERE table_name = 'projection_checkpoints' AND column_name = 'parked'";
     assert_eq!(app.scalar_i64(parked_column).await, 1, "checkpoints' parked mark after up");
-    // The nine newest: the checkpoints' parked mark, the recorded
-    // partition count, the events' commit-order lock, the audit log's
-    // correlation column, dead-letter kinds, account owners, checkpoint
-    // fencing, the insert notification, then the shop views.
-    Migrator::down(&db, Some(9)).await.unwrap();
+    let expect_function = "SELECT count(*) FROM pg_proc WHERE proname = 'eventfold_expect'";
+    assert_eq!(app.scalar_i64(expect_function).await, 1, "eventfold_expect after up");
+    // The ten newest: the one-statement commits' refusal, the checkpoints'
+    // parked mark, the recorded partition count, the events' commit-order
+    // lock, the audit log's correlation column, dead-letter kinds, account
+    // owners, checkpoint fencing, the insert notification, then the shop
+    // views.
+    Migrator::down(&db, Some(10)).await.unwrap();
+    assert_eq!(app.scalar_i64(expect_function).await, 0, "eventfold_expect after down");
     assert_eq!(app.scalar_i64(parked_column).await, 0, "checkpoints' parked mark after down");
     for table in tables.iter().chain(&["deployment_settings"]) {
         assert!(!table_exists(&db, table).await, "{table} after down");

@@ -14,7 +14,7 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::{NotSet, Set},
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait,
+    EntityTrait, QueryFilter, QuerySelect, Statement, TransactionTrait, Value,
 };
 
 use crate::es::envelope::Position;
@@ -288,6 +288,69 @@ const LOCK_ROWS_PG: &str = lock_rows_sql!("");
 /// [`LOCK_ROWS_PG`] in a transaction that will commit without waiting for
 /// its flush.
 const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(concat!(" AND ", unflushed!()));
+
+/// The `WITH` queries that open a group's one-statement commit (see
+/// `writes::OneTrip`), with no transaction around it: they take the shared
+/// advisory locks `$1`, lock the checkpoint rows named in `$2`, and yield
+/// `ready` (one row, `ok`) only if every one of them is where the group
+/// last committed it, under the claim's epoch (`$2`…`$5`: keys, tx ids,
+/// positions, epochs) and, where it has events to apply (`$6`), with no
+/// parked event (see [`mark_parked`]); otherwise the statement
+/// fails whole (`eventfold_expect`, SQLSTATE [`REFUSED`]). The statement's
+/// writes each read a parameter through `ready`, so none starts before
+/// the locks are held and the checkpoints checked; the statement commits
+/// without waiting for its flush (see `unflushed!`).
+///
+/// Its snapshot is older than the locks (taken when the statement
+/// started): a writer that committed in between under the same keys
+/// moved a checkpoint, which refuses the statement; the projections' own
+/// statements check each row they change against what they expect, on
+/// the newest version of the row.
+pub(super) const ONE_TRIP_READY_PG: &str = concat!(
+    "WITH shared AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(id) \
+       FROM unnest($1::bigint[]) AS id), \
+     locked AS MATERIALIZED (SELECT name, tx_id, position, lease_epoch, parked \
+       FROM projection_checkpoints \
+       WHERE name = ANY($2::text[]) AND (SELECT count(*) FROM shared) >= 0 AND ",
+    unflushed!(),
+    " ORDER BY name FOR UPDATE), \
+     ready AS MATERIALIZED (SELECT eventfold_expect(count(l.name) = cardinality($2::text[]) \
+         AND coalesce(bool_and(l.tx_id = e.tx_id AND l.position = e.position \
+           AND l.lease_epoch = e.epoch AND NOT (l.parked AND e.fresh)), false), \
+         'checkpoints where this worker committed them') AS ok \
+       FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[]) \
+         AS e(name, tx_id, position, epoch, fresh) \
+       LEFT JOIN locked AS l ON l.name = e.name)"
+);
+
+/// The parameters of [`ONE_TRIP_READY_PG`]: the projections' advisory
+/// locks, where each claim's checkpoint is expected, and whether its
+/// projection has events in the batch.
+pub(super) fn one_trip_ready_values(
+    locks: Vec<i64>,
+    expected: &[(&Claim, Position, bool)],
+) -> Vec<Value> {
+    let keys: Vec<String> = expected.iter().map(|(c, _, _)| c.key.clone()).collect();
+    let txs: Vec<i64> = expected.iter().map(|(_, p, _)| p.tx).collect();
+    let positions: Vec<i64> = expected.iter().map(|(_, p, _)| p.pos).collect();
+    let epochs: Vec<i64> = expected.iter().map(|(c, _, _)| c.epoch).collect();
+    let fresh: Vec<bool> = expected.iter().map(|(_, _, f)| *f).collect();
+    vec![locks.into(), keys.into(), txs.into(), positions.into(), epochs.into(), fresh.into()]
+}
+
+/// The SQLSTATE of a statement that refused itself (`eventfold_expect`).
+pub(super) const REFUSED: &str = "EF001";
+
+/// Whether `err` is a statement refusing itself: nothing was written.
+pub(super) fn is_refused(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx};
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(e.as_ref(), sqlx::Error::Database(db) if db.code().as_deref() == Some(REFUSED))
+        }
+        _ => false,
+    }
+}
 
 /// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no
 /// applier of the projection commits meanwhile (an operator's retry uses it).

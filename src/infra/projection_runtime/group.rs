@@ -6,8 +6,13 @@
 //! each member the events it reads that lie past its own checkpoint (a
 //! member a rebuild moved ahead skips what it already has) and moves every
 //! checkpoint, on PostgreSQL in one more statement for a live batch (see
-//! the `writes` module): BEGIN, two statements, COMMIT. The rows each member changed are
-//! announced after the commit, in that member's `projector apply` span.
+//! the `writes` module): BEGIN, two statements, COMMIT. Once the group has
+//! committed a partition's checkpoints it knows where they are, and a live
+//! batch is one statement with no transaction around it
+//! ([`OneTrip`](super::writes::OneTrip)): locks, checkpoints checked, writes,
+//! all or nothing; refused, the batch goes through the transaction. The
+//! rows each member changed are announced after the commit, in that
+//! member's `projector apply` span.
 //!
 //! What stays per projection: checkpoints (and so status, lag and
 //! `minPosition`), dead letters and rebuilds. A deterministic failure of
@@ -16,16 +21,19 @@
 //! the poison event and parks only that member's stream; the other
 //! members apply it in their own transactions.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
 
 use super::applier::{ApplyError, Attempt, Share, parked_streams, record_applied};
-use super::checkpoint::{Claim, lock_checkpoints};
+use super::checkpoint::{Claim, Locked, is_refused, lock_checkpoints, projection_lock_id};
 use super::errors::is_transient;
 use super::failure::Failure;
 use super::monitor::ProjectionStatus;
-use super::writes::{Member, write_batch};
+use super::writes::{Member, OneTrip, write_batch};
 use super::{Applier, ProjectionMonitor};
 use crate::es::changes::Change;
 use crate::es::envelope::{Position, RecordedEvent};
@@ -40,6 +48,57 @@ pub struct ProjectionGroup {
     /// The members (at least one), all on one read database and one
     /// monitor, with the same settings.
     pub members: Vec<Applier>,
+    /// Where this group last committed each checkpoint key, as far as it
+    /// knows: what a one-statement commit expects to find.
+    pub committed: Committed,
+}
+
+impl ProjectionGroup {
+    /// The group of `members`, named `name`, knowing no checkpoint yet.
+    pub fn new(name: &'static str, members: Vec<Applier>) -> Self {
+        ProjectionGroup { name, members, committed: Committed::default() }
+    }
+}
+
+/// Checkpoint keys and where a group last committed them (shared by the
+/// clones of a group, so by its partitions' tasks, each writing its own
+/// keys), and how many batches went in one statement.
+#[derive(Clone, Default)]
+pub struct Committed {
+    at: Arc<Mutex<HashMap<String, Position>>>,
+    one_statement: Arc<AtomicU64>,
+}
+
+impl Committed {
+    /// How many batches this group committed in one statement, without a
+    /// transaction around it.
+    pub fn one_statement_commits(&self) -> u64 {
+        self.one_statement.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Position>> {
+        self.at.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where each of `claims` was last committed, if all are known.
+    fn of(&self, claims: &[Claim]) -> Option<Vec<Position>> {
+        let at = self.lock();
+        claims.iter().map(|c| at.get(&c.key).copied()).collect()
+    }
+
+    fn set(&self, claims: &[Claim], reached: &[Position]) {
+        let mut at = self.lock();
+        for (claim, reached) in claims.iter().zip(reached) {
+            at.insert(claim.key.clone(), *reached);
+        }
+    }
+
+    fn forget(&self, claims: &[Claim]) {
+        let mut at = self.lock();
+        for claim in claims {
+            at.remove(&claim.key);
+        }
+    }
 }
 
 /// Why a group batch was not applied.
@@ -106,6 +165,25 @@ impl ProjectionGroup {
         watermark: Option<Position>,
         floor: Position,
     ) -> Result<Vec<Position>, GroupError> {
+        match self.one_trip(claims, events, watermark).await {
+            Ok(Some(applied)) => return Ok(self.committed(claims, applied)),
+            Ok(None) => {}
+            // Whatever it was (refused: a checkpoint not where this group
+            // left it, an event its statement could not apply; or a
+            // failure), the transaction below finds out and handles it.
+            Err(e) => match is_refused(&e) {
+                true => metrics::counter!(
+                    "eventfold_projection_one_statement_refused_total",
+                    "group" => self.name
+                )
+                .increment(1),
+                false => {
+                    tracing::debug!(group = self.name, error = %e, "one-statement commit failed")
+                }
+            },
+        }
+        // Learnt again when the transaction commits.
+        self.committed.forget(claims);
         let mut failures = 0;
         let rejection = loop {
             match self.apply_once(claims, events, watermark, floor).await {
@@ -149,6 +227,55 @@ impl ProjectionGroup {
         }
     }
 
+    /// The batch in one statement, with no transaction around it (see
+    /// [`OneTrip`]), when every member's checkpoint is known where this
+    /// group last committed it and the batch moves one: a live batch.
+    /// `Ok(None)`: the batch needs a transaction; an error wrote nothing.
+    async fn one_trip(
+        &self,
+        claims: &[Claim],
+        events: &[RecordedEvent],
+        watermark: Option<Position>,
+    ) -> Result<Option<Vec<Applied>>, sea_orm::DbErr> {
+        let postgres = self.read_db().get_database_backend() == DbBackend::Postgres;
+        let Some(known) = self.committed.of(claims).filter(|_| postgres) else {
+            return Ok(None);
+        };
+        let started = Instant::now();
+        let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
+        let reached: Vec<Position> = known.iter().map(|at| (*at).max(delivered)).collect();
+        if reached == known {
+            // Nothing moves: the transaction checks the checkpoints (a
+            // watermark now and then is how a lost commit is noticed).
+            return Ok(None);
+        }
+        let locked: Vec<Locked> =
+            known.iter().map(|at| Locked { at: *at, parked: false }).collect();
+        let shares = self.shares(claims, &locked, events);
+        let members = self.members_of(&shares);
+        let moves: Vec<(&Claim, Position)> = claims.iter().zip(reached.iter().copied()).collect();
+        let locks = self.names().map(projection_lock_id).collect();
+        let Ok(Some(trip)) = OneTrip::plan(&members, claims, locks, &moves) else {
+            return Ok(None);
+        };
+        let changed = trip.run(self.read_db(), &members).await?;
+        self.committed.one_statement.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("eventfold_projection_one_statement_commits_total", "group" => self.name)
+            .increment(1);
+        let elapsed = started.elapsed().as_secs_f64();
+        for share in &shares {
+            record_applied(share.name, &share.fresh, elapsed);
+        }
+        Ok(Some(
+            members
+                .into_iter()
+                .zip(reached)
+                .zip(changed)
+                .map(|((m, reached), changes)| Applied { reached, changes, span: m.span })
+                .collect(),
+        ))
+    }
+
     /// One shared transaction for the batch; `Ok(Err(Behind))` when a
     /// member is found behind `floor` (nothing written).
     async fn apply_once(
@@ -169,18 +296,7 @@ impl ProjectionGroup {
                 return Ok(Err(GroupError::Behind { projection: name, at: at.at, floor }));
             }
         }
-        let shares: Vec<Share> = self
-            .members
-            .iter()
-            .zip(claims)
-            .zip(&locked)
-            .map(|((m, claim), locked)| Share {
-                name: m.name(),
-                key: &claim.key,
-                locked: *locked,
-                fresh: events.iter().filter(|e| e.position > locked.at && reads(m, e)).collect(),
-            })
-            .collect();
+        let shares = self.shares(claims, &locked, events);
         let parked = parked_streams(&txn, &shares).await?;
         let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
         let reached: Vec<Position> = shares.iter().map(|s| s.locked.at.max(delivered)).collect();
@@ -189,16 +305,7 @@ impl ProjectionGroup {
                 true => claims.iter().zip(reached.iter().copied()).collect(),
                 false => Vec::new(),
             };
-        let members: Vec<Member> = self
-            .members
-            .iter()
-            .zip(&shares)
-            .map(|(m, share)| Member {
-                projection: m.projection.as_ref(),
-                share,
-                span: apply_span(m, &share.fresh),
-            })
-            .collect();
+        let members = self.members_of(&shares);
         let changed = write_batch(&txn, &members, &parked, &moves).await?;
         let applied: Vec<Applied> = members
             .into_iter()
@@ -214,15 +321,49 @@ impl ProjectionGroup {
         Ok(Ok(applied))
     }
 
+    /// Each member's share of `events`: those past its checkpoint as
+    /// `locked` (in member order, as `claims`) of the streams it reads.
+    fn shares<'a>(
+        &self,
+        claims: &'a [Claim],
+        locked: &[Locked],
+        events: &'a [RecordedEvent],
+    ) -> Vec<Share<'a>> {
+        self.members
+            .iter()
+            .zip(claims)
+            .zip(locked)
+            .map(|((m, claim), locked)| Share {
+                name: m.name(),
+                key: &claim.key,
+                locked: *locked,
+                fresh: events.iter().filter(|e| e.position > locked.at && reads(m, e)).collect(),
+            })
+            .collect()
+    }
+
+    /// The members with their shares, each with the span its writes run in.
+    fn members_of<'a>(&'a self, shares: &'a [Share<'a>]) -> Vec<Member<'a>> {
+        self.members
+            .iter()
+            .zip(shares)
+            .map(|(m, share)| Member {
+                projection: m.projection.as_ref(),
+                share,
+                span: apply_span(m, &share.fresh),
+            })
+            .collect()
+    }
+
     /// Posts each member's new checkpoint and announces its changed rows.
     fn committed(&self, claims: &[Claim], applied: Vec<Applied>) -> Vec<Position> {
-        let mut reached = Vec::with_capacity(applied.len());
+        let reached: Vec<Position> = applied.iter().map(|a| a.reached).collect();
+        self.committed.set(claims, &reached);
         for ((member, claim), a) in self.members.iter().zip(claims).zip(applied) {
             member.monitor.progress.committed(&claim.key, a.reached);
             if !a.changes.is_empty() {
                 a.span.in_scope(|| member.committed(a.changes));
             }
-            reached.push(a.reached);
         }
         reached
     }

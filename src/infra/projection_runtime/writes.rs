@@ -16,12 +16,17 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use sea_orm::{ConnectionTrait as _, DatabaseTransaction, DbBackend, DbErr, Statement, Value};
+use sea_orm::{
+    ConnectionTrait as _, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, Statement,
+    Value,
+};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::applier::{Share, park_row};
-use super::checkpoint::{Claim, save_checkpoints, save_statement};
+use super::checkpoint::{
+    Claim, ONE_TRIP_READY_PG, one_trip_ready_values, save_checkpoints, save_statement,
+};
 use super::failure::{Failure, WAITING};
 use crate::es::changes::Change;
 use crate::es::envelope::{Position, RecordedEvent, StreamKey};
@@ -92,6 +97,117 @@ pub(super) async fn write_batch(
     Ok(changed)
 }
 
+/// A live batch of a group as one statement with no transaction around
+/// it: no `BEGIN`, no separate lock, no `COMMIT`, one round trip where a
+/// transaction takes four. It opens with [`ONE_TRIP_READY_PG`] (the locks,
+/// and the checkpoints checked against where the group last committed
+/// them), then each member's one statement and the checkpoints' move, and
+/// refuses itself whole unless every member's statement applied all of its
+/// events. A refused statement wrote nothing; the caller then applies the
+/// batch in a transaction, which finds out why.
+pub(super) struct OneTrip {
+    statement: Statement,
+    /// Each member's one statement, if it has events.
+    ones: Vec<Option<OneStatement>>,
+}
+
+impl OneTrip {
+    /// The statement for `members` (each with its share, whose checkpoint
+    /// the group last committed at its `locked.at`, under `claims`),
+    /// taking `locks` and moving the checkpoints by `moves` (every claim,
+    /// in order); `None` when the batch needs a transaction: a member's
+    /// events not all covered by its one statement, or more than one round
+    /// trip of parameters.
+    pub(super) fn plan(
+        members: &[Member<'_>],
+        claims: &[Claim],
+        locks: Vec<i64>,
+        moves: &[(&Claim, Position)],
+    ) -> Result<Option<OneTrip>, ProjectionError> {
+        let mut ones = Vec::with_capacity(members.len());
+        for Member { projection, share, .. } in members {
+            if share.fresh.is_empty() {
+                ones.push(None);
+                continue;
+            }
+            let Some(one) = one_statement_within(*projection, &share.fresh)? else {
+                return Ok(None);
+            };
+            let covered: HashSet<Uuid> = one.covers.iter().map(|c| c.stream_id).collect();
+            if share.fresh.iter().any(|e| !covered.contains(&e.stream.stream_id)) {
+                return Ok(None);
+            }
+            ones.push(Some(one));
+        }
+        if round_trips(ones.iter().flatten().map(|one| one.bytes)).len() > 1 {
+            return Ok(None);
+        }
+        let mut sql = String::from(ONE_TRIP_READY_PG);
+        let expected: Vec<(&Claim, Position, bool)> = claims
+            .iter()
+            .zip(members)
+            .map(|(c, m)| (c, m.share.locked.at, !m.share.fresh.is_empty()))
+            .collect();
+        let mut values = one_trip_ready_values(locks, &expected);
+        for (i, one) in ones.iter().enumerate() {
+            let Some(one) = one else { continue };
+            let _ = write!(sql, ", m{i} AS ({})", ready_params(one.sql, values.len()));
+            values.extend(one.values.iter().cloned());
+        }
+        let save = save_statement(moves);
+        let _ = write!(sql, ", saved AS ({})", ready_params(&save.sql, values.len()));
+        values.extend(save.values.map(|v| v.0).unwrap_or_default());
+        let mut union = Vec::new();
+        let mut counts = Vec::new();
+        for (i, one) in ones.iter().enumerate() {
+            let Some(one) = one else { continue };
+            union.push(format!("SELECT {i} AS member, key FROM m{i}"));
+            let rows: usize = one.covers.iter().map(|c| c.rows).sum();
+            values.push((rows as i64).into());
+            counts.push(format!("(SELECT count(*) FROM m{i}) = ${}", values.len()));
+        }
+        if union.is_empty() {
+            sql.push_str(" SELECT NULL::int AS member, NULL::uuid AS key WHERE false");
+        } else {
+            let _ = write!(
+                sql,
+                " SELECT w.member, w.key FROM ({}) AS w \
+                 WHERE eventfold_expect({}, 'every event of the batch applied')",
+                union.join(" UNION ALL "),
+                counts.join(" AND ")
+            );
+        }
+        let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
+        Ok(Some(OneTrip { statement, ones }))
+    }
+
+    /// Runs the statement on `db`; returns the rows each member changed,
+    /// in member order. An error that [`is_refused`] wrote nothing.
+    pub(super) async fn run(
+        self,
+        db: &DatabaseConnection,
+        members: &[Member<'_>],
+    ) -> Result<Vec<Vec<Change>>, DbErr> {
+        let mut keys = vec![Vec::new(); self.ones.len()];
+        for row in db.query_all_raw(self.statement).await? {
+            let member: i32 = row.try_get("", "member")?;
+            keys[member as usize].push(row.try_get::<Uuid>("", "key")?);
+        }
+        let mut changed = Vec::with_capacity(members.len());
+        for ((member, one), keys) in members.iter().zip(&self.ones).zip(&keys) {
+            let Some(one) = one else {
+                changed.push(Vec::new());
+                continue;
+            };
+            // Nothing is left: the statement refuses itself otherwise.
+            let (left, changes) = one.left(&member.share.fresh, keys);
+            debug_assert!(left.is_empty(), "the one-statement commit left events unapplied");
+            changed.push(changes);
+        }
+        Ok(changed)
+    }
+}
+
 /// Runs the plans' statements and the checkpoints' move in as few
 /// statements as fit [`ROUND_TRIP_BYTES`](crate::es::projector::ROUND_TRIP_BYTES) each (one, for a live batch of
 /// a few events; the move goes with the first); returns the keys each
@@ -142,11 +258,22 @@ fn compose(trip: &[(usize, &OneStatement)], moves: &[(&Claim, Position)]) -> Sta
 /// `sql` with every parameter `$n` renumbered `$(n + by)` (the statements
 /// composed here have no `$` but in parameters).
 fn shift_params(sql: &str, by: usize) -> String {
+    renumber(sql, by, "$", "")
+}
+
+/// [`shift_params`], each parameter read through the one-statement
+/// commit's `ready` query: `(SELECT $(n + by) FROM ready)`, so the
+/// statement reads none before the checkpoints are locked and checked.
+fn ready_params(sql: &str, by: usize) -> String {
+    renumber(sql, by, "(SELECT $", " FROM ready)")
+}
+
+fn renumber(sql: &str, by: usize, before: &str, after: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     while let Some(c) = chars.next() {
-        out.push(c);
         if c != '$' {
+            out.push(c);
             continue;
         }
         let mut number = 0usize;
@@ -156,8 +283,11 @@ fn shift_params(sql: &str, by: usize) -> String {
             digits = true;
             chars.next();
         }
-        if digits {
-            let _ = write!(out, "{}", number + by);
+        match digits {
+            true => {
+                let _ = write!(out, "{before}{}{after}", number + by);
+            }
+            false => out.push(c),
         }
     }
     out
@@ -165,7 +295,7 @@ fn shift_params(sql: &str, by: usize) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::shift_params;
+    use super::{ready_params, shift_params};
 
     #[test]
     fn parameters_are_renumbered_whatever_their_width() {
@@ -178,5 +308,14 @@ mod tests {
             "a = $4 AND b = ANY($15::bigint[])"
         );
         assert_eq!(shift_params("x $ y $9", 1), "x $ y $10");
+    }
+
+    #[test]
+    fn parameters_read_through_ready_are_renumbered_too() {
+        assert_eq!(
+            ready_params("a = $1 AND b = ANY($12::bigint[])", 5),
+            "a = (SELECT $6 FROM ready) AND b = ANY((SELECT $17 FROM ready)::bigint[])"
+        );
+        assert_eq!(ready_params("x $ y", 5), "x $ y");
     }
 }
