@@ -415,8 +415,10 @@ async fn after_openings(app: &TestApp, openings: usize, events: usize) -> Applyi
     Applying { events: all, claims, db, seen }
 }
 
-#[tokio::test]
-async fn a_live_batch_is_one_statement_for_every_read_model_and_the_checkpoints() {
+/// An API with nothing projecting, and five events: Ada's and Bob's
+/// openings (10 and 1), then a deposit of 5 for Ada, 2.50 for Bob and a
+/// withdrawal of 3 by Ada.
+async fn ada_and_bob_and_three_moves() -> TestApp {
     let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
     let (ada, _) = open_account(&app, "Ada", "10", "0").await;
     let (bob, _) = open_account(&app, "Bob", "1", "0").await;
@@ -425,6 +427,12 @@ async fn a_live_batch_is_one_statement_for_every_read_model_and_the_checkpoints(
     {
         app.gql(mutation, json!({ "input": { "accountId": id, "amount": amount } })).await.ok();
     }
+    app
+}
+
+#[tokio::test]
+async fn a_live_batch_is_one_statement_for_every_read_model_and_the_checkpoints() {
+    let app = ada_and_bob_and_three_moves().await;
     let Applying { events, claims, db, seen } = after_openings(&app, 2, 5).await;
     let moves = &events[2..];
 
@@ -552,14 +560,7 @@ struct Live {
 }
 
 async fn live_group() -> Live {
-    let app = spawn_app_with(|c| c.role = eventfold::app::Role::Api).await;
-    let (ada, _) = open_account(&app, "Ada", "10", "0").await;
-    let (bob, _) = open_account(&app, "Bob", "1", "0").await;
-    for (id, mutation, amount) in
-        [(&ada, DEPOSIT, "5"), (&bob, DEPOSIT, "2.50"), (&ada, WITHDRAW, "3")]
-    {
-        app.gql(mutation, json!({ "input": { "accountId": id, "amount": amount } })).await.ok();
-    }
+    let app = ada_and_bob_and_three_moves().await;
     let Applying { events, claims, db, seen } = after_openings(&app, 0, 5).await;
     let group = group(&db);
     group.apply(&claims, &events[..2], None, Position::START).await.unwrap();
