@@ -14,6 +14,24 @@ pub(crate) async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Resul
     Ok(())
 }
 
+/// The `MigrationTrait` of a module whose migration is the SQL of its
+/// `UP` and `DOWN` constants, run on PostgreSQL only (SQLite has no such
+/// triggers or functions, and needs none).
+macro_rules! postgres_sql_migration {
+    () => {
+        #[async_trait::async_trait]
+        impl MigrationTrait for Migration {
+            async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::on_postgres(manager, UP).await
+            }
+
+            async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+                crate::on_postgres(manager, DOWN).await
+            }
+        }
+    };
+}
+
 mod m20261126_000001_create_event_store;
 mod m20261126_000002_create_projection_runtime;
 mod m20261126_000003_create_account_views;

@@ -51,13 +51,4 @@ DROP TRIGGER IF EXISTS events_commit_order ON events;
 DROP FUNCTION IF EXISTS events_commit_order();
 "#;
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::on_postgres(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::on_postgres(manager, DOWN).await
-    }
-}
+postgres_sql_migration!();

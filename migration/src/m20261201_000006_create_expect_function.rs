@@ -23,13 +23,4 @@ END $$;
 
 const DOWN: &str = "DROP FUNCTION IF EXISTS eventfold_expect(boolean, text);";
 
-#[async_trait::async_trait]
-impl MigrationTrait for Migration {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::on_postgres(manager, UP).await
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        crate::on_postgres(manager, DOWN).await
-    }
-}
+postgres_sql_migration!();
