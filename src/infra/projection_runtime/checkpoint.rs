@@ -291,15 +291,18 @@ const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(concat!(" AND ", unflushed!(
 
 /// The `WITH` queries that open a group's one-statement commit (see
 /// `writes::OneTrip`), with no transaction around it: they take the shared
-/// advisory locks `$1`, lock the checkpoint rows named in `$2`, and yield
-/// `ready` (one row, `ok`) only if every one of them is where the group
-/// last committed it, under the claim's epoch (`$2`…`$5`: keys, tx ids,
-/// positions, epochs) and, where it has events to apply (`$6`), with no
-/// parked event (see [`mark_parked`]); otherwise the statement
-/// fails whole (`eventfold_expect`, SQLSTATE [`REFUSED`]). The statement's
-/// writes each read a parameter through `ready`, so none starts before
-/// the locks are held and the checkpoints checked; the statement commits
-/// without waiting for its flush (see `unflushed!`).
+/// advisory locks `$1`, then move each checkpoint named in `$2` to `$7`,
+/// `$8` (tx id, position; stamped `$9`) only where it is where the group
+/// last committed it, under the claim's epoch (`$3`…`$5`: tx ids,
+/// positions, epochs) and, where its projection has events to apply
+/// (`$6`), with no parked event (see [`mark_parked`]); and yield `ready`
+/// (one row, `ok`) only if every one of them moved, otherwise the
+/// statement fails whole (`eventfold_expect`, SQLSTATE [`REFUSED`]). The
+/// `UPDATE` locks each row and checks it on its newest version, so the
+/// check and the move are one step. The statement's writes each read a
+/// parameter through `ready`, so none starts before the locks are held
+/// and the checkpoints checked; the statement commits without waiting for
+/// its flush (see `unflushed!`).
 ///
 /// Its snapshot is older than the locks (taken when the statement
 /// started): a writer that committed in between under the same keys
@@ -309,33 +312,45 @@ const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(concat!(" AND ", unflushed!(
 pub(super) const ONE_TRIP_READY_PG: &str = concat!(
     "WITH shared AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(id) \
        FROM unnest($1::bigint[]) AS id), \
-     locked AS MATERIALIZED (SELECT name, tx_id, position, lease_epoch, parked \
-       FROM projection_checkpoints \
-       WHERE name = ANY($2::text[]) AND (SELECT count(*) FROM shared) >= 0 AND ",
+     moved AS MATERIALIZED (UPDATE projection_checkpoints AS c \
+       SET tx_id = e.to_tx, position = e.to_position, updated_at = $9 \
+       FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[], \
+         $7::bigint[], $8::bigint[]) AS e(name, tx_id, position, epoch, fresh, to_tx, to_position) \
+       WHERE c.name = e.name AND c.tx_id = e.tx_id AND c.position = e.position \
+         AND c.lease_epoch = e.epoch AND NOT (c.parked AND e.fresh) \
+         AND (SELECT count(*) FROM shared) >= 0 AND ",
     unflushed!(),
-    " ORDER BY name FOR UPDATE), \
-     ready AS MATERIALIZED (SELECT eventfold_expect(count(l.name) = cardinality($2::text[]) \
-         AND coalesce(bool_and(l.tx_id = e.tx_id AND l.position = e.position \
-           AND l.lease_epoch = e.epoch AND NOT (l.parked AND e.fresh)), false), \
-         'checkpoints where this worker committed them') AS ok \
-       FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::boolean[]) \
-         AS e(name, tx_id, position, epoch, fresh) \
-       LEFT JOIN locked AS l ON l.name = e.name)"
+    " RETURNING c.name), \
+     ready AS MATERIALIZED (SELECT eventfold_expect(count(*) = cardinality($2::text[]), \
+         'checkpoints where this worker committed them') AS ok FROM moved)"
 );
 
 /// The parameters of [`ONE_TRIP_READY_PG`]: the projections' advisory
-/// locks, where each claim's checkpoint is expected, and whether its
-/// projection has events in the batch.
+/// locks; for each claim, where its checkpoint is expected, whether its
+/// projection has events in the batch, and where the checkpoint moves.
 pub(super) fn one_trip_ready_values(
     locks: Vec<i64>,
     expected: &[(&Claim, Position, bool)],
+    moves: &[(&Claim, Position)],
 ) -> Vec<Value> {
     let keys: Vec<String> = expected.iter().map(|(c, _, _)| c.key.clone()).collect();
     let txs: Vec<i64> = expected.iter().map(|(_, p, _)| p.tx).collect();
     let positions: Vec<i64> = expected.iter().map(|(_, p, _)| p.pos).collect();
     let epochs: Vec<i64> = expected.iter().map(|(c, _, _)| c.epoch).collect();
     let fresh: Vec<bool> = expected.iter().map(|(_, _, f)| *f).collect();
-    vec![locks.into(), keys.into(), txs.into(), positions.into(), epochs.into(), fresh.into()]
+    let to_txs: Vec<i64> = moves.iter().map(|(_, p)| p.tx).collect();
+    let to_positions: Vec<i64> = moves.iter().map(|(_, p)| p.pos).collect();
+    vec![
+        locks.into(),
+        keys.into(),
+        txs.into(),
+        positions.into(),
+        epochs.into(),
+        fresh.into(),
+        to_txs.into(),
+        to_positions.into(),
+        Utc::now().into(),
+    ]
 }
 
 /// The SQLSTATE of a statement that refused itself (`eventfold_expect`).

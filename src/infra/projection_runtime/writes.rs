@@ -115,7 +115,7 @@ impl OneTrip {
     /// The statement for `members` (each with its share, whose checkpoint
     /// the group last committed at its `locked.at`, under `claims`),
     /// taking `locks` and moving the checkpoints by `moves` (every claim,
-    /// in order); `None` when the batch needs a transaction: a member's
+    /// in order, each forward or where it is); `None` when the batch needs a transaction: a member's
     /// events not all covered by its one statement, or more than one round
     /// trip of parameters.
     pub(super) fn plan(
@@ -148,15 +148,12 @@ impl OneTrip {
             .zip(members)
             .map(|(c, m)| (c, m.share.locked.at, !m.share.fresh.is_empty()))
             .collect();
-        let mut values = one_trip_ready_values(locks, &expected);
+        let mut values = one_trip_ready_values(locks, &expected, moves);
         for (i, one) in ones.iter().enumerate() {
             let Some(one) = one else { continue };
             let _ = write!(sql, ", m{i} AS ({})", ready_params(one.sql, values.len()));
             values.extend(one.values.iter().cloned());
         }
-        let save = save_statement(moves);
-        let _ = write!(sql, ", saved AS ({})", ready_params(&save.sql, values.len()));
-        values.extend(save.values.map(|v| v.0).unwrap_or_default());
         let mut union = Vec::new();
         let mut counts = Vec::new();
         for (i, one) in ones.iter().enumerate() {
