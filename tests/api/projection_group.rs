@@ -676,6 +676,33 @@ async fn a_checkpoint_found_behind_where_the_group_committed_it_sends_the_batch_
     app.stop().await;
 }
 
+/// A batch of only a watermark moves every checkpoint and writes nothing
+/// else: its one statement must refuse itself too, not move the
+/// checkpoints that are where the group left them past the one that is not.
+#[tokio::test]
+async fn a_watermark_finding_a_checkpoint_behind_moves_none_of_them() {
+    let Live { app, group, claims, moves, db, .. } = live_group().await;
+    let known = checkpoints_of(&db, &claims).await;
+    db.execute_unprepared(&format!(
+        "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '{}'",
+        claims[0].key
+    ))
+    .await
+    .unwrap();
+    let watermark = moves.last().unwrap().position;
+    let behind = group.apply(&claims, &[], Some(watermark), known[0]).await;
+    assert!(
+        matches!(behind, Err(eventfold::infra::projection_runtime::GroupError::Behind { .. })),
+        "the transaction finds the member behind: {:?}",
+        behind.map(|_| ())
+    );
+    assert_eq!(group.committed.one_statement_commits(), 0);
+    let after = checkpoints_of(&db, &claims).await;
+    assert_eq!(after[0], Position::START);
+    assert_eq!(&after[1..], &known[1..], "no other checkpoint moved to the watermark");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_one_statement_commit_that_cannot_apply_every_event_writes_nothing_and_the_transaction_parks_it()
  {

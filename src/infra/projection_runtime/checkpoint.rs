@@ -297,7 +297,8 @@ const LOCK_ROWS_UNFLUSHED_PG: &str = lock_rows_sql!(concat!(" AND ", unflushed!(
 /// positions, epochs) and, where its projection has events to apply
 /// (`$6`), with no parked event (see [`mark_parked`]); and yield `ready`
 /// (one row, `ok`) only if every one of them moved, otherwise the
-/// statement fails whole (`eventfold_expect`, SQLSTATE [`REFUSED`]). The
+/// statement fails whole (`eventfold_expect`, SQLSTATE
+/// [`REFUSED`](super::errors::REFUSED)). The
 /// `UPDATE` locks each row and checks it on its newest version, so the
 /// check and the move are one step. The statement's writes each read a
 /// parameter through `ready`, so none starts before the locks are held
@@ -325,46 +326,33 @@ pub(super) const ONE_TRIP_READY_PG: &str = concat!(
          'checkpoints where this worker committed them') AS ok FROM moved)"
 );
 
-/// The parameters of [`ONE_TRIP_READY_PG`]: the projections' advisory
-/// locks; for each claim, where its checkpoint is expected, whether its
-/// projection has events in the batch, and where the checkpoint moves.
-pub(super) fn one_trip_ready_values(
-    locks: Vec<i64>,
-    expected: &[(&Claim, Position, bool)],
-    moves: &[(&Claim, Position)],
-) -> Vec<Value> {
-    let keys: Vec<String> = expected.iter().map(|(c, _, _)| c.key.clone()).collect();
-    let txs: Vec<i64> = expected.iter().map(|(_, p, _)| p.tx).collect();
-    let positions: Vec<i64> = expected.iter().map(|(_, p, _)| p.pos).collect();
-    let epochs: Vec<i64> = expected.iter().map(|(c, _, _)| c.epoch).collect();
-    let fresh: Vec<bool> = expected.iter().map(|(_, _, f)| *f).collect();
-    let to_txs: Vec<i64> = moves.iter().map(|(_, p)| p.tx).collect();
-    let to_positions: Vec<i64> = moves.iter().map(|(_, p)| p.pos).collect();
-    vec![
-        locks.into(),
-        keys.into(),
-        txs.into(),
-        positions.into(),
-        epochs.into(),
-        fresh.into(),
-        to_txs.into(),
-        to_positions.into(),
-        Utc::now().into(),
-    ]
+/// One checkpoint of a one-statement commit: expected `from` (where the
+/// group last committed it, under the claim's epoch), moved `to`; `fresh`
+/// when its projection has events in the batch.
+pub(super) struct OneTripMove<'a> {
+    pub claim: &'a Claim,
+    pub from: Position,
+    pub fresh: bool,
+    pub to: Position,
 }
 
-/// The SQLSTATE of a statement that refused itself (`eventfold_expect`).
-pub(super) const REFUSED: &str = "EF001";
-
-/// Whether `err` is a statement refusing itself: nothing was written.
-pub(super) fn is_refused(err: &DbErr) -> bool {
-    use sea_orm::{RuntimeErr, sqlx};
-    match err {
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            matches!(e.as_ref(), sqlx::Error::Database(db) if db.code().as_deref() == Some(REFUSED))
-        }
-        _ => false,
-    }
+/// The parameters of [`ONE_TRIP_READY_PG`]: the projections' advisory
+/// locks and the checkpoints' moves.
+pub(super) fn one_trip_ready_values(locks: Vec<i64>, moves: &[OneTripMove<'_>]) -> Vec<Value> {
+    let column = |f: fn(&OneTripMove<'_>) -> i64| -> Value {
+        moves.iter().map(f).collect::<Vec<i64>>().into()
+    };
+    vec![
+        locks.into(),
+        moves.iter().map(|m| m.claim.key.clone()).collect::<Vec<String>>().into(),
+        column(|m| m.from.tx),
+        column(|m| m.from.pos),
+        column(|m| m.claim.epoch),
+        moves.iter().map(|m| m.fresh).collect::<Vec<bool>>().into(),
+        column(|m| m.to.tx),
+        column(|m| m.to.pos),
+        Utc::now().into(),
+    ]
 }
 
 /// Holds every checkpoint in `keys` of `projection` until `txn` ends, so no

@@ -24,10 +24,24 @@ pub fn is_transient(err: &ProjectionError) -> bool {
 fn is_transient_db(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
-            is_transient_sqlx(e)
-        }
-        _ => false,
+        _ => driver_error(err).is_some_and(is_transient_sqlx),
+    }
+}
+
+/// The SQLSTATE of a statement that refused itself (`eventfold_expect`,
+/// see `checkpoint::ONE_TRIP_READY_PG`).
+pub(super) const REFUSED: &str = "EF001";
+
+/// Whether `err` is a statement refusing itself: it wrote nothing.
+pub(super) fn is_refused(err: &DbErr) -> bool {
+    matches!(driver_error(err), Some(sqlx::Error::Database(db)) if db.code().as_deref() == Some(REFUSED))
+}
+
+/// The driver's error under a statement's failure, if that is what `err` is.
+fn driver_error(err: &DbErr) -> Option<&sqlx::Error> {
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => Some(e),
+        _ => None,
     }
 }
 

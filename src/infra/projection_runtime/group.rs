@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use sea_orm::{DatabaseConnection, DbBackend, TransactionTrait};
 
 use super::applier::{ApplyError, Attempt, Share, parked_streams, record_applied};
-use super::checkpoint::{Claim, Locked, is_refused, lock_checkpoints, projection_lock_id};
-use super::errors::is_transient;
+use super::checkpoint::{Claim, Locked, lock_checkpoints, projection_lock_id};
+use super::errors::{is_refused, is_transient};
 use super::failure::Failure;
 use super::monitor::ProjectionStatus;
 use super::writes::{Member, OneTrip, write_batch};
@@ -210,7 +210,7 @@ impl ProjectionGroup {
         // A member refuses the batch: each applies it alone, and the
         // failing one isolates and parks the event that causes it.
         tracing::warn!(group = self.name, error = %rejection, "group batch failed; applying member by member");
-        let delivered = events.iter().map(|e| e.position).max().max(watermark);
+        let delivered = delivered(events, watermark);
         let mut reached = Vec::with_capacity(self.members.len());
         for (member, claim) in self.members.iter().zip(claims) {
             let own: Vec<RecordedEvent> =
@@ -242,7 +242,7 @@ impl ProjectionGroup {
             return Ok(None);
         };
         let started = Instant::now();
-        let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
+        let delivered = delivered(events, watermark).unwrap_or_default();
         let reached: Vec<Position> = known.iter().map(|at| (*at).max(delivered)).collect();
         if reached == known {
             // Nothing moves: the transaction checks the checkpoints (a
@@ -253,9 +253,9 @@ impl ProjectionGroup {
             known.iter().map(|at| Locked { at: *at, parked: false }).collect();
         let shares = self.shares(claims, &locked, events);
         let members = self.members_of(&shares);
-        let moves: Vec<(&Claim, Position)> = claims.iter().zip(reached.iter().copied()).collect();
         let locks = self.names().map(projection_lock_id).collect();
-        let Ok(Some(trip)) = OneTrip::plan(&members, claims, locks, &moves) else {
+        // A projection's error in planning is the transaction's to handle.
+        let Ok(Some(trip)) = OneTrip::plan(&members, claims, locks, &reached) else {
             return Ok(None);
         };
         let changed = trip.run(self.read_db(), &members).await?;
@@ -298,7 +298,7 @@ impl ProjectionGroup {
         }
         let shares = self.shares(claims, &locked, events);
         let parked = parked_streams(&txn, &shares).await?;
-        let delivered = events.iter().map(|e| e.position).max().max(watermark).unwrap_or_default();
+        let delivered = delivered(events, watermark).unwrap_or_default();
         let reached: Vec<Position> = shares.iter().map(|s| s.locked.at.max(delivered)).collect();
         let moves: Vec<(&Claim, Position)> =
             match reached.iter().zip(&locked).any(|(r, at)| *r > at.at) {
@@ -367,6 +367,11 @@ impl ProjectionGroup {
         }
         reached
     }
+}
+
+/// The furthest a batch goes: its last event or its watermark.
+fn delivered(events: &[RecordedEvent], watermark: Option<Position>) -> Option<Position> {
+    events.iter().map(|e| e.position).max().max(watermark)
 }
 
 /// Whether `member` reads `event`'s stream type.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::applier::{Share, park_row};
 use super::checkpoint::{
-    Claim, ONE_TRIP_READY_PG, one_trip_ready_values, save_checkpoints, save_statement,
+    Claim, ONE_TRIP_READY_PG, OneTripMove, one_trip_ready_values, save_checkpoints, save_statement,
 };
 use super::failure::{Failure, WAITING};
 use crate::es::changes::Change;
@@ -100,9 +100,9 @@ pub(super) async fn write_batch(
 /// A live batch of a group as one statement with no transaction around
 /// it: no `BEGIN`, no separate lock, no `COMMIT`, one round trip where a
 /// transaction takes four. It opens with [`ONE_TRIP_READY_PG`] (the locks,
-/// and the checkpoints checked against where the group last committed
-/// them), then each member's one statement and the checkpoints' move, and
-/// refuses itself whole unless every member's statement applied all of its
+/// and the checkpoints moved only where the group last committed them),
+/// then runs each member's one statement, and refuses itself whole unless
+/// every checkpoint moved and every member's statement applied all of its
 /// events. A refused statement wrote nothing; the caller then applies the
 /// batch in a transaction, which finds out why.
 pub(super) struct OneTrip {
@@ -113,16 +113,16 @@ pub(super) struct OneTrip {
 
 impl OneTrip {
     /// The statement for `members` (each with its share, whose checkpoint
-    /// the group last committed at its `locked.at`, under `claims`),
-    /// taking `locks` and moving the checkpoints by `moves` (every claim,
-    /// in order, each forward or where it is); `None` when the batch needs a transaction: a member's
-    /// events not all covered by its one statement, or more than one round
-    /// trip of parameters.
+    /// the group last committed at its `locked.at`, under `claims`), taking
+    /// `locks` and moving each checkpoint to `reached` (in member order);
+    /// `None` when the batch needs a transaction: a member's events not all
+    /// covered by its one statement, or more than one round trip of
+    /// parameters.
     pub(super) fn plan(
         members: &[Member<'_>],
         claims: &[Claim],
         locks: Vec<i64>,
-        moves: &[(&Claim, Position)],
+        reached: &[Position],
     ) -> Result<Option<OneTrip>, ProjectionError> {
         let mut ones = Vec::with_capacity(members.len());
         for Member { projection, share, .. } in members {
@@ -142,44 +142,48 @@ impl OneTrip {
         if round_trips(ones.iter().flatten().map(|one| one.bytes)).len() > 1 {
             return Ok(None);
         }
-        let mut sql = String::from(ONE_TRIP_READY_PG);
-        let expected: Vec<(&Claim, Position, bool)> = claims
+        let moves: Vec<OneTripMove> = claims
             .iter()
             .zip(members)
-            .map(|(c, m)| (c, m.share.locked.at, !m.share.fresh.is_empty()))
+            .zip(reached)
+            .map(|((claim, m), to)| OneTripMove {
+                claim,
+                from: m.share.locked.at,
+                fresh: !m.share.fresh.is_empty(),
+                to: *to,
+            })
             .collect();
-        let mut values = one_trip_ready_values(locks, &expected, moves);
+        let mut sql = String::from(ONE_TRIP_READY_PG);
+        let mut values = one_trip_ready_values(locks, &moves);
+        // Each member's statement, the rows it returns, and how many it
+        // must return (the count's parameter comes after its own).
+        let (mut union, mut counts) = (Vec::new(), Vec::new());
         for (i, one) in ones.iter().enumerate() {
             let Some(one) = one else { continue };
             let _ = write!(sql, ", m{i} AS ({})", ready_params(one.sql, values.len()));
             values.extend(one.values.iter().cloned());
-        }
-        let mut union = Vec::new();
-        let mut counts = Vec::new();
-        for (i, one) in ones.iter().enumerate() {
-            let Some(one) = one else { continue };
             union.push(format!("SELECT {i} AS member, key FROM m{i}"));
-            let rows: usize = one.covers.iter().map(|c| c.rows).sum();
-            values.push((rows as i64).into());
+            values.push((one.covers.iter().map(|c| c.rows).sum::<usize>() as i64).into());
             counts.push(format!("(SELECT count(*) FROM m{i}) = ${}", values.len()));
         }
-        if union.is_empty() {
-            sql.push_str(" SELECT NULL::int AS member, NULL::uuid AS key WHERE false");
-        } else {
-            let _ = write!(
-                sql,
-                " SELECT w.member, w.key FROM ({}) AS w \
-                 WHERE eventfold_expect({}, 'every event of the batch applied')",
-                union.join(" UNION ALL "),
-                counts.join(" AND ")
-            );
-        }
+        // The refusal of `ready` must run whatever the members: with none
+        // (a watermark), nothing else reads it.
+        union.push("SELECT NULL::int AS member, NULL::uuid AS key FROM ready WHERE NOT ok".into());
+        counts.push("(SELECT ok FROM ready)".into());
+        let _ = write!(
+            sql,
+            " SELECT w.member, w.key FROM ({}) AS w \
+             WHERE eventfold_expect({}, 'every event of the batch applied')",
+            union.join(" UNION ALL "),
+            counts.join(" AND ")
+        );
         let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
         Ok(Some(OneTrip { statement, ones }))
     }
 
     /// Runs the statement on `db`; returns the rows each member changed,
-    /// in member order. An error that [`is_refused`] wrote nothing.
+    /// in member order. An error that
+    /// [`is_refused`](super::errors::is_refused) wrote nothing.
     pub(super) async fn run(
         self,
         db: &DatabaseConnection,
