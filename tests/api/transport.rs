@@ -489,7 +489,15 @@ async fn an_idle_relay_saves_its_checkpoint_again_and_repeats_a_watermark_on_eve
     let restored =
         eventually(Duration::from_secs(15), || async { app.scalar_i64(newest).await == 1 });
     assert!(restored.await, "the idle relay saves its checkpoint again");
-    let after = newest_entries(&mut conn, &redis).await;
+    // The watermarks go out right after the save commits: wait for them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut after = newest_entries(&mut conn, &redis).await;
+    while before.iter().zip(&after).any(|(b, a)| b.0 == a.0)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = newest_entries(&mut conn, &redis).await;
+    }
     for ((id_before, _), (id_after, fields)) in before.iter().zip(&after) {
         assert_ne!(id_before, id_after, "a new entry on every partition");
         assert_eq!(fields, &["p", "w"], "a watermark alone: {after:?}");
