@@ -651,26 +651,42 @@ async fn a_one_statement_commit_of_a_worker_whose_partition_was_taken_over_write
     app.stop().await;
 }
 
-#[tokio::test]
-async fn a_checkpoint_found_behind_where_the_group_committed_it_sends_the_batch_to_the_transaction()
-{
-    let Live { app, group, claims, moves, db, .. } = live_group().await;
-    let known = checkpoints_of(&db, &claims).await;
-    // As a crash of PostgreSQL losing the last read commits leaves it: the
-    // summary's checkpoint behind where the group committed it.
-    db.execute_unprepared(&format!(
-        "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '{}'",
-        claims[0].key
-    ))
-    .await
-    .unwrap();
-    let behind = group.apply(&claims, &moves, None, known[0]).await;
+/// A [`live_group`] whose summary checkpoint was then moved back to the
+/// start, as a crash of PostgreSQL losing the last read commits leaves it;
+/// and every checkpoint as the group committed it.
+async fn summary_moved_back() -> (Live, Vec<Position>) {
+    let live = live_group().await;
+    let known = checkpoints_of(&live.db, &live.claims).await;
+    live.db
+        .execute_unprepared(&format!(
+            "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '{}'",
+            live.claims[0].key
+        ))
+        .await
+        .unwrap();
+    (live, known)
+}
+
+/// `behind` is the transaction's refusal of a member behind the group, and
+/// the group committed nothing in one statement.
+fn assert_behind(
+    group: &ProjectionGroup,
+    behind: Result<Vec<Position>, eventfold::infra::projection_runtime::GroupError>,
+) {
     assert!(
         matches!(behind, Err(eventfold::infra::projection_runtime::GroupError::Behind { .. })),
         "the transaction finds the member behind: {:?}",
         behind.map(|_| ())
     );
     assert_eq!(group.committed.one_statement_commits(), 0);
+}
+
+#[tokio::test]
+async fn a_checkpoint_found_behind_where_the_group_committed_it_sends_the_batch_to_the_transaction()
+{
+    let (Live { app, group, claims, moves, .. }, known) = summary_moved_back().await;
+    let behind = group.apply(&claims, &moves, None, known[0]).await;
+    assert_behind(&group, behind);
     assert_eq!(app.query_json(SUMMARY).await, json!([["Ada", 1000, 1], ["Bob", 100, 1]]));
     assert_eq!(app.query_json("SELECT count(*) FROM audit_log").await, json!([[2]]));
     app.stop().await;
@@ -681,22 +697,10 @@ async fn a_checkpoint_found_behind_where_the_group_committed_it_sends_the_batch_
 /// checkpoints that are where the group left them past the one that is not.
 #[tokio::test]
 async fn a_watermark_finding_a_checkpoint_behind_moves_none_of_them() {
-    let Live { app, group, claims, moves, db, .. } = live_group().await;
-    let known = checkpoints_of(&db, &claims).await;
-    db.execute_unprepared(&format!(
-        "UPDATE projection_checkpoints SET tx_id = 0, position = 0 WHERE name = '{}'",
-        claims[0].key
-    ))
-    .await
-    .unwrap();
+    let (Live { app, group, claims, moves, db, .. }, known) = summary_moved_back().await;
     let watermark = moves.last().unwrap().position;
     let behind = group.apply(&claims, &[], Some(watermark), known[0]).await;
-    assert!(
-        matches!(behind, Err(eventfold::infra::projection_runtime::GroupError::Behind { .. })),
-        "the transaction finds the member behind: {:?}",
-        behind.map(|_| ())
-    );
-    assert_eq!(group.committed.one_statement_commits(), 0);
+    assert_behind(&group, behind);
     let after = checkpoints_of(&db, &claims).await;
     assert_eq!(after[0], Position::START);
     assert_eq!(&after[1..], &known[1..], "no other checkpoint moved to the watermark");
