@@ -238,12 +238,16 @@ async fn a_poison_event_is_parked_after_bounded_retries_and_the_rest_flows() {
         .await
         .unwrap();
     let redis = app.redis.clone().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
+    // Awaited, not blocking: the server runs on this test's runtime, and a
+    // batch it holds checkpoint locks for must be able to finish while the
+    // retry waits for them.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_eventfold"))
         .args(["projections", "retry", "bank_account_summary"])
         .env("DATABASE_URL", &app.database_url)
         .env("REDIS_URL", &redis.url)
         .env("REDIS_PREFIX", &redis.prefix)
         .output()
+        .await
         .unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let repaired = app.gql(ACCOUNT, json!({ "id": ghost })).await.ok();
